@@ -1,0 +1,204 @@
+"""`Backend`: one (device, dtype) pair and everything that needs to know what it is.
+
+Allocation, host <-> device transfer, input checks and the choice of fused kernels all live
+here, so the layers can be written once against the Array API namespace ``xp``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .device import Device, DeviceLike, get_device
+
+__all__ = ["Array", "Backend", "DeviceMismatchError", "array_device", "to_numpy"]
+
+Array = Any  # an array of the backend's namespace; the Array API has no common base class
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+class DeviceMismatchError(ValueError):
+    """An array lives on a different device (or namespace) than the model that was given it."""
+
+
+def array_device(x: Any) -> Device | None:
+    """The `Device` an array lives on, or ``None`` for host data (NumPy arrays, lists, scalars)."""
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float, bool)):
+        return None
+    if array_api_compat.is_cupy_array(x):
+        return Device(f"cuda:{x.device.id}")
+    if array_api_compat.is_torch_array(x):
+        raise TypeError(
+            "got a torch.Tensor; backprop takes NumPy arrays (or arrays of the model's namespace): "
+            "pass tensor.detach().cpu().numpy()"
+        )
+    if array_api_compat.is_array_api_obj(x):
+        module = array_api_compat.array_namespace(x)
+        name = getattr(module, "__name__", "")
+        native = array_api_compat.device(x)
+        return Device(str(getattr(native, "_device", native)), namespace=name)
+    return None
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array from any supported device to a host NumPy array (NumPy arrays pass through)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class Backend:
+    """The namespace, device and floating dtype a model computes with.
+
+    ``xp`` is the array-api-compat namespace; ``dtype`` the model's floating dtype in it.
+    Backends are cheap value-like objects: make one with ``Backend("cuda:1", "float32")``.
+    """
+
+    def __init__(self, device: DeviceLike = "cpu", dtype: str | Any = "float32"):
+        self.device = get_device(device)
+        self.dtype_name = _dtype_name(dtype)
+        self._cupy = None
+        if self.device.type == "cuda":
+            from .cuda import require_cupy  # noqa: PLC0415 - keeps `import backprop` free of CuPy
+
+            self._cupy = require_cupy(self.device.index or 0)
+            import array_api_compat.cupy as xp  # noqa: PLC0415
+
+            self.xp = xp
+        elif self.device.type == "cpu":
+            import array_api_compat.numpy as xp  # noqa: PLC0415
+
+            self.xp = xp
+        else:
+            self.xp = _generic_namespace(self.device)
+        self.dtype = getattr(self.xp, self.dtype_name)
+        if self.device.type == "array_api" and self.dtype_name == "float64":
+            _check_float64(self)
+        self._kernels = _load_kernels(self.device.type)
+
+    # ------------------------------------------------------------------ identity
+    def __repr__(self) -> str:
+        return f"Backend({self.device.name!r}, {self.dtype_name!r})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
+        return self  # immutable: copies of a model share their backend
+
+    # ------------------------------------------------------------------ execution
+    def activate(self) -> contextlib.AbstractContextManager[Any]:
+        """Context in which kernels launch on this backend's device (the GPU for CUDA)."""
+        if self._cupy is not None:
+            return self._cupy.cuda.Device(self.device.index)
+        return contextlib.nullcontext()
+
+    def kernel(self, name: str, generic: Callable[..., Any]) -> Callable[..., Any]:
+        """A backend's fused kernel for ``name`` when it has one, else ``generic``.
+
+        Every fused kernel has the signature of its generic twin and is tested against it.
+        """
+        return self._kernels.get(name, generic)
+
+    # ------------------------------------------------------------------ allocation
+    def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
+        """Zeros on this device (CuPy's creation functions ignore ``device=``, so we set it)."""
+        with self.activate():
+            if self.device.type == "array_api":
+                return self.xp.zeros(shape, dtype=dtype or self.dtype, device=self.device.native)
+            return self.xp.zeros(shape, dtype=dtype or self.dtype)
+
+    def from_host(self, x: np.ndarray, dtype: Any = None) -> Array:
+        """Copy a host NumPy array to this device, as ``dtype`` (default: the model dtype)."""
+        dtype = self.dtype if dtype is None else dtype
+        with self.activate():
+            if self.device.type == "array_api":
+                return self.xp.asarray(x, dtype=dtype, device=self.device.native)
+            if self.device.type == "cpu":
+                return np.asarray(x, dtype=dtype)
+            return self.xp.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """Copy an array of this backend to a host NumPy array."""
+        return to_numpy(x)
+
+    # ------------------------------------------------------------------ input checks
+    def asarray(self, x: Any, *, what: str, dtype: Any = None) -> Array:
+        """Bring user data onto this device as ``dtype`` (default: the model dtype).
+
+        Host data (NumPy arrays, lists) is copied to the device once; arrays already on this
+        device are used as they are (cast only if their dtype differs). An array on another
+        device raises `DeviceMismatchError` naming ``what``, both devices and the fix.
+        Nothing given is ever modified.
+        """
+        dtype = self.dtype if dtype is None else dtype
+        where = array_device(x)
+        if where is None:
+            host = np.asarray(x)
+            if host.dtype.kind not in "biuf":
+                raise TypeError(f"{what} must be numeric; got an array of dtype {host.dtype}")
+            return self.from_host(host, dtype)
+        if where != self.device:
+            raise DeviceMismatchError(
+                f"{what} is on {where.name} but the model is on {self.device.name}. Pass host data "
+                f"instead (bp.to_numpy(x) is copied to {self.device.name} for you) or move the model "
+                f"with model.to({where.name!r})."
+                if where.type != "array_api"
+                else f"{what} is on {where.name} but the model is on {self.device.name}; "
+                f"create it on the model's device or pass bp.to_numpy(x)."
+            )
+        if x.dtype != dtype:
+            with self.activate():
+                return self.xp.astype(x, dtype)
+        return x
+
+    def all_finite(self, x: Array) -> bool:
+        """Whether every entry is finite (one device sync)."""
+        if isinstance(x, np.ndarray):
+            return bool(np.isfinite(x).all())
+        with self.activate():
+            return bool(self.xp.all(self.xp.isfinite(x)))
+
+    def scalar(self, x: Array) -> float:
+        """A 0-d device array as a Python float (a device sync on GPUs: call rarely)."""
+        return float(to_numpy(x))
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    name = name.rsplit(".", 1)[-1]
+    if name not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(map(repr, _FLOAT_DTYPES))}; got {dtype!r}")
+    return name
+
+
+def _generic_namespace(device: Device) -> Any:
+    import importlib  # noqa: PLC0415
+
+    module = importlib.import_module(device.namespace)
+    return array_api_compat.array_namespace(module.asarray(0.0, device=device.native))
+
+
+def _check_float64(backend: Backend) -> None:
+    try:
+        backend.xp.asarray(0.0, dtype=backend.xp.float64, device=backend.device.native)
+    except Exception as exc:
+        raise ValueError(f"device {backend.device.name} does not support float64; use dtype='float32'") from exc
+
+
+def _load_kernels(device_type: str) -> dict[str, Callable[..., Any]]:
+    if device_type == "cpu":
+        from .numpy_kernels import KERNELS  # noqa: PLC0415
+
+        return KERNELS
+    if device_type == "cuda":
+        from .cupy_kernels import KERNELS  # noqa: PLC0415
+
+        return KERNELS
+    return {}

@@ -1,0 +1,158 @@
+"""`Device`: where a model's arrays live, parsed once from a user's spec.
+
+A device is a pair (array namespace, device within it):
+
+* ``"cpu"``            -> NumPy
+* ``"cuda"``/``"cuda:N"`` -> CuPy on GPU ``N`` (``"cuda"`` means GPU 0)
+* ``Device(namespace=array_api_strict)`` -> any Array API namespace, e.g. for tests
+
+Nothing here imports CuPy: the namespace is resolved lazily by `Device.xp`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any, Union
+
+__all__ = ["Device", "DeviceLike", "get_device"]
+
+_VALID = "'cpu', 'cuda' or 'cuda:N' (N = GPU index), or a bp.Device"
+
+
+class Device:
+    """A device value object with a canonical name.
+
+    Parameters
+    ----------
+    spec:
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; with ``namespace=`` given, the name of a
+        device of that namespace (``None`` for its default device).
+    namespace:
+        An Array API namespace (module or importable module name) to run on instead of
+        NumPy/CuPy, e.g. ``"array_api_strict"``.
+
+    Examples
+    --------
+    >>> Device("cuda").name
+    'cuda:0'
+    >>> Device("cpu") == Device("CPU")
+    True
+    """
+
+    __slots__ = ("type", "index", "namespace", "_native")
+
+    type: str
+    index: int | None
+    namespace: str
+    _native: Any
+
+    def __init__(self, spec: str | None = None, *, namespace: str | ModuleType | None = None):
+        if namespace is not None:
+            self._init_generic(spec, namespace)
+            return
+        spec = "cpu" if spec is None else spec
+        if not isinstance(spec, str):
+            raise TypeError(f"device must be a string such as {_VALID}; got {type(spec).__name__} {spec!r}")
+        text = spec.strip().lower()
+        if text == "cpu":
+            self._set("cpu", None, "numpy", None)
+        elif text == "cuda" or text.startswith("cuda:"):
+            index = 0 if text == "cuda" else _parse_index(spec, text[5:])
+            self._set("cuda", index, "cupy", None)
+        else:
+            hint = " ('gpu' is spelled 'cuda' here)" if text.startswith("gpu") else ""
+            raise ValueError(f"unknown device {spec!r}{hint}: use {_VALID}")
+
+    def _init_generic(self, spec: str | None, namespace: str | ModuleType) -> None:
+        module = importlib.import_module(namespace) if isinstance(namespace, str) else namespace
+        name = module.__name__
+        if name == "numpy" and spec in (None, "cpu"):
+            self._set("cpu", None, "numpy", None)
+            return
+        if name == "cupy":
+            raise ValueError("for CuPy use Device('cuda') or Device('cuda:N'), not namespace='cupy'")
+        info = module.__array_namespace_info__()
+        native = info.default_device() if spec is None else _find_device(info.devices(), spec, name)
+        self._set("array_api", None, name, native)
+
+    def _set(self, type_: str, index: int | None, namespace: str, native: Any) -> None:
+        object.__setattr__(self, "type", type_)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "namespace", namespace)
+        object.__setattr__(self, "_native", native)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Device is immutable")
+
+    @property
+    def name(self) -> str:
+        """Canonical name: ``"cpu"``, ``"cuda:0"``, ``"array_api_strict:CPU_DEVICE"``."""
+        if self.type == "cpu":
+            return "cpu"
+        if self.type == "cuda":
+            return f"cuda:{self.index}"
+        native = getattr(self._native, "_device", None) or str(self._native)
+        return f"{self.namespace}:{native}"
+
+    @property
+    def native(self) -> Any:
+        """The device object the namespace understands (``"cpu"``, a CuPy device, ...)."""
+        if self.type == "cpu":
+            return "cpu"
+        if self.type == "cuda":
+            import cupy  # noqa: PLC0415 - lazy by design: only CUDA users pay for it
+
+            return cupy.cuda.Device(self.index)
+        return self._native
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Device):
+            return NotImplemented
+        return self.name == other.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        if self.type == "array_api":
+            return f"Device({str(getattr(self._native, '_device', self._native))!r}, namespace={self.namespace!r})"
+        return f"Device({self.name!r})"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.type == "array_api":
+            return (_rebuild_generic, (self.namespace, str(getattr(self._native, "_device", self._native))))
+        return (Device, (self.name,))
+
+
+def _rebuild_generic(namespace: str, native_name: str) -> Device:
+    return Device(native_name, namespace=namespace)
+
+
+def _parse_index(spec: str, text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"unknown device {spec!r}: the GPU index after 'cuda:' must be a whole number; use {_VALID}")
+    return int(text)
+
+
+def _find_device(devices: Any, spec: str, namespace: str) -> Any:
+    for dev in devices:
+        if str(getattr(dev, "_device", dev)) == spec or str(dev) == spec:
+            return dev
+    names = ", ".join(repr(str(getattr(d, "_device", d))) for d in devices)
+    raise ValueError(f"{namespace} has no device {spec!r}; its devices are {names}")
+
+
+DeviceLike = Union[str, Device]
+
+
+def get_device(spec: DeviceLike | None = "cpu") -> Device:
+    """Parse a device spec (``"cpu"``, ``"cuda"``, ``"cuda:N"``, a `Device`) into a `Device`."""
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        return Device("cpu")
+    return Device(spec)

@@ -1,0 +1,10 @@
+"""Fused NumPy kernels: in-place, buffer-reusing twins of generic kernels (see `Backend.kernel`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["KERNELS"]
+
+KERNELS: dict[str, Callable[..., Any]] = {}
