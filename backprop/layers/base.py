@@ -1,0 +1,109 @@
+"""The layer protocol: ``apply`` runs the forward pass and returns a ``backward`` callback.
+
+A layer's ``apply(X, training)`` returns ``(Y, backward)``. ``backward(dY, need_dX)``
+writes the gradients of the layer's own parameters into their ``.grad`` (overwriting) and
+returns ``dX = dLoss/dX`` (or ``None`` when ``need_dX`` is false, which saves the first
+layer's largest matrix product). The callback captures exactly what it needs from the
+forward pass; no layer keeps a stale cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backends import Array, Backend
+from ..parameter import Parameter
+
+__all__ = ["Backward", "BuildContext", "Layer"]
+
+Backward = Callable[[Array, bool], "Array | None"]
+
+
+@dataclass
+class BuildContext:
+    """What a layer needs to create its parameters.
+
+    ``rng`` is the host generator initial weights are drawn from; ``noise_rng`` the host
+    generator stochastic layers (dropout) draw from while training.
+    """
+
+    backend: Backend
+    rng: np.random.Generator
+    noise_rng: np.random.Generator
+
+
+class Layer:
+    """Base class of every layer and container.
+
+    Subclasses override `apply`, and `build` when they own parameters or constrain the
+    number of features. ``path`` is the layer's dotted position in its model (``"0"``,
+    ``"2.block.1"``), set when the model is built and used in names and error messages.
+    """
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.backend: Backend | None = None
+        self._variables: dict[str, Parameter] = {}
+
+    # ------------------------------------------------------------------ building
+    def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
+        """Create parameters on ``ctx.backend``; return the number of output features
+        (``None`` when still unknown). The default keeps the feature count."""
+        self.backend = ctx.backend
+        self._variables = {}
+        return in_features
+
+    def add_variable(self, name: str, value: np.ndarray, ctx: BuildContext, *, trainable: bool = True) -> Parameter:
+        """Register a parameter (or, with ``trainable=False``, saved state) from host values."""
+        full = f"{self.path}.{name}" if self.path else name
+        param = Parameter(full, ctx.backend.from_host(value), ctx.backend, trainable=trainable)
+        self._variables[name] = param
+        return param
+
+    def variables(self) -> dict[str, Parameter]:
+        """This layer's own parameters and saved state, by local name (children excluded)."""
+        return dict(self._variables)
+
+    def children(self) -> list[tuple[str, Layer]]:
+        """Named sub-layers of a container (empty for a plain layer)."""
+        return []
+
+    def walk(self) -> Iterator[Layer]:
+        """This layer and every layer inside it, depth first, in order."""
+        yield self
+        for _, child in self.children():
+            yield from child.walk()
+
+    def describe(self) -> str:
+        """How error messages name this layer: ``layer '2' (Dense(4, 1))``."""
+        return f"layer {self.path!r} ({self!r})" if self.path else repr(self)
+
+    # ------------------------------------------------------------------ computing
+    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
+        raise NotImplementedError(f"{type(self).__name__} must implement apply(X, training) -> (Y, backward)")
+
+    # ------------------------------------------------------------------ description
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (JSON-serialisable)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def _require_built(self) -> Backend:
+        if self.backend is None:
+            raise RuntimeError(f"{self!r} is not part of a model yet: put it in bp.Sequential(...) before calling it")
+        return self.backend
+
+    def _check_input(self, X: Array, features: int) -> None:
+        shape = tuple(X.shape)
+        if len(shape) != 2 or shape[1] != features:
+            raise ValueError(
+                f"{self.describe()} expects inputs of shape (batch, {features}); got shape {shape}. "
+                "Inputs are batch-first: one row per sample, one column per feature."
+            )

@@ -1,0 +1,46 @@
+"""`Parameter`: a trainable array, its gradient and the backend both live on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backends import Array, Backend
+
+__all__ = ["Parameter"]
+
+
+class Parameter:
+    """A trainable array.
+
+    Attributes
+    ----------
+    name:
+        Dotted path in the model, e.g. ``"0.W"`` (set when the model is built).
+    data:
+        The values, an array on the model's device.
+    grad:
+        ``dLoss/d data`` from the last `Sequential.backprop` (``None`` before the first one
+        and after ``zero_grad``), same shape, dtype and device as ``data``.
+    backend:
+        The `Backend` both arrays live on.
+    trainable:
+        ``False`` for state that is saved but not trained (BatchNorm's running statistics);
+        `Sequential.parameters` lists trainable parameters only.
+    """
+
+    __slots__ = ("name", "data", "grad", "backend", "trainable")
+
+    def __init__(self, name: str, data: Array, backend: Backend, *, trainable: bool = True):
+        self.name = name
+        self.data = data
+        self.grad: Array | None = None
+        self.backend = backend
+        self.trainable = trainable
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.backend.dtype_name}, device={self.backend.device.name!r})"
