@@ -1,0 +1,45 @@
+"""Gradient clipping, on the device, without a host sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .backends import Array
+from .parameter import Parameter
+
+__all__ = ["clip_grad_norm", "clip_grad_value"]
+
+
+def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
+    """Scale all gradients together so their global L2 norm is at most ``max_norm``.
+
+    ``norm = sqrt(sum_p sum(grad_p^2))``; every gradient is multiplied by
+    ``min(1, max_norm / (norm + 1e-6))`` (as ``torch.nn.utils.clip_grad_norm_``).
+    Returns the norm before clipping as a 0-d array on the device: ``float(...)`` it only
+    when you need it, since that waits for the GPU.
+    """
+    max_norm = float(max_norm)
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be positive; got {max_norm}")
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        raise ValueError("no parameter has a gradient yet: call model.backprop(...) first")
+    backend = with_grad[0].backend
+    xp = backend.xp
+    with backend.activate():
+        total = xp.sqrt(sum(xp.sum(p.grad * p.grad) for p in with_grad))
+        scale = xp.minimum(max_norm / (total + 1e-6), 1.0)
+        for p in with_grad:
+            p.grad = p.grad * scale
+    return total
+
+
+def clip_grad_value(params: Iterable[Parameter], clip_value: float) -> None:
+    """Clamp every gradient entry to ``[-clip_value, clip_value]``."""
+    clip_value = float(clip_value)
+    if not clip_value > 0:
+        raise ValueError(f"clip_value must be positive; got {clip_value}")
+    for p in params:
+        if p.grad is not None:
+            with p.backend.activate():
+                p.grad = p.backend.xp.clip(p.grad, -clip_value, clip_value)

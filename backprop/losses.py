@@ -1,0 +1,208 @@
+"""Losses, all averaged over the batch (over every element for element-wise losses, as PyTorch).
+
+Each loss gives its value and its gradient with respect to the model output ``P`` in one go:
+``L, dP = loss.value_and_grad(xp, P, T)``. ``loss(P, T)`` is the value alone, for any
+Array API arrays. Shapes: ``P`` is ``(N, k)``; targets are described per loss.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .backends import Array, Backend
+from .layers.activations import sigmoid
+
+__all__ = ["BCE", "BCEWithLogits", "Loss", "MSE", "SoftmaxCrossEntropy", "get_loss"]
+
+_LOG_FLOOR = -100.0  # PyTorch's BCELoss clamps log terms here so 0 and 1 give finite losses
+_TINY = math.exp(_LOG_FLOOR)
+
+
+class Loss:
+    """Base class: subclasses implement `value_and_grad` and `value`."""
+
+    #: what the model must output: ``"probabilities"``, ``"logits"`` or ``"any"`` values
+    expects = "any"
+
+    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+        """``(L, dL/dP)``: a 0-d array and an array shaped like ``P``."""
+        raise NotImplementedError
+
+    def value(self, xp: Any, P: Array, T: Array) -> Array:
+        """``L`` alone, as a 0-d array on P's device."""
+        raise NotImplementedError
+
+    def __call__(self, P: Array, T: Array) -> Array:
+        xp = array_api_compat.array_namespace(P, T)
+        return self.value(xp, P, T)
+
+    def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
+        """Check ``y`` against the model's output shape ``(n_samples, out_features)`` and move it
+        to the device in the dtype this loss needs."""
+        T = backend.asarray(y, what=what)
+        shape = tuple(T.shape)
+        if shape != (n_samples, out_features):
+            hint = ""
+            if shape == (n_samples,) and out_features == 1:
+                hint = " (reshape it with y.reshape(-1, 1))"
+            raise ValueError(f"{what} must have shape {(n_samples, out_features)} to match the model output; got {shape}{hint}")
+        if not backend.all_finite(T):
+            raise ValueError(f"{what} contains NaN or Inf values; clean or drop those samples first")
+        return T
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MSE(Loss):
+    """Mean squared error ``L = mean((P - T)^2)``; ``dP = 2 (P - T) / P.size``. T shaped like P."""
+
+    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+        D = P - T
+        return xp.mean(D * D), D * (2.0 / _size(P))
+
+    def value(self, xp: Any, P: Array, T: Array) -> Array:
+        D = P - T
+        return xp.mean(D * D)
+
+
+class BCE(Loss):
+    """Binary cross-entropy on probabilities (the tutorial's loss), as ``torch.nn.BCELoss``:
+
+    ``L = -mean(T log P + (1 - T) log(1 - P))`` with each log clamped at -100 so that
+    ``P = 0`` or ``1`` give a finite loss; ``dP = (P - T) / max(P (1 - P), 1e-12) / P.size``.
+    T is shaped like P, with values in [0, 1]. Prefer `BCEWithLogits` on raw scores.
+    """
+
+    expects = "probabilities"
+
+    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+        dP = (P - T) / (xp.maximum(P * (1.0 - P), 1e-12) * _size(P))
+        return self.value(xp, P, T), dP
+
+    def value(self, xp: Any, P: Array, T: Array) -> Array:
+        log_p = xp.maximum(xp.log(xp.clip(P, _TINY, None)), _LOG_FLOOR)
+        log_q = xp.maximum(xp.log(xp.clip(1.0 - P, _TINY, None)), _LOG_FLOOR)
+        return -xp.mean(T * log_p + (1.0 - T) * log_q)
+
+    def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
+        T = super().prepare_target(backend, y, n_samples, out_features, what)
+        _check_unit_interval(backend, T, what)
+        return T
+
+
+class BCEWithLogits(Loss):
+    """Binary cross-entropy on logits Z, as ``torch.nn.BCEWithLogitsLoss``:
+
+    ``L = mean(max(Z, 0) - Z T + log(1 + exp(-|Z|)))``;  ``dZ = (sigmoid(Z) - T) / Z.size``.
+    T is shaped like Z, with values in [0, 1].
+    """
+
+    expects = "logits"
+
+    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+        return self.value(xp, P, T), (sigmoid(xp, P) - T) / _size(P)
+
+    def value(self, xp: Any, P: Array, T: Array) -> Array:
+        return xp.mean(xp.maximum(P, 0.0) - P * T + xp.log1p(xp.exp(-xp.abs(P))))
+
+    def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
+        T = super().prepare_target(backend, y, n_samples, out_features, what)
+        _check_unit_interval(backend, T, what)
+        return T
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax + cross-entropy on logits Z ``(N, C)`` with integer class labels y ``(N,)``,
+    as ``torch.nn.CrossEntropyLoss``:
+
+    ``L = mean_n(logsumexp(Z_n) - Z_n[y_n])``;  ``dZ = (softmax(Z) - onehot(y)) / N``.
+    The max is subtracted before exponentiating, so any finite logits are safe.
+    """
+
+    expects = "logits"
+
+    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+        shifted = P - xp.max(P, axis=1, keepdims=True)
+        E = xp.exp(shifted)
+        S = xp.sum(E, axis=1, keepdims=True)
+        onehot = _onehot(xp, T, P)
+        n = P.shape[0]
+        L = xp.sum(xp.log(S)) / n - xp.sum(shifted * onehot) / n
+        return L, (E / S - onehot) / n
+
+    def value(self, xp: Any, P: Array, T: Array) -> Array:
+        shifted = P - xp.max(P, axis=1, keepdims=True)
+        lse = xp.log(xp.sum(xp.exp(shifted), axis=1))
+        return xp.mean(lse) - xp.sum(shifted * _onehot(xp, T, P)) / P.shape[0]
+
+    def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
+        labels = _host_labels(backend, y, what)
+        if labels.shape == (n_samples, 1):
+            labels = labels.reshape(-1)
+        if labels.shape != (n_samples,):
+            hint = " (one-hot targets? pass y.argmax(axis=1))" if labels.shape == (n_samples, out_features) else ""
+            raise ValueError(f"{what} must hold one integer class label per sample, shape ({n_samples},); got {labels.shape}{hint}")
+        if labels.size and (labels.min() < 0 or labels.max() >= out_features):
+            raise ValueError(
+                f"{what} has class labels from {labels.min()} to {labels.max()}, but the model has "
+                f"{out_features} outputs, so labels must lie in [0, {out_features - 1}]"
+            )
+        return backend.from_host(labels, dtype=backend.xp.int64)
+
+
+def _size(P: Array) -> int:
+    return math.prod(P.shape)
+
+
+def _onehot(xp: Any, labels: Array, P: Array) -> Array:
+    classes = xp.arange(P.shape[1], dtype=labels.dtype, device=array_api_compat.device(P))
+    return xp.astype(labels[:, None] == classes[None, :], P.dtype)
+
+
+def _check_unit_interval(backend: Backend, T: Array, what: str) -> None:
+    xp = backend.xp
+    with backend.activate():
+        bad = bool(xp.any((T < 0) | (T > 1)))
+    if bad:
+        raise ValueError(f"{what} must hold targets in [0, 1] for binary cross-entropy")
+
+
+def _host_labels(backend: Backend, y: Any, what: str) -> np.ndarray:
+    """Labels as host int64, checking they are whole numbers (labels are small; one copy is cheap)."""
+    from .backends import array_device  # noqa: PLC0415
+
+    if array_device(y) not in (None, backend.device):
+        backend.asarray(y, what=what)  # raises the device-mismatch error
+    host = np.asarray(backend.to_numpy(y))
+    if host.dtype.kind == "f":
+        if not np.isfinite(host).all():
+            raise ValueError(f"{what} contains NaN or Inf; class labels must be integers")
+        if not np.array_equal(host, np.round(host)):
+            raise ValueError(f"{what} must hold integer class labels; got non-integer values")
+    elif host.dtype.kind not in "iub":
+        raise TypeError(f"{what} must hold integer class labels; got dtype {host.dtype}")
+    return host.astype(np.int64)
+
+
+_LOSSES: dict[str, type[Loss]] = {
+    "mse": MSE,
+    "bce": BCE,
+    "bce_with_logits": BCEWithLogits,
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+}
+
+
+def get_loss(loss: str | Loss) -> Loss:
+    """A loss from its name (``"mse"``, ``"bce"``, ``"bce_with_logits"``, ``"cross_entropy"``) or instance."""
+    if isinstance(loss, Loss):
+        return loss
+    cls = _LOSSES.get(loss.lower().replace("-", "_")) if isinstance(loss, str) else None
+    if cls is None:
+        raise ValueError(f"unknown loss {loss!r}: use one of {', '.join(sorted(_LOSSES))} or a bp.losses.Loss")
+    return cls()

@@ -1,0 +1,54 @@
+"""`Adam` with bias correction and coupled weight decay, exactly as ``torch.optim.Adam``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ..parameter import Parameter
+from .base import Optimizer, _non_negative
+
+__all__ = ["Adam"]
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), PyTorch's update rule, step ``t`` counted per parameter::
+
+        g = grad + weight_decay * p          (coupled L2 weight decay; see AdamW for decoupled)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr)
+        beta1, beta2 = (float(b) for b in betas)
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"betas must lie in [0, 1); got {betas!r}")
+        self.betas = (beta1, beta2)
+        self.eps = _non_negative(eps, "eps")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
+        beta1, beta2 = self.betas
+        g = p.grad
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        t = state["step"] = state.get("step", 0) + 1
+        m = state["exp_avg"] = beta1 * state["exp_avg"] + (1.0 - beta1) * g if "exp_avg" in state else (1.0 - beta1) * g
+        v = state["exp_avg_sq"] = (
+            beta2 * state["exp_avg_sq"] + (1.0 - beta2) * (g * g) if "exp_avg_sq" in state else (1.0 - beta2) * (g * g)
+        )
+        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
+        p.data = p.data - (self.lr / (1.0 - beta1**t)) * (m / denom)
