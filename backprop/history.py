@@ -1,0 +1,50 @@
+"""`History`: what happened during `fit`, epoch by epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["History"]
+
+
+class History:
+    """Per-epoch records from `fit`.
+
+    ``history["loss"]`` (also ``history.history["loss"]``, as in Keras) is the list of mean
+    training losses, one per epoch; ``"val_loss"`` appears when validation data was given.
+    ``epochs`` lists the epoch numbers (1-based, continuing across resumed runs).
+    """
+
+    def __init__(self, history: dict[str, list[float]] | None = None, epochs: list[int] | None = None):
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        self.epochs: list[int] = list(epochs or [])
+
+    def append(self, epoch: int, values: dict[str, float]) -> None:
+        """Record one epoch's values."""
+        self.epochs.append(epoch)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def __getitem__(self, key: str) -> list[float]:
+        try:
+            return self.history[key]
+        except KeyError:
+            raise KeyError(f"History has no {key!r}; it has {', '.join(map(repr, self.history)) or 'nothing yet'}") from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.history
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        return {"epochs": list(self.epochs), "history": {k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(data.get("history"), data.get("epochs"))
+
+    def __repr__(self) -> str:
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
+        return f"History({len(self)} epochs{': ' + last if last else ''})"

@@ -1,0 +1,281 @@
+"""`Sequential`: layers applied in order, and the model API built on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backends import Array, Backend, DeviceLike, array_device, to_numpy
+from .layers.base import Backward, BuildContext, Layer
+from .losses import Loss, get_loss
+from .parameter import Parameter
+
+if TYPE_CHECKING:
+    from .optim import Optimizer
+    from .training import History
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Layer):
+    """A stack of layers, ``Y = f_n(... f_2(f_1(X)))``, and a trainable model.
+
+    Parameters
+    ----------
+    *layers:
+        The layers, in order.
+    device:
+        ``"cpu"`` (NumPy), ``"cuda"``/``"cuda:N"`` (CuPy), or a `bp.Device` (any Array API
+        namespace). Every parameter is allocated there once; inputs are moved there per call.
+    dtype:
+        ``"float32"`` (default) or ``"float64"``.
+    seed:
+        Seeds the host generator the initial weights are drawn from (so a seed gives the same
+        weights on every device), the shuffling of mini-batches and the dropout masks.
+        ``None`` draws a fresh seed, recorded in ``model.seed``.
+
+    A Sequential placed inside another container is rebuilt by its parent, on the parent's
+    device, dtype and seed.
+    """
+
+    def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential takes layers such as bp.Dense(2, 4) or bp.ReLU(); argument {i} is {layer!r}")
+        self.layers: list[Layer] = list(layers)
+        self.seed = int(np.random.SeedSequence().entropy if seed is None else seed) % 2**63
+        self.training = True
+        init_seq, noise_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(3)
+        self.shuffle_rng = np.random.default_rng(shuffle_seq)
+        self.noise_rng = np.random.default_rng(noise_seq)
+        ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
+        _check_unique(self)
+        self.build(None, ctx)
+
+    # ------------------------------------------------------------------ layer protocol
+    def children(self) -> list[tuple[str, Layer]]:
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
+        super().build(in_features, ctx)
+        features = in_features
+        for name, child in self.children():
+            child.path = f"{self.path}.{name}" if self.path else name
+            features = child.build(features, ctx)
+        self.in_features = _first_in_features(self)
+        self.out_features = features
+        return features
+
+    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
+        backwards = []
+        for layer in self.layers:
+            X, back = layer.apply(X, training)
+            backwards.append(back)
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            last = len(backwards) - 1
+            for i in range(last, -1, -1):
+                dY = backwards[i](dY, need_dX or i > 0)
+            return dY
+
+        return X, backward
+
+    def config(self) -> dict[str, Any]:
+        from .layers import layer_config  # noqa: PLC0415 - the registry imports every layer
+
+        return {"layers": [layer_config(layer) for layer in self.layers]}
+
+    def __repr__(self) -> str:
+        inner = ",\n".join("    " + repr(layer).replace("\n", "\n    ") for layer in self.layers)
+        if self.path:
+            return f"Sequential(\n{inner},\n)"
+        return f"Sequential(\n{inner},\n    device={self.device.name!r}, dtype={self.dtype!r}, seed={self.seed},\n)"
+
+    # ------------------------------------------------------------------ model API
+    @property
+    def device(self) -> Any:
+        """The `bp.Device` all parameters live on."""
+        return self._require_built().device
+
+    @property
+    def dtype(self) -> str:
+        """The floating dtype name, ``"float32"`` or ``"float64"``."""
+        return self._require_built().dtype_name
+
+    def named_variables(self) -> Iterator[tuple[str, Parameter]]:
+        """Every parameter and saved state array, by dotted name, in layer order."""
+        for layer in self.walk():
+            for param in layer.variables().values():
+                yield param.name, param
+
+    def parameters(self) -> list[Parameter]:
+        """Trainable parameters in layer order (each Dense gives ``W`` then ``b``)."""
+        return [p for _, p in self.named_variables() if p.trainable]
+
+    def zero_grad(self) -> None:
+        """Forget all gradients (``.grad = None``)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Switch to training mode (dropout active, batch statistics); returns ``self``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        """Switch to inference mode; returns ``self``."""
+        return self.train(False)
+
+    def forward(self, X: Any) -> Array:
+        """Run the model on user data in its current mode (see `train`/`eval`); the output
+        stays on the device. ``model(X)`` is the same."""
+        backend = self._require_built()
+        with backend.activate():
+            Y, _ = self.apply(self._input(X), self.training)
+        return Y
+
+    __call__ = forward
+
+    def predict(self, X: Any, batch_size: int | None = None) -> Array:
+        """Outputs for ``X`` in inference mode, on the model's device (`bp.to_numpy` brings them
+        home). ``batch_size`` bounds memory for large inputs."""
+        backend = self._require_built()
+        was_training = self.training
+        self.training = False
+        try:
+            with backend.activate():
+                Xd = self._input(X)
+                if batch_size is None or Xd.shape[0] <= batch_size:
+                    return self.apply(Xd, False)[0]
+                n = Xd.shape[0]
+                parts = [self.apply(Xd[i : min(i + batch_size, n), ...], False)[0] for i in range(0, n, batch_size)]
+                return backend.xp.concat(parts, axis=0)
+        finally:
+            self.training = was_training
+
+    def backprop(self, X: Any, y: Any, loss: Loss | str) -> float:
+        """Forward, loss and backward on one batch: fills every parameter's ``.grad``
+        (overwriting, not accumulating) and returns the loss as a Python float."""
+        backend = self._require_built()
+        loss = get_loss(loss)
+        self._check_loss(loss)
+        with backend.activate():
+            Xd = self._input(X)
+            T = loss.prepare_target(backend, y, Xd.shape[0], self.out_features)
+            L = self.loss_and_grads(Xd, T, loss)
+        return backend.scalar(L)
+
+    def loss_and_grads(self, X: Array, T: Array, loss: Loss) -> Array:
+        """`backprop` for data already on the device and checked: returns the loss as a 0-d
+        device array (no host sync). Call inside ``backend.activate()``."""
+        xp = self.backend.xp
+        P, backward = self.apply(X, self.training)
+        L, dP = loss.value_and_grad(xp, P, T)
+        backward(dP, False)
+        return L
+
+    def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
+        """Train with mini-batches; see `backprop.training.fit` for every option."""
+        from .training import fit  # noqa: PLC0415
+
+        return fit(self, X, y, loss=loss, optimizer=optimizer, **options)
+
+    def to(self, device: DeviceLike | None = None, dtype: str | None = None) -> Sequential:
+        """Move every parameter (and gradient) to ``device`` and/or cast to ``dtype``, in place.
+        Optimizer state follows on the optimizer's next step. Returns ``self``."""
+        old = self._require_built()
+        new = Backend(device if device is not None else old.device, dtype or old.dtype_name)
+        for layer in self.walk():
+            layer.backend = new
+        for _, p in self.named_variables():
+            p.data = new.from_host(to_numpy(p.data))
+            p.grad = None if p.grad is None else new.from_host(to_numpy(p.grad))
+            p.backend = new
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter and saved state array as a host NumPy copy, by dotted name."""
+        return {name: np.array(to_numpy(p.data), copy=True) for name, p in self.named_variables()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy values into the parameters (cast to the model dtype). Names and shapes must
+        match exactly; a mismatch lists every difference and changes nothing."""
+        backend = self._require_built()
+        own = dict(self.named_variables())
+        problems = [f"missing {name!r} {p.shape}" for name, p in own.items() if name not in state]
+        problems += [f"unexpected {name!r}" for name in state if name not in own]
+        for name, p in own.items():
+            if name in state:
+                shape = tuple(np.shape(state[name]))
+                if shape != p.shape:
+                    problems.append(f"{name!r} has shape {shape} in the state but {p.shape} in the model")
+        if problems:
+            raise ValueError("state does not fit this model: " + "; ".join(problems))
+        values = {name: np.array(to_numpy(state[name]), dtype=backend.dtype_name, copy=True) for name in own}
+        for name, p in own.items():
+            p.data = backend.from_host(values[name])
+            p.grad = None
+
+    # ------------------------------------------------------------------ helpers
+    def _input(self, X: Any) -> Array:
+        backend = self._require_built()
+        first = self.layers[0] if self.layers else self
+        what = f"the input to {first.describe()}"
+        if array_device(X) is None:
+            host = np.asarray(X)
+            if host.dtype.kind not in "biuf":
+                raise TypeError(f"{what} must be numeric; got dtype {host.dtype}")
+            if host.ndim != 2:
+                raise ValueError(
+                    f"{what} must be 2-D, shape (samples, features); got shape {host.shape}"
+                    + (" (one sample? use X.reshape(1, -1); one feature? X.reshape(-1, 1))" if host.ndim == 1 else "")
+                )
+            if host.dtype.kind == "f" and not np.isfinite(host).all():
+                raise ValueError(f"{what} contains NaN or Inf values; clean or impute them first")
+            return backend.from_host(host)
+        Xd = backend.asarray(X, what=what)
+        if len(Xd.shape) != 2:
+            raise ValueError(f"{what} must be 2-D, shape (samples, features); got shape {tuple(Xd.shape)}")
+        if not backend.all_finite(Xd):
+            raise ValueError(f"{what} contains NaN or Inf values; clean or impute them first")
+        return Xd
+
+    def _check_loss(self, loss: Loss) -> None:
+        """Catch the classic mix-ups of probabilities and logits before they train badly."""
+        from .layers import Dense, Sigmoid, Softmax  # noqa: PLC0415
+
+        last = self.layers[-1] if self.layers else None
+        if loss.expects == "probabilities" and isinstance(last, Dense):
+            raise ValueError(
+                f"{loss!r} expects probabilities but the model ends with {last!r}, which gives raw "
+                "scores: add bp.Sigmoid() at the end or use bp.losses.BCEWithLogits()"
+            )
+        if loss.expects == "logits" and isinstance(last, (Sigmoid, Softmax)):
+            raise ValueError(
+                f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
+                f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
+            )
+
+
+def _first_in_features(layer: Layer) -> int | None:
+    for sub in layer.walk():
+        features = getattr(sub, "in_features", None)
+        if sub is not layer and features is not None:
+            return int(features)
+    return None
+
+
+def _check_unique(model: Layer) -> None:
+    seen: set[int] = set()
+    for layer in model.walk():
+        if id(layer) in seen:
+            raise ValueError(
+                f"the same {layer!r} object appears twice in the model; parameters cannot be shared "
+                "between positions: create a new layer for each position"
+            )
+        seen.add(id(layer))
