@@ -1,0 +1,69 @@
+"""Device parsing, CUDA probing and the error a user gets when CUDA is not usable."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import pytest
+
+import backprop as bp
+from backprop.backends import cuda
+
+
+def test_canonical_names() -> None:
+    assert bp.Device("cpu").name == "cpu" and bp.Device(" CPU ") == bp.Device("cpu")
+    assert bp.Device("cuda").name == "cuda:0" and bp.Device("cuda:0") == bp.Device("cuda")
+    assert bp.Device("cuda:3").index == 3 and bp.Device("cuda:3").type == "cuda"
+    assert bp.get_device("cuda:1") == bp.Device("cuda:1") and bp.get_device(bp.Device("cpu")).name == "cpu"
+    assert len({bp.Device("cpu"), bp.Device("CPU"), bp.Device("cuda"), bp.Device("cuda:0")}) == 2
+    assert repr(bp.Device("cuda:2")) == "Device('cuda:2')" and str(bp.Device("cuda:2")) == "cuda:2"
+    assert bp.Device(namespace="numpy") == bp.Device("cpu")
+
+
+def test_generic_namespace_devices() -> None:
+    pytest.importorskip("array_api_strict")
+    default = bp.Device(namespace="array_api_strict")
+    assert default.name == "array_api_strict:CPU_DEVICE" and default.type == "array_api"
+    other = bp.Device("device1", namespace="array_api_strict")
+    assert other != default and other.name == "array_api_strict:device1"
+    assert pickle.loads(pickle.dumps(other)) == other
+    with pytest.raises(ValueError, match="has no device 'gpu'; its devices are 'CPU_DEVICE'"):
+        bp.Device("gpu", namespace="array_api_strict")
+    with pytest.raises(ValueError, match="does not support float64"):
+        bp.Sequential(bp.Dense(2, 2), device=bp.Device("no_float64", namespace="array_api_strict"), dtype="float64")
+
+
+def test_devices_are_immutable() -> None:
+    with pytest.raises(AttributeError):
+        bp.Device("cpu").index = 2
+
+
+def test_available_devices_starts_with_the_cpu() -> None:
+    devices = bp.available_devices()
+    assert devices[0] == bp.Device("cpu")
+    gpus, why = bp.backends.cuda_gpus()
+    assert len(devices) == 1 + len(gpus)
+    assert (why is None) == bool(gpus)
+
+
+def test_cuda_without_cupy_says_to_install_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(cuda.importlib.util, "find_spec", lambda name, *a: None if name == "cupy" else real(name, *a))
+    with pytest.raises(bp.CudaUnavailableError, match=r"CuPy is not installed.*backprop\[cuda12\]"):
+        bp.Sequential(bp.Dense(2, 2), device="cuda")
+    assert "not installed" in bp.backends.cuda_gpus()[1]
+
+
+def test_cuda_without_a_usable_gpu_says_why() -> None:
+    if importlib.util.find_spec("cupy") is None:
+        pytest.skip("CuPy not installed here; covered by the monkeypatched test")
+    gpus, why = bp.backends.cuda_gpus()
+    if gpus:
+        assert bp.Sequential(bp.Dense(2, 2), device="cuda").device == bp.Device("cuda:0")
+        with pytest.raises(bp.CudaUnavailableError, match="does not exist: this machine has"):
+            bp.Sequential(bp.Dense(2, 2), device=f"cuda:{len(gpus)}")
+        return
+    with pytest.raises(bp.CudaUnavailableError) as err:
+        bp.Sequential(bp.Dense(2, 2), device="cuda:0")
+    assert "CuPy is installed but" in str(err.value) and "device='cpu'" in str(err.value)
