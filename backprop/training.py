@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .backends import Array, Backend
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from .model import Sequential
     from .optim import Optimizer
 
-__all__ = ["TrainingDivergedError", "evaluate_loss", "fit"]
+__all__ = ["TrainingDivergedError", "evaluate_loss", "fit", "make_step"]
+
+Step = Callable[[Array, Array], Array]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -55,7 +57,7 @@ def fit(
     epochs = _count(epochs, "epochs", minimum=0)
     batch_size = _count(batch_size, "batch_size", minimum=1)
     backend = model._require_built()
-    params = model.parameters()
+    step = make_step(model, loss, optimizer, clip_grad_norm)
     history = History()
     was_training = model.training
     with backend.activate():
@@ -68,11 +70,7 @@ def fit(
             for epoch in range(1, epochs + 1):
                 total: Any = 0.0
                 for Xb, Tb in _batches(backend, model, Xd, T, batch_size, shuffle):
-                    L = model.loss_and_grads(Xb, Tb, loss)
-                    if clip_grad_norm is not None:
-                        _clip_grad_norm(params, clip_grad_norm)
-                    optimizer.step()
-                    total = total + L * Xb.shape[0]
+                    total = total + step(Xb, Tb) * Xb.shape[0]
                 values = {"loss": backend.scalar(total) / n}
                 if not math.isfinite(values["loss"]):
                     raise TrainingDivergedError(
@@ -88,6 +86,24 @@ def fit(
         finally:
             model.train(was_training)
     return history
+
+
+def make_step(model: Sequential, loss: Loss | str, optimizer: Optimizer, clip_grad_norm: float | None = None) -> Step:
+    """One training step for checked data already on the device: forward, loss, backward,
+    optional global-norm clipping, ``optimizer.step()``. ``step(X, T)`` returns the batch loss
+    as a 0-d device array (no host sync); call it inside ``model.backend.activate()``."""
+    loss = get_loss(loss)
+    model._check_loss(loss)
+    params = model.parameters()
+
+    def step(X: Array, T: Array) -> Array:
+        L = model.loss_and_grads(X, T, loss)
+        if clip_grad_norm is not None:
+            _clip_grad_norm(params, clip_grad_norm)
+        optimizer.step()
+        return L
+
+    return step
 
 
 def evaluate_loss(model: Sequential, X: Array, T: Array, loss: Loss, batch_size: int = 1024) -> float:

@@ -128,6 +128,25 @@ class Backend:
         """Copy an array of this backend to a host NumPy array."""
         return to_numpy(x)
 
+    # ------------------------------------------------------------------ randomness
+    def device_generator(self, seed: int) -> Any:
+        """A random generator that draws directly on this device: CuPy's for CUDA (fast, but
+        its numbers differ from the host's), NumPy's elsewhere (host and device are the same
+        memory, or the namespace has no generator of its own)."""
+        if self._cupy is not None:
+            with self.activate():
+                return self._cupy.random.default_rng(seed)
+        return np.random.default_rng(seed)
+
+    def uniform(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        """``U[0, 1)`` samples of the model dtype on this device, from a host NumPy generator
+        (drawn in float64 on the host, then moved: identical on every device) or from a
+        `device_generator`."""
+        if isinstance(generator, np.random.Generator):
+            return self.from_host(generator.random(shape))
+        with self.activate():
+            return generator.random(shape, dtype=self._cupy.float32 if self.dtype_name == "float32" else self._cupy.float64)
+
     # ------------------------------------------------------------------ input checks
     def asarray(self, x: Any, *, what: str, dtype: Any = None) -> Array:
         """Bring user data onto this device as ``dtype`` (default: the model dtype).
