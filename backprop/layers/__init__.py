@@ -7,15 +7,22 @@ from typing import Any
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
 from .base import Backward, BuildContext, Layer
 from .dense import Dense
+from .dropout import Dropout
+from .norm import BatchNorm, LayerNorm
+from .residual import Residual
 
 __all__ = [
     "GELU",
     "Backward",
+    "BatchNorm",
     "BuildContext",
     "Dense",
+    "Dropout",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "ReLU",
+    "Residual",
     "Sigmoid",
     "Softmax",
     "Tanh",
@@ -28,7 +35,20 @@ __all__ = [
 def _registry() -> dict[str, type[Layer]]:
     from ..model import Sequential  # noqa: PLC0415 - Sequential imports this package
 
-    classes: list[type[Layer]] = [Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Sequential]
+    classes: list[type[Layer]] = [
+        Dense,
+        ReLU,
+        LeakyReLU,
+        Sigmoid,
+        Tanh,
+        GELU,
+        Softmax,
+        Dropout,
+        BatchNorm,
+        LayerNorm,
+        Residual,
+        Sequential,
+    ]
     return {cls.__name__: cls for cls in classes}
 
 
@@ -47,6 +67,6 @@ def layer_from_config(description: dict[str, Any]) -> Layer:
     if name not in registry:
         raise ValueError(f"unknown layer type {name!r}; known layers are {', '.join(sorted(registry))}")
     config = dict(description.get("config", {}))
-    if name == "Sequential":
+    if name in ("Sequential", "Residual"):  # containers: rebuild the nested layers first
         return registry[name](*[layer_from_config(d) for d in config.pop("layers", [])])
     return registry[name](**config)

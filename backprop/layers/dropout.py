@@ -1,0 +1,121 @@
+"""`Dropout`: inverted dropout, ``Y = X * M / (1 - p)`` while training, the identity otherwise."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backends import Array, Backend
+from .base import Backward, BuildContext, Layer
+
+__all__ = ["Dropout"]
+
+_MASKS = ("host", "device")
+
+
+class Dropout(Layer):
+    """Inverted dropout.
+
+    Training:  ``Y = X * M / (1 - p)``  with ``M = 1[U < 1 - p]``, ``U ~ U[0, 1)`` drawn fresh
+    for every call (so each entry is kept with probability ``1 - p`` and ``E[Y] = X``);
+    ``dX = dY * M / (1 - p)`` with the same mask.
+    Inference: the identity, ``Y = X`` and ``dX = dY``. ``p = 0`` is an exact identity too.
+    Shapes: X, Y, dY, dX are all ``(N, features)``.
+
+    ``masks`` chooses where the uniforms come from:
+
+    - ``"host"`` (default): the model's host generator (``model.noise_rng``, seeded by the
+      model's ``seed``), drawn on the CPU and copied to the device. The masks are the same bit
+      for bit on every device, and `bp.gradcheck` holds them fixed. Costs one host draw and one
+      transfer of an ``(N, features)`` array per call.
+    - ``"device"``: a generator on the model's device (`Backend.device_generator`, seeded from
+      the model's host generator when the model is built). On CuPy the uniforms are drawn on the
+      GPU: faster, no transfer, but different numbers than the host draws, and `bp.gradcheck`
+      cannot hold them fixed (check gradients in eval mode or with host masks). Elsewhere it is a
+      NumPy generator. After ``model.to(...)`` a new generator is made on the new device.
+    """
+
+    def __init__(self, p: float = 0.5, masks: str = "host"):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Dropout p must be a float in [0, 1); got {type(p).__name__} {p!r}")
+        if not (math.isfinite(p) and 0.0 <= p < 1.0):
+            raise ValueError(f"Dropout p is the probability of dropping an entry and must lie in [0, 1); got {p}")
+        if masks not in _MASKS:
+            raise ValueError(f"Dropout masks must be 'host' or 'device'; got {masks!r}")
+        self.p = float(p)
+        self.masks = masks
+        self._rng: np.random.Generator | None = None
+        self._seeds: np.random.SeedSequence | None = None
+        self._device_rng: Any = None
+        self._device_rng_backend: Backend | None = None
+
+    def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
+        super().build(in_features, ctx)
+        self._rng = ctx.noise_rng
+        self._device_rng = None
+        self._device_rng_backend = None
+        if self.masks == "device":
+            # One draw from the model's noise stream seeds every device generator this layer
+            # will ever make (one per device it is moved to), so a seed fixes them all.
+            self._seeds = np.random.SeedSequence(int(ctx.noise_rng.integers(2**63)))
+            self._generator(ctx.backend)
+        return in_features
+
+    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
+        backend = self._require_built()
+        xp = backend.xp
+        if not training or self.p == 0.0:
+
+            def identity(dY: Array, need_dX: bool = True) -> Array | None:
+                return dY if need_dX else None
+
+            return X, identity
+
+        keep = 1.0 - self.p
+        U = backend.uniform(self._generator(backend), tuple(X.shape))
+        # The mask and the 1/(1-p) scale in one array, kept for the backward pass.
+        scale = xp.astype(U < keep, X.dtype) * (1.0 / keep)
+        Y = X * scale
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            return dY * scale if need_dX else None
+
+        return Y, backward
+
+    def _generator(self, backend: Backend) -> Any:
+        """The generator masks are drawn from: the model's host generator, or this layer's
+        device generator, (re)made for ``backend`` when the model moved since it was made."""
+        if self.masks == "host":
+            if self._rng is None:
+                raise RuntimeError(
+                    f"{self!r} is not part of a model yet: put it in bp.Sequential(...) before calling it"
+                )
+            return self._rng
+        if self._device_rng is None or self._device_rng_backend is not backend:
+            assert self._seeds is not None
+            child = self._seeds.spawn(1)[0]  # a fresh stream per generator: no mask repeats after a move
+            self._device_rng = backend.device_generator(int(child.generate_state(1, np.uint64)[0]))
+            self._device_rng_backend = backend
+        return self._device_rng
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A CuPy generator cannot be copied (bp.gradcheck deep-copies the model): drop it and
+        # let `_generator` make a new one. NumPy generators copy with their state.
+        state = self.__dict__.copy()
+        if not isinstance(state.get("_device_rng"), np.random.Generator):
+            state["_device_rng"] = None
+            state["_device_rng_backend"] = None
+        return state
+
+    def __repr__(self) -> str:
+        extra = "" if self.masks == "host" else f", masks={self.masks!r}"
+        return f"Dropout({self.p}{extra})"
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"p": self.p}
+        if self.masks != "host":
+            cfg["masks"] = self.masks
+        return cfg

@@ -1,0 +1,187 @@
+"""Normalisation layers: `BatchNorm` (over the batch) and `LayerNorm` (over the features)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backends import Array
+from .base import Backward, BuildContext, Layer
+
+__all__ = ["BatchNorm", "LayerNorm"]
+
+
+def _positive_int(value: Any, owner: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner} {name} must be a positive int; got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{owner} {name} must be a positive int; got {value}")
+    return int(value)
+
+
+def _float_in(value: Any, owner: str, name: str, low: float, high: float, *, open_low: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner} {name} must be a float; got {type(value).__name__} {value!r}")
+    value = float(value)
+    ok = math.isfinite(value) and (low < value if open_low else low <= value) and value <= high
+    if not ok:
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{owner} {name} must lie in {interval}; got {value}")
+    return value
+
+
+class _Norm(Layer):
+    """Shared parts: the feature count, ``gamma``/``beta`` and the build-time check."""
+
+    def __init__(self, features: int, eps: float):
+        super().__init__()
+        owner = type(self).__name__
+        self.features = _positive_int(features, owner, "features")
+        self.eps = _float_in(eps, owner, "eps", 0.0, math.inf, open_low=True)
+
+    def build(self, in_features: int | None, ctx: BuildContext) -> int:
+        if in_features is not None and in_features != self.features:
+            raise ValueError(
+                f"{self.describe()} expects {self.features} input features but the layer before "
+                f"it produces {in_features}; make them agree"
+            )
+        super().build(in_features, ctx)
+        self.gamma = self.add_variable("gamma", np.ones(self.features), ctx)
+        self.beta = self.add_variable("beta", np.zeros(self.features), ctx)
+        return self.features
+
+    def __repr__(self) -> str:
+        defaults = type(self)(1).config()  # show only the options that differ from the defaults
+        extra = "".join(f", {k}={v!r}" for k, v in self.config().items() if k != "features" and v != defaults[k])
+        return f"{type(self).__name__}({self.features}{extra})"
+
+
+class BatchNorm(_Norm):
+    """Batch normalisation over the batch axis, as ``torch.nn.BatchNorm1d(features, momentum, eps)``.
+
+    Training (batch statistics, X ``(N, F)``, mean/var/gamma/beta ``(F,)``)::
+
+        mean = sum_n X / N          var = sum_n (X - mean)^2 / N        (biased)
+        xhat = (X - mean) * inv_std,   inv_std = 1 / sqrt(var + eps)
+        Y    = gamma * xhat + beta
+        running_mean = (1 - m) running_mean + m mean
+        running_var  = (1 - m) running_var  + m var * N / (N - 1)      (unbiased, as PyTorch)
+
+        dX     = gamma * inv_std / N * (N dY - sum_n dY - xhat * sum_n (dY xhat))
+        dgamma = sum_n dY xhat,   dbeta = sum_n dY
+
+    Inference uses the running statistics: ``Y = gamma * (X - running_mean) * inv_std + beta``
+    with ``inv_std = 1 / sqrt(running_var + eps)``, so ``dX = dY * gamma * inv_std``.
+
+    ``gamma`` (ones) and ``beta`` (zeros) are trained; ``running_mean`` (zeros) and
+    ``running_var`` (ones) are saved state (in ``state_dict``, not in ``parameters()``),
+    updated by every forward pass in training mode. Training needs batches of at least 2.
+    """
+
+    def __init__(self, features: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__(features, eps)
+        self.momentum = _float_in(momentum, "BatchNorm", "momentum", 0.0, 1.0, open_low=False)
+
+    def build(self, in_features: int | None, ctx: BuildContext) -> int:
+        out = super().build(in_features, ctx)
+        self.running_mean = self.add_variable("running_mean", np.zeros(self.features), ctx, trainable=False)
+        self.running_var = self.add_variable("running_var", np.ones(self.features), ctx, trainable=False)
+        return out
+
+    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
+        xp = self._require_built().xp
+        self._check_input(X, self.features)
+        gamma = self.gamma.data
+        if not training:
+            # Captured now: a later training pass replaces the running statistics.
+            inv_std = 1.0 / xp.sqrt(self.running_var.data + self.eps)
+            xhat = (X - self.running_mean.data) * inv_std
+            Y = gamma * xhat + self.beta.data
+
+            def backward_eval(dY: Array, need_dX: bool = True) -> Array | None:
+                self.gamma.grad = xp.sum(dY * xhat, axis=0)
+                self.beta.grad = xp.sum(dY, axis=0)
+                return dY * (gamma * inv_std) if need_dX else None
+
+            return Y, backward_eval
+
+        N = X.shape[0]
+        if N < 2:
+            raise ValueError(
+                f"{self.describe()} needs at least 2 samples per batch in training mode to compute batch "
+                f"statistics; got a batch of {N}. Use larger batches (with fit, a batch_size that does "
+                "not leave a last batch of 1 sample), or call model.eval() to use the running statistics."
+            )
+        mean = xp.mean(X, axis=0)
+        Xc = X - mean
+        var = xp.mean(Xc * Xc, axis=0)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = Xc * inv_std
+        Y = gamma * xhat + self.beta.data
+        m = self.momentum
+        # New arrays, not in-place updates: the old ones may still be referenced elsewhere.
+        self.running_mean.data = (1.0 - m) * self.running_mean.data + m * mean
+        self.running_var.data = (1.0 - m) * self.running_var.data + (m * N / (N - 1)) * var
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            sum_dY = xp.sum(dY, axis=0)
+            sum_dY_xhat = xp.sum(dY * xhat, axis=0)
+            self.gamma.grad = sum_dY_xhat
+            self.beta.grad = sum_dY
+            if not need_dX:
+                return None
+            return (gamma * inv_std / N) * (N * dY - sum_dY - xhat * sum_dY_xhat)
+
+        return Y, backward
+
+    def config(self) -> dict[str, Any]:
+        return {"features": self.features, "momentum": self.momentum, "eps": self.eps}
+
+
+class LayerNorm(_Norm):
+    """Layer normalisation over the features of each row, as ``torch.nn.LayerNorm(features, eps)``.
+
+    With X ``(N, F)``, per-row mean/var ``(N, 1)`` and gamma/beta ``(F,)``::
+
+        mean = sum_f X / F          var = sum_f (X - mean)^2 / F        (biased)
+        xhat = (X - mean) * inv_std,   inv_std = 1 / sqrt(var + eps)
+        Y    = gamma * xhat + beta
+
+        g      = dY * gamma
+        dX     = inv_std / F * (F g - sum_f g - xhat * sum_f (g xhat))
+        dgamma = sum_n dY xhat,   dbeta = sum_n dY
+
+    The same computation in training and inference; no running state.
+    """
+
+    def __init__(self, features: int, eps: float = 1e-5):
+        super().__init__(features, eps)
+
+    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
+        xp = self._require_built().xp
+        self._check_input(X, self.features)
+        F = self.features
+        gamma = self.gamma.data
+        mean = xp.mean(X, axis=1, keepdims=True)
+        Xc = X - mean
+        var = xp.mean(Xc * Xc, axis=1, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = Xc * inv_std
+        Y = gamma * xhat + self.beta.data
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            self.gamma.grad = xp.sum(dY * xhat, axis=0)
+            self.beta.grad = xp.sum(dY, axis=0)
+            if not need_dX:
+                return None
+            g = dY * gamma
+            sum_g = xp.sum(g, axis=1, keepdims=True)
+            sum_g_xhat = xp.sum(g * xhat, axis=1, keepdims=True)
+            return (inv_std / F) * (F * g - sum_g - xhat * sum_g_xhat)
+
+        return Y, backward
+
+    def config(self) -> dict[str, Any]:
+        return {"features": self.features, "eps": self.eps}
