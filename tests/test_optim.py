@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -29,14 +32,31 @@ def small_model(device: bp.Device) -> bp.Sequential:
     return bp.Sequential(bp.Dense(3, 5), bp.Tanh(), bp.Dense(5, 2), device=device, dtype="float64", seed=7)
 
 
-def trajectory_matches_torch(device, opt_name: str, rng, steps: int = 20, clip: float | None = None) -> None:
+def trajectory_matches_torch(
+    device,
+    opt_name: str,
+    rng,
+    steps: int = 20,
+    clip: float | None = None,
+    table: dict[str, tuple[dict, dict]] = OPTIMIZERS,
+    schedules: Callable[[bp.optim.Optimizer, Any], tuple[Any, Any]] | None = None,
+) -> None:
+    """Train `small_model` and its torch twin side by side from identical weights; compare every step.
+
+    ``table[opt_name]`` gives (our kwargs, torch's kwargs); the class is the name before the first
+    ``-``, looked up in ``bp.optim`` and ``torch.optim``. ``schedules(opt, torch_opt)`` returns a
+    (ours, torch's) pair of lr schedules, stepped after every optimizer step.
+    """
     torch = pytest.importorskip("torch")
-    ours_kwargs, torch_kwargs = OPTIMIZERS[opt_name]
+    ours_kwargs, torch_kwargs = table[opt_name]
     model = small_model(device)
     twin = torch_twin(model)
     cls = opt_name.split("-")[0]
     opt = getattr(bp.optim, cls)(model.parameters(), **ours_kwargs)
     topt = getattr(torch.optim, cls)(twin.parameters(), **torch_kwargs)
+    sched, tsched = schedules(opt, topt) if schedules is not None else (None, None)
+    if sched is not None:
+        assert opt.lr == pytest.approx(tsched.get_last_lr()[0], rel=1e-12), "lr before the first step"
     for step in range(steps):
         X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
         loss = model.backprop(X, y, bp.losses.MSE())
@@ -50,6 +70,10 @@ def trajectory_matches_torch(device, opt_name: str, rng, steps: int = 20, clip: 
             tnorm = torch.nn.utils.clip_grad_norm_(twin.parameters(), clip)
             assert float(host(norm)) == pytest.approx(tnorm.item(), rel=1e-12)
         topt.step()
+        if sched is not None:
+            sched.step()
+            tsched.step()
+            assert opt.lr == pytest.approx(tsched.get_last_lr()[0], rel=1e-12), f"lr after step {step}"
         assert loss == pytest.approx(tloss.item(), rel=1e-12), f"step {step}"
         for p, expected in zip(model.parameters(), torch_params(twin)):
             np.testing.assert_allclose(host(p.data), expected, rtol=1e-10, atol=1e-13, err_msg=f"{p.name} step {step}")
