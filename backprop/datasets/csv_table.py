@@ -1,0 +1,153 @@
+"""`read_table`: a CSV file as checked rows of text fields, with line numbers and column names."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError
+
+__all__ = ["MISSING", "Table", "is_missing", "parse_number", "read_table"]
+
+#: Field texts (compared lower-case, after stripping spaces) that mean "no value".
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+
+
+@dataclass(frozen=True)
+class Table:
+    """The data rows of a CSV file as stripped strings, all of the same length."""
+
+    path: Path
+    names: tuple[str, ...]
+    has_header: bool
+    rows: list[list[str]]
+    lines: list[int]
+
+    @property
+    def where(self) -> str:
+        """The file, as error messages name it."""
+        return str(self.path)
+
+    def columns_listing(self, limit: int = 30) -> str:
+        """``'a' (0), 'b' (1), ...``: the columns with their indices, for error messages."""
+        shown = [f"{name!r} ({i})" for i, name in enumerate(self.names[:limit])]
+        more = f", ... ({len(self.names)} in all)" if len(self.names) > limit else ""
+        return ", ".join(shown) + more
+
+
+def is_missing(text: str) -> bool:
+    """Whether a (stripped) field means "no value": empty, NA, N/A, NaN, null, None or ``?``."""
+    return text.lower() in MISSING
+
+
+def parse_number(text: str) -> float | None:
+    """The number a field holds (``inf`` included), or ``None`` if it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_table(path: str | Path, *, header: bool | None = None, delimiter: str = ",") -> Table:
+    """Read a CSV file (UTF-8, optionally gzip-compressed as ``.gz``) into a `Table`.
+
+    Blank lines are skipped. ``header=None`` detects a header row: the first row is one when
+    it has a text field in a column where the second row holds a number (or, in a one-row file,
+    any text field). ``True``/``False`` say so explicitly. Without a header, columns are named
+    ``"column 0"``, ``"column 1"``, ... Raises `DataError` for a missing, unreadable or empty
+    file, duplicate column names, and rows whose number of fields differs from the first row's.
+    """
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise DataError(f"delimiter must be one character such as ',' or ';' or '\\t'; got {delimiter!r}")
+    if header not in (None, True, False):
+        raise DataError(f"header must be True, False or None (detect); got {header!r}")
+    file = Path(path)
+    text = _read_text(file)
+    rows, lines = _rows(text, file, delimiter)
+    if not rows:
+        raise DataError(f"{file} is empty: a CSV data set needs rows of numbers, optionally under one header row")
+    has_header = _detect_header(rows) if header is None else header
+    width = len(rows[0])
+    if has_header:
+        names = tuple(name or f"column {i}" for i, name in enumerate(rows[0]))
+        _check_unique(names, file)
+        rows, lines, first = rows[1:], lines[1:], f"the header (line {lines[0]})"
+        if not rows:
+            raise DataError(f"{file} has a header row but no data rows: add rows of values below it")
+    else:
+        names = tuple(f"column {i}" for i in range(width))
+        first = f"line {lines[0]}"
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != width:
+            hint = " (a trailing delimiter?)" if len(row) == width + 1 and row[-1] == "" else ""
+            raise DataError(
+                f"{file}: line {line} has {len(row)} values but {first} has {width}{hint}: "
+                "every row needs the same number of columns"
+            )
+    return Table(path=file, names=names, has_header=has_header, rows=rows, lines=lines)
+
+
+def _read_text(file: Path) -> str:
+    if not file.exists():
+        raise DataError(f"CSV file not found: {file} (looked in {file.resolve().parent}): check the path")
+    if file.is_dir():
+        raise DataError(f"{file} is a directory: pass the path of a CSV file")
+    try:
+        raw = file.read_bytes()
+        if file.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as a UTF-8 CSV file"
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {file}: {exc}") from None
+
+
+def _rows(text: str, file: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line
+            rows.append([field.strip() for field in row])
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{file}: line {reader.line_num} is not valid CSV ({exc})") from None
+    return rows, lines
+
+
+def _is_text(field: str) -> bool:
+    return not is_missing(field) and parse_number(field) is None
+
+
+def _detect_header(rows: list[list[str]]) -> bool:
+    first = rows[0]
+    if len(rows) == 1:
+        return any(_is_text(f) for f in first)
+    second = rows[1]
+    return any(
+        _is_text(f) and i < len(second) and _is_finite_number(second[i]) for i, f in enumerate(first)
+    )
+
+
+def _is_finite_number(field: str) -> bool:
+    value = parse_number(field)
+    return value is not None and math.isfinite(value)
+
+
+def _check_unique(names: tuple[str, ...], file: Path) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DataError(
+                f"{file}: the header names column {name!r} twice (columns {seen[name]} and {i}): rename one"
+            )
+        seen[name] = i
