@@ -1,0 +1,53 @@
+"""The random generators a model draws from while training, captured and restored.
+
+A model's ``shuffle_rng`` orders the mini-batches and its ``noise_rng`` feeds stochastic
+layers; a layer may also keep a host generator of its own (found by looking for
+`numpy.random.Generator` attributes). Restoring their states in place, after the model is
+rebuilt, makes a resumed run draw exactly the numbers the uninterrupted run would have.
+Generators that live on a GPU (CuPy's) are not captured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..model import Sequential
+
+__all__ = ["restore_rng_states", "rng_states"]
+
+
+def rng_states(model: Sequential) -> dict[str, Any]:
+    """``{"shuffle": state, "noise": state, "<layer path>:<attribute>": state, ...}``, each the
+    generator's ``bit_generator.state`` (a dict; copies, so later draws do not change them)."""
+    states = {"shuffle": model.shuffle_rng.bit_generator.state, "noise": model.noise_rng.bit_generator.state}
+    for key, generator in _layer_generators(model):
+        states[key] = generator.bit_generator.state
+    return states
+
+
+def restore_rng_states(model: Sequential, states: dict[str, Any]) -> None:
+    """Set every generator captured by `rng_states` back to its state, in place (layers that
+    hold a reference to ``model.noise_rng`` see the change). A layer generator the rebuilt
+    model does not have on the host (it runs on a GPU now) is skipped. Raises ``ValueError``
+    for a state that does not fit its generator and ``KeyError`` for a missing one."""
+    model.shuffle_rng.bit_generator.state = states["shuffle"]
+    model.noise_rng.bit_generator.state = states["noise"]
+    own = dict(_layer_generators(model))
+    for key, state in states.items():
+        if key in ("shuffle", "noise") or key not in own:
+            continue
+        own[key].bit_generator.state = state
+
+
+def _layer_generators(model: Sequential) -> Iterator[tuple[str, np.random.Generator]]:
+    shared = (model.shuffle_rng, model.noise_rng)
+    for layer in model.walk():
+        if layer is model:
+            continue
+        for attribute, value in sorted(getattr(layer, "__dict__", {}).items()):
+            if isinstance(value, np.random.Generator) and not any(value is g for g in shared):
+                yield f"{layer.path}:{attribute}", value

@@ -1,0 +1,123 @@
+"""`save_checkpoint`: a model and its training state, written to one portable file."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._version import __version__
+from ..history import History
+from ..layers import layer_config
+from .archive import write_archive
+from .jsonable import pack
+from .rng import rng_states
+
+if TYPE_CHECKING:
+    from ..model import Sequential
+    from ..optim import Optimizer
+
+__all__ = ["save_checkpoint"]
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Sequential,
+    optimizer: Optimizer | None = None,
+    *,
+    scheduler: Any = None,
+    epoch: int = 0,
+    history: History | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save everything needed to resume training to ``path`` (one ``.npz`` file), atomically.
+
+    Stored: the architecture, dtype, seed, weights and saved state of ``model``; its random
+    generators' states; the ``optimizer``'s type, hyperparameters and state; the
+    ``scheduler``'s ``state_dict()`` (any object with one, JSON values and arrays); ``epoch``;
+    the ``history``; and ``extra``, a dict of JSON values and NumPy arrays of your own (say a
+    standardiser's mean and scale). The device is recorded for information only: load the
+    file on any device. Arrays are host NumPy copies; nothing is pickled.
+
+    The file appears under ``path`` only once completely written and synced; if saving
+    fails, a previous file at ``path`` is left untouched. Nothing passed in is modified.
+    """
+    if not hasattr(model, "named_variables") or not hasattr(model, "shuffle_rng"):
+        raise TypeError(f"save_checkpoint saves a bp.Sequential model; got {type(model).__name__}")
+    model._require_built()
+    arrays: dict[str, np.ndarray] = {f"model/{name}": value for name, value in model.state_dict().items()}
+    metadata: dict[str, Any] = {
+        "library_version": __version__,
+        "architecture": layer_config(model),
+        "dtype": model.dtype,
+        "device": model.device.name,
+        "seed": int(model.seed),
+        "training": bool(model.training),
+        "rng": pack(rng_states(model), "the random generators' states", arrays, "rng"),
+        "optimizer": None if optimizer is None else _optimizer_metadata(model, optimizer, arrays),
+        "scheduler": None if scheduler is None else _scheduler_metadata(scheduler, arrays),
+        "epoch": _epoch(epoch),
+        "history": None if history is None else pack(_history_dict(history), "history", arrays, "history"),
+        "extra": pack(_extra(extra), "extra", arrays, "extra"),
+    }
+    write_archive(path, metadata, arrays)
+
+
+def _optimizer_metadata(model: Sequential, optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The optimizer's type, hyperparameters, which of the model's parameters it updates (by
+    name) and its state: arrays become ``optimizer/<i>.<key>`` members, scalars stay here."""
+    if not hasattr(optimizer, "state_dict") or not hasattr(optimizer, "params"):
+        raise TypeError(f"optimizer must be a bp.optim optimizer; got {type(optimizer).__name__}")
+    names = {id(p): name for name, p in model.named_variables()}
+    foreign = [getattr(p, "name", repr(p)) for p in optimizer.params if id(p) not in names]
+    if foreign:
+        raise ValueError(
+            f"the optimizer updates parameters that are not this model's ({', '.join(map(repr, foreign))}): it was "
+            "built for another model (or before this one was rebuilt); pass the optimizer made with this "
+            "model's parameters()"
+        )
+    saved = optimizer.state_dict()
+    scalars = {}
+    for key, value in saved["state"].items():
+        if isinstance(value, np.ndarray):
+            arrays[f"optimizer/{key}"] = value
+        else:
+            scalars[key] = pack(value, f"optimizer state {key!r}", arrays, "optimizer_scalars")
+    return {
+        "type": saved["type"],
+        "hyperparameters": pack(saved["hyperparameters"], "optimizer hyperparameters", arrays, "optimizer_hp"),
+        "params": [names[id(p)] for p in optimizer.params],
+        "scalars": scalars,
+        # the base lr a learning-rate schedule records on the optimizer (see optim.lr_scheduler)
+        "initial_lr": pack(getattr(optimizer, "initial_lr", None), "optimizer.initial_lr", arrays, "optimizer_hp"),
+    }
+
+
+def _scheduler_metadata(scheduler: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    if not callable(getattr(scheduler, "state_dict", None)):
+        raise TypeError(f"scheduler must have a state_dict() method; got {type(scheduler).__name__}")
+    return {
+        "type": type(scheduler).__name__,
+        "state": pack(scheduler.state_dict(), "scheduler state", arrays, "scheduler"),
+    }
+
+
+def _history_dict(history: History) -> dict[str, Any]:
+    if not callable(getattr(history, "to_dict", None)):
+        raise TypeError(f"history must be a bp.History (what fit returns); got {type(history).__name__}")
+    return history.to_dict()
+
+
+def _extra(extra: dict[str, Any] | None) -> dict[str, Any]:
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict of JSON values and NumPy arrays; got {type(extra).__name__}")
+    return extra
+
+
+def _epoch(epoch: Any) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative integer; got {epoch!r}")
+    return int(epoch)
