@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 __all__ = ["History"]
@@ -44,6 +46,14 @@ class History:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
         return cls(data.get("history"), data.get("epochs"))
+
+    def plot(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Save the training curves as an image (PNG unless the suffix says otherwise) and
+        return its path; see `backprop.plotting.plot_history` for ``kwargs`` (``title=``).
+        Needs matplotlib (``pip install "backprop[plot]"``); pyplot is never imported."""
+        from .plotting import plot_history
+
+        return plot_history(self, path, **kwargs)
 
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
