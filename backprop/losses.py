@@ -27,6 +27,8 @@ class Loss:
 
     #: what the model must output: ``"probabilities"``, ``"logits"`` or ``"any"`` values
     expects = "any"
+    #: name under which a backend may register a fused ``value_and_grad`` (see `Backend.kernel`)
+    kernel = ""
 
     def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
         """``(L, dL/dP)``: a 0-d array and an array shaped like ``P``."""
@@ -79,6 +81,7 @@ class BCE(Loss):
     """
 
     expects = "probabilities"
+    kernel = "bce"
 
     def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
         dP = (P - T) / (xp.maximum(P * (1.0 - P), 1e-12) * _size(P))
@@ -125,6 +128,7 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     expects = "logits"
+    kernel = "softmax_cross_entropy"
 
     def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
         shifted = P - xp.max(P, axis=1, keepdims=True)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backends import Array, Backend, DeviceLike, array_device, to_numpy
+from .backends.arena import ParameterArenas
 from .layers.base import Backward, BuildContext, Layer
 from .losses import Loss, get_loss
 from .parameter import Parameter
 
 if TYPE_CHECKING:
+    import os
+
     from .optim import Optimizer
     from .training import History
 
@@ -56,6 +60,8 @@ class Sequential(Layer):
         ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
         _check_unique(self)
         self.build(None, ctx)
+        self._penalised = [layer for layer in self.walk() if getattr(layer, "l1", 0) or getattr(layer, "l2", 0)]
+        self._pack()
 
     # ------------------------------------------------------------------ layer protocol
     def children(self) -> list[tuple[str, Layer]]:
@@ -69,12 +75,13 @@ class Sequential(Layer):
             features = child.build(features, ctx)
         self.in_features = _first_in_features(self)
         self.out_features = features
+        self._stages = _fuse(self.layers)
         return features
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         backwards = []
-        for layer in self.layers:
-            X, back = layer.apply(X, training)
+        for stage in self._stages:
+            X, back = stage(X, training)
             backwards.append(back)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
@@ -175,8 +182,10 @@ class Sequential(Layer):
         device array (no host sync). Call inside ``backend.activate()``."""
         xp = self.backend.xp
         P, backward = self.apply(X, self.training)
-        L, dP = loss.value_and_grad(xp, P, T)
+        L, dP = self.backend.kernel(loss.kernel, loss.value_and_grad)(xp, P, T)
         backward(dP, False)
+        for layer in self._penalised:
+            L = L + layer.penalty(xp)
         return L
 
     def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
@@ -184,6 +193,13 @@ class Sequential(Layer):
         from .training import fit  # noqa: PLC0415
 
         return fit(self, X, y, loss=loss, optimizer=optimizer, **options)
+
+    def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
+        """Save this model (and ``optimizer``; ``scheduler=``, ``epoch=``, ``history=``,
+        ``extra=``) to one checkpoint file, atomically; see `backprop.checkpoint.save_checkpoint`."""
+        from .checkpoint import save_checkpoint  # noqa: PLC0415 - the checkpoint package imports this module
+
+        save_checkpoint(path, self, optimizer, **kwargs)
 
     def to(self, device: DeviceLike | None = None, dtype: str | None = None) -> Sequential:
         """Move every parameter (and gradient) to ``device`` and/or cast to ``dtype``, in place.
@@ -196,6 +212,7 @@ class Sequential(Layer):
             p.data = new.from_host(to_numpy(p.data))
             p.grad = None if p.grad is None else new.from_host(to_numpy(p.grad))
             p.backend = new
+        self._pack()
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -220,8 +237,28 @@ class Sequential(Layer):
         for name, p in own.items():
             p.data = backend.from_host(values[name])
             p.grad = None
+        self._pack()
 
     # ------------------------------------------------------------------ helpers
+    def _pack(self) -> None:
+        """Put the trainable parameters into one flat buffer (NumPy, CuPy) so optimizers can
+        update them all at once; their ``.data`` become views of it."""
+        backend = self._require_built()
+        params = self.parameters()
+        if backend.device.type == "array_api":  # slices there need not be views one can write through
+            for p in params:
+                p.arenas = None
+            return
+        if not params:
+            return
+        arenas = params[0].arenas
+        if arenas is None or arenas.data.backend is not backend or any(p.arenas is not arenas for p in params):
+            arenas = ParameterArenas(backend, [p.shape for p in params])
+        with backend.activate():
+            views = arenas.data.gather([p.data for p in params])
+        for i, (p, view) in enumerate(zip(params, views)):
+            p.data, p.arenas, p.index = view, arenas, i
+
     def _input(self, X: Any) -> Array:
         backend = self._require_built()
         first = self.layers[0] if self.layers else self
@@ -260,6 +297,26 @@ class Sequential(Layer):
                 f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
                 f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
             )
+
+
+def _fuse(layers: list[Layer]) -> list[Callable[[Array, bool], tuple[Array, Backward]]]:
+    """The stages `Sequential.apply` runs: each layer's ``apply``, except that a `Dense`
+    directly followed by an elementwise activation runs as one fused stage."""
+    from .layers import Dense  # noqa: PLC0415 - the layers package imports this module
+    from .layers.activations import Elementwise  # noqa: PLC0415
+
+    stages: list[Callable[[Array, bool], tuple[Array, Backward]]] = []
+    i = 0
+    while i < len(layers):
+        layer, nxt = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        # only the stock apply: a subclass that overrides it must run as written
+        if type(layer) is Dense and isinstance(nxt, Elementwise) and type(nxt).apply is Elementwise.apply:
+            stages.append(functools.partial(layer.apply_with, nxt))
+            i += 2
+        else:
+            stages.append(layer.apply)
+            i += 1
+    return stages
 
 
 def _first_in_features(layer: Layer) -> int | None:

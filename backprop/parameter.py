@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .backends import Array, Backend
+    from .backends.arena import ParameterArenas
 
 __all__ = ["Parameter"]
 
@@ -27,9 +28,13 @@ class Parameter:
     trainable:
         ``False`` for state that is saved but not trained (BatchNorm's running statistics);
         `Sequential.parameters` lists trainable parameters only.
+    arenas, index:
+        On NumPy and CuPy a model keeps all trainable values (and gradients) in one flat
+        buffer each; ``data`` is then ``arenas.data.views[index]``. Assigning a new array to
+        ``data`` is still fine: optimizers copy it back into the buffer on their next step.
     """
 
-    __slots__ = ("name", "data", "grad", "backend", "trainable")
+    __slots__ = ("name", "data", "grad", "backend", "trainable", "arenas", "index")
 
     def __init__(self, name: str, data: Array, backend: Backend, *, trainable: bool = True):
         self.name = name
@@ -37,6 +42,8 @@ class Parameter:
         self.grad: Array | None = None
         self.backend = backend
         self.trainable = trainable
+        self.arenas: ParameterArenas | None = None
+        self.index = 0
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -7,13 +7,14 @@ Shapes: X, Y, dY, dX are all ``(N, features)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .._math import erf
 from ..backends import Array
 from .base import Backward, Layer
 
-__all__ = ["GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "get_activation", "sigmoid"]
+__all__ = ["GELU", "Elementwise", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "get_activation", "sigmoid"]
 
 
 def sigmoid(xp: Any, X: Array) -> Array:
@@ -22,88 +23,130 @@ def sigmoid(xp: Any, X: Array) -> Array:
     return xp.where(X >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-class ReLU(Layer):
-    """``Y = max(X, 0)``;  ``dX = dY * 1[X > 0]`` (gradient 0 at the kink, as in PyTorch)."""
+class Elementwise(Layer):
+    """An activation applied entry by entry: ``Y = f(X)``, ``dX = df(dY, X, Y)``.
+
+    Subclasses give ``f`` and ``df`` as generic Array API functions (the reference) and a
+    ``kernel`` name; a backend may replace them with fused versions registered as
+    ``"<kernel>_forward"`` / ``"<kernel>_backward"`` (and ``"bias_<kernel>_forward"`` for
+    ``f(Z + b)``, used when the activation directly follows a `Dense`).
+    ``needs_input`` says whether ``df`` reads X (else only Y, so X may be overwritten).
+    Hyperparameters reach every kernel as trailing arguments, ``kernel_args``.
+    """
+
+    kernel = ""
+    needs_input = False
+    kernel_args: tuple[float, ...] = ()
+
+    def f(self, xp: Any, X: Array, *args: float) -> Array:
+        raise NotImplementedError
+
+    def df(self, xp: Any, dY: Array, X: Array, Y: Array, *args: float) -> Array:
+        raise NotImplementedError
+
+    def bias_f(self, xp: Any, Z: Array, b: Array, *args: float) -> Array:
+        """``f(Z + b)``; a fused backend version may overwrite Z (a temporary of its caller)."""
+        return self.f(xp, Z + b, *args)
+
+    def kernels(self) -> tuple[Callable[..., Array], Callable[..., Array], Callable[..., Array]]:
+        """``(forward, backward, bias_forward)`` for the current backend: its fused kernels
+        where it has them, else the generic ``f``, ``df`` and ``bias_f``."""
+        bk = self._require_built()
+        name = self.kernel
+        return (
+            bk.kernel(f"{name}_forward", self.f),
+            bk.kernel(f"{name}_backward", self.df),
+            bk.kernel(f"bias_{name}_forward", self.bias_f),
+        )
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         xp = self._require_built().xp
-        Y = xp.maximum(X, 0.0)
+        args = self.kernel_args
+        f, df, _ = self.kernels()
+        Y = f(xp, X, *args)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return xp.where(Y > 0, dY, 0.0) if need_dX else None
+            return df(xp, dY, X, Y, *args) if need_dX else None
 
         return Y, backward
 
 
-class LeakyReLU(Layer):
+class ReLU(Elementwise):
+    """``Y = max(X, 0)``;  ``dX = dY * 1[Y > 0]`` (gradient 0 at the kink, as in PyTorch)."""
+
+    kernel = "relu"
+
+    def f(self, xp: Any, X: Array) -> Array:
+        return xp.maximum(X, 0.0)
+
+    def df(self, xp: Any, dY: Array, X: Array, Y: Array) -> Array:
+        return xp.where(Y > 0, dY, 0.0)
+
+
+class LeakyReLU(Elementwise):
     """``Y = X if X > 0 else alpha * X``;  ``dX = dY if X > 0 else alpha * dY``."""
+
+    kernel = "leaky_relu"
+    needs_input = True
 
     def __init__(self, alpha: float = 0.01):
         super().__init__()
         self.alpha = float(alpha)
+        self.kernel_args = (self.alpha,)
 
-    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
-        alpha = self.alpha
-        Y = xp.where(X > 0, X, alpha * X)
+    def f(self, xp: Any, X: Array, alpha: float) -> Array:
+        return xp.where(X > 0, X, alpha * X)
 
-        def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return xp.where(X > 0, dY, alpha * dY) if need_dX else None
-
-        return Y, backward
+    def df(self, xp: Any, dY: Array, X: Array, Y: Array, alpha: float) -> Array:
+        return xp.where(X > 0, dY, alpha * dY)
 
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
 
-class Sigmoid(Layer):
+class Sigmoid(Elementwise):
     """``Y = 1 / (1 + exp(-X))``;  ``dX = dY * Y * (1 - Y)``."""
 
-    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
-        Y = sigmoid(xp, X)
+    kernel = "sigmoid"
 
-        def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return dY * Y * (1.0 - Y) if need_dX else None
+    def f(self, xp: Any, X: Array) -> Array:
+        return sigmoid(xp, X)
 
-        return Y, backward
+    def df(self, xp: Any, dY: Array, X: Array, Y: Array) -> Array:
+        return dY * Y * (1.0 - Y)
 
 
-class Tanh(Layer):
+class Tanh(Elementwise):
     """``Y = tanh(X)``;  ``dX = dY * (1 - Y^2)``."""
 
-    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
-        Y = xp.tanh(X)
+    kernel = "tanh"
 
-        def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return dY * (1.0 - Y * Y) if need_dX else None
+    def f(self, xp: Any, X: Array) -> Array:
+        return xp.tanh(X)
 
-        return Y, backward
+    def df(self, xp: Any, dY: Array, X: Array, Y: Array) -> Array:
+        return dY * (1.0 - Y * Y)
 
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-class GELU(Layer):
+class GELU(Elementwise):
     """Exact GELU: ``Y = X * Phi(X)``, ``Phi(X) = (1 + erf(X / sqrt 2)) / 2``;
     ``dX = dY * (Phi(X) + X * phi(X))`` with the normal density ``phi(X) = exp(-X^2/2) / sqrt(2 pi)``."""
 
-    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
+    kernel = "gelu"
+    needs_input = True
+
+    def f(self, xp: Any, X: Array) -> Array:
+        return X * (0.5 * (1.0 + erf(xp, X * _INV_SQRT2)))
+
+    def df(self, xp: Any, dY: Array, X: Array, Y: Array) -> Array:
         Phi = 0.5 * (1.0 + erf(xp, X * _INV_SQRT2))
-        Y = X * Phi
-
-        def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            if not need_dX:
-                return None
-            # Clamping keeps X*X finite; beyond |X| = 40 the density is exactly 0 anyway.
-            Xc = xp.clip(X, -40.0, 40.0)
-            phi = xp.exp(-0.5 * Xc * Xc) * _INV_SQRT_2PI
-            return dY * (Phi + X * phi)
-
-        return Y, backward
+        # Clamping keeps X*X finite; beyond |X| = 40 the density is exactly 0 anyway.
+        Xc = xp.clip(X, -40.0, 40.0)
+        return dY * (Phi + X * (xp.exp(-0.5 * Xc * Xc) * _INV_SQRT_2PI))
 
 
 class Softmax(Layer):

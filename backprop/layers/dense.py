@@ -8,9 +8,37 @@ import numpy as np
 
 from ..backends import Array
 from ..init import Initializer, get_initializer
+from ..parameter import Parameter
+from .activations import Elementwise
 from .base import Backward, BuildContext, Layer
 
 __all__ = ["Dense"]
+
+
+def matmul(xp: Any, A: Array, B: Array) -> Array:
+    """``A @ B``."""
+    return xp.matmul(A, B)
+
+
+def matmul_tn(xp: Any, A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A^T @ B`` (the weight gradient ``X^T dY``); a fused kernel may write it into ``out``."""
+    return xp.matmul(xp.matrix_transpose(A), B)
+
+
+def matmul_nt(xp: Any, A: Array, B: Array) -> Array:
+    """``A @ B^T`` (the input gradient ``dY W^T``)."""
+    return xp.matmul(A, xp.matrix_transpose(B))
+
+
+def sum_rows(xp: Any, A: Array, out: Array | None = None) -> Array:
+    """``sum_n A[n, :]`` (the bias gradient); a fused kernel may write it into ``out``."""
+    return xp.sum(A, axis=0)
+
+
+def _grad_slot(p: Parameter) -> Array | None:
+    """Where ``p``'s gradient lives in the model's flat gradient buffer, if it has one: writing
+    it there saves the optimizer a copy."""
+    return None if p.arenas is None else p.arenas.grad.views[p.index]
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -31,15 +59,31 @@ class Dense(Layer):
     ``"he"``: Kaiming normal, ``"he_uniform"``, ``"normal"``: ``0.01 * randn``, ``"zeros"``) or
     is a callable ``(rng, fan_in, fan_out) -> array`` such as ``bp.init.Normal(0.1)``.
     Biases start at zero.
+
+    ``l1``/``l2`` add the penalty ``l1 * sum|W| + l2 * sum W^2`` on the weights (not the bias)
+    to the training loss, and its gradient ``l1 * sign(W) + 2 * l2 * W`` to ``dW`` (Keras'
+    convention; the optimizers' ``weight_decay`` is the other way to regularise).
     """
 
-    def __init__(self, in_features: int, out_features: int, init: str | Initializer = "xavier", bias: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        init: str | Initializer = "xavier",
+        bias: bool = True,
+        *,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ):
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
         self.init = init
         self._initializer = get_initializer(init)
         self.bias = bool(bias)
+        self.l1, self.l2 = float(l1), float(l2)
+        if not (self.l1 >= 0 and self.l2 >= 0):
+            raise ValueError(f"Dense l1 and l2 must be non-negative; got l1={l1!r}, l2={l2!r}")
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int:
         if in_features is not None and in_features != self.in_features:
@@ -56,20 +100,62 @@ class Dense(Layer):
         return self.out_features
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
+        bk = self._require_built()
+        xp = bk.xp
         self._check_input(X, self.in_features)
         W = self.W.data
-        Y = xp.matmul(X, W)
+        Y = bk.kernel("matmul", matmul)(xp, X, W)
         if self.b is not None:
             Y = Y + self.b.data
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            self.W.grad = xp.matmul(xp.matrix_transpose(X), dY)
-            if self.b is not None:
-                self.b.grad = xp.sum(dY, axis=0)
-            return xp.matmul(dY, xp.matrix_transpose(W)) if need_dX else None
+            return self._backward(xp, X, W, dY, need_dX)
 
         return Y, backward
+
+    def apply_with(self, act: Elementwise, X: Array, training: bool) -> tuple[Array, Backward]:
+        """This layer followed by the elementwise activation ``act``, fused:
+        ``Y = act(X @ W + b)``; ``dZ = act.df(dY)``, then this layer's backward with ``dZ``.
+        The same numbers as applying the two layers in turn, with fewer passes over memory."""
+        bk = self._require_built()
+        xp = bk.xp
+        self._check_input(X, self.in_features)
+        W = self.W.data
+        args = act.kernel_args
+        f, df, bias_f = act.kernels()
+        Z = bk.kernel("matmul", matmul)(xp, X, W)
+        if self.b is not None and not act.needs_input:
+            A, Y = None, bias_f(xp, Z, self.b.data, *args)  # may reuse Z's memory
+        else:
+            A = Z if self.b is None else Z + self.b.data
+            Y = f(xp, A, *args)
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            return self._backward(xp, X, W, df(xp, dY, A, Y, *args), need_dX)
+
+        return Y, backward
+
+    def _backward(self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool) -> Array | None:
+        kernel = self.backend.kernel
+        dW = kernel("matmul_tn", matmul_tn)(xp, X, dY, _grad_slot(self.W))
+        if self.l1:
+            dW = dW + self.l1 * xp.sign(W)
+        if self.l2:
+            dW = dW + (2.0 * self.l2) * W
+        self.W.grad = dW
+        if self.b is not None:
+            self.b.grad = kernel("sum_rows", sum_rows)(xp, dY, _grad_slot(self.b))
+        return kernel("matmul_nt", matmul_nt)(xp, dY, W) if need_dX else None
+
+    def penalty(self, xp: Any) -> Array | float:
+        """The regularisation term ``l1 * sum|W| + l2 * sum W^2`` (0.0 when both are zero)."""
+        W = self.W.data
+        total: Array | float = 0.0
+        if self.l1:
+            total = total + self.l1 * xp.sum(xp.abs(W))
+        if self.l2:
+            total = total + self.l2 * xp.sum(W * W)
+        return total
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"in_features": self.in_features, "out_features": self.out_features}
@@ -77,6 +163,10 @@ class Dense(Layer):
             cfg["init"] = self.init
         if not self.bias:
             cfg["bias"] = False
+        if self.l1:
+            cfg["l1"] = self.l1
+        if self.l2:
+            cfg["l2"] = self.l2
         return cfg
 
     def __repr__(self) -> str:

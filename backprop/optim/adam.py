@@ -21,6 +21,11 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     """
 
+    fused_kernel = "adam_update"
+    fused_state = ("exp_avg", "exp_avg_sq")
+    counts_steps = True
+    decoupled_weight_decay = False
+
     def __init__(
         self,
         params: Iterable[Parameter],
@@ -40,11 +45,22 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
 
-    def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
+    def fused_arguments(self, step: int) -> dict[str, Any]:
         beta1, beta2 = self.betas
+        return {
+            "step": step, "lr": self.lr, "beta1": beta1, "beta2": beta2, "eps": self.eps,
+            "weight_decay": self.weight_decay, "decoupled": self.decoupled_weight_decay,
+        }
+
+    def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
         g = p.grad
         if self.weight_decay:
             g = g + self.weight_decay * p.data
+        self._adam_step(p, g, state, xp)
+
+    def _adam_step(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        """The moment updates and the bias-corrected step for gradient ``g`` (weight decay already applied)."""
+        beta1, beta2 = self.betas
         t = state["step"] = state.get("step", 0) + 1
         m = state["exp_avg"] = beta1 * state["exp_avg"] + (1.0 - beta1) * g if "exp_avg" in state else (1.0 - beta1) * g
         v = state["exp_avg_sq"] = (

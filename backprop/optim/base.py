@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, to_numpy
+from ..backends.arena import Arena, ParameterArenas
 from ..parameter import Parameter
 
 __all__ = ["Optimizer"]
@@ -19,7 +20,17 @@ class Optimizer:
     State (momentum buffers, moment estimates, step counts) is kept per parameter, on the
     parameter's device; after ``model.to(device)`` it follows on the next `step`.
     ``lr`` may be changed between steps (that is what learning-rate schedules do).
+
+    `update` is the reference rule, one parameter at a time. When all parameters live in one
+    flat buffer (a model on NumPy or CuPy) and the backend has a fused kernel named
+    ``fused_kernel``, `step` instead updates the whole buffer at once, with the state arrays
+    named in ``fused_state`` held in flat buffers too (each parameter's state stays a view).
     """
+
+    fused_kernel = ""
+    fused_state: tuple[str, ...] = ()
+    #: whether the rule keeps a per-parameter ``"step"`` count (Adam's bias correction does)
+    counts_steps = False
 
     def __init__(self, params: Iterable[Parameter], lr: float):
         self.params = list(params)
@@ -42,6 +53,10 @@ class Optimizer:
 
     def step(self) -> None:
         """Apply one update to every parameter that has a gradient."""
+        fusable = self._fusable()
+        if fusable is not None:
+            self._fused_step(*fusable)
+            return
         for p, state in zip(self.params, self.state):
             if p.grad is None:
                 continue
@@ -54,6 +69,69 @@ class Optimizer:
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
         """One parameter's update rule: read ``p.grad``, update ``state`` and ``p.data``."""
         raise NotImplementedError
+
+    def fused_arguments(self, step: int) -> dict[str, Any]:
+        """Keyword arguments of the fused kernel for update number ``step`` (1-based)."""
+        raise NotImplementedError
+
+    def _fusable(self) -> tuple[ParameterArenas, Any] | None:
+        """The parameters' arenas and the fused kernel, when one update over the flat buffer can
+        replace the per-parameter loop with exactly the same result."""
+        arenas = self.params[0].arenas
+        if not self.fused_kernel or arenas is None or len(arenas.data.views) != len(self.params):
+            return None
+        backend = arenas.data.backend
+        for i, p in enumerate(self.params):
+            if p.arenas is not arenas or p.index != i or p.grad is None or p.backend is not backend:
+                return None
+        states = self.state
+        if self.counts_steps:
+            step = states[0].get("step", 0)
+            if any(s.get("step", 0) != step for s in states):
+                return None  # parameters stepped different numbers of times: only the loop is exact
+        if self.fused_state:
+            present = sum(self.fused_state[0] in s for s in states)
+            if 0 < present < len(states):
+                return None
+        kernel = backend.kernel(self.fused_kernel, None)
+        return None if kernel is None else (arenas, kernel)
+
+    def _fused_step(self, arenas: ParameterArenas, kernel: Any) -> None:
+        backend = arenas.data.backend
+        states = self.state
+        for state in states:
+            if state.get("backend") is not backend:
+                _move_state(state, backend)
+        keys = self.fused_state
+        fresh = bool(keys) and keys[0] not in states[0]
+        step = states[0].get("step", 0) + 1
+        params = self.params
+        with backend.activate():
+            data = arenas.data.gather([p.data for p in params])
+            grads = arenas.grad.gather([p.grad for p in params])
+            for p, d, g in zip(params, data, grads):
+                p.data, p.grad = d, g
+            flats = [self._flat_state(arenas, key, fresh) for key in keys]
+            kernel(backend.xp, arenas.data.flat, arenas.grad.flat, *[f.flat for f in flats],
+                   fresh=fresh, **self.fused_arguments(step))
+        for i, state in enumerate(states):
+            for key, flat in zip(keys, flats):
+                state[key] = flat.views[i]
+            if self.counts_steps:
+                state["step"] = step
+
+    def _flat_state(self, arenas: ParameterArenas, key: str, fresh: bool) -> Arena:
+        """The flat buffer of state ``key``, holding every parameter's current value (zeros
+        when ``fresh``); made once per parameter arena."""
+        cache: dict[str, Arena] = self.__dict__.setdefault("_flat_cache", {})
+        arena = cache.get(key)
+        if arena is None or arena.backend is not arenas.data.backend or arena.shapes != arenas.data.shapes:
+            arena = cache[key] = Arena(arenas.data.backend, arenas.data.shapes)
+        if fresh:
+            arena.flat[...] = 0
+        else:
+            arena.gather([s[key] for s in self.state])
+        return arena
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters and per-parameter state, arrays as host NumPy copies."""

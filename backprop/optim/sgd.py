@@ -42,6 +42,18 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
 
+    fused_kernel = "sgd_update"
+
+    @property
+    def fused_state(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("momentum_buffer",) if self.momentum else ()
+
+    def fused_arguments(self, step: int) -> dict[str, Any]:
+        return {
+            "lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+            "nesterov": self.nesterov, "weight_decay": self.weight_decay,
+        }
+
     def hyperparameters(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
@@ -57,7 +69,8 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p.data
         if self.momentum:
             buf = state.get("momentum_buffer")
-            buf = g if buf is None else self.momentum * buf + (1.0 - self.dampening) * g
+            # a copy: the gradient's memory is rewritten by the next backward pass
+            buf = xp.asarray(g, copy=True) if buf is None else self.momentum * buf + (1.0 - self.dampening) * g
             state["momentum_buffer"] = buf
             g = g + self.momentum * buf if self.nesterov else buf
         p.data = p.data - self.lr * g

@@ -1,0 +1,193 @@
+"""Every fused backend kernel against its generic Array API twin (the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.backends import Backend
+from backprop.backends import numpy_kernels
+from helpers import host
+
+ACTIVATIONS = {
+    "relu": bp.ReLU,
+    "sigmoid": bp.Sigmoid,
+    "tanh": bp.Tanh,
+    "leaky_relu": lambda: bp.LeakyReLU(0.1),
+    "leaky_relu-alpha2": lambda: bp.LeakyReLU(2.0),
+}
+RTOL = {"float32": 2e-6, "float64": 1e-14}
+
+
+def bound(layer: bp.Layer, device: bp.Device, dtype: str) -> tuple[bp.Layer, Backend]:
+    model = bp.Sequential(layer, device=device, dtype=dtype, seed=0)
+    return layer, model.backend
+
+
+def needs_kernel(backend: Backend, name: str) -> None:
+    if backend.kernel(name, None) is None:
+        pytest.skip(f"{backend.device.name} has no fused {name!r} kernel (the generic path is the kernel)")
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_fused_activation_kernels_match_generic(name: str, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+    act, backend = bound(ACTIVATIONS[name](), device, dtype)
+    needs_kernel(backend, f"{act.kernel}_forward")
+    xp, args = backend.xp, act.kernel_args
+    forward, backward, bias_forward = act.kernels()
+    Xh = np.concatenate([rng.standard_normal((6, 5)) * 3, [[-1000.0, -30.0, 0.0, 30.0, 1000.0]]])
+    X, dY, b = backend.from_host(Xh), backend.from_host(rng.standard_normal(Xh.shape)), backend.from_host(rng.standard_normal(5))
+    X0, b0 = host(X).copy(), host(b).copy()
+    Y = forward(xp, X, *args)
+    np.testing.assert_allclose(host(Y), host(act.f(xp, X, *args)), rtol=RTOL[dtype], atol=1e-30)
+    dX = backward(xp, dY, X, Y, *args)
+    np.testing.assert_allclose(host(dX), host(act.df(xp, dY, X, Y, *args)), rtol=RTOL[dtype], atol=1e-30)
+    fused = bias_forward(xp, backend.from_host(Xh.copy()), b, *args)  # may overwrite its Z
+    np.testing.assert_allclose(host(fused), host(act.f(xp, X + b, *args)), rtol=RTOL[dtype], atol=1e-30)
+    np.testing.assert_array_equal(host(X), X0)
+    np.testing.assert_array_equal(host(b), b0)
+    assert host(Y).dtype == host(dX).dtype == host(fused).dtype == np.dtype(dtype)
+
+
+def test_fused_softmax_cross_entropy_matches_generic(device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+    backend = Backend(device, dtype)
+    needs_kernel(backend, "softmax_cross_entropy")
+    loss = bp.losses.SoftmaxCrossEntropy()
+    Zh = rng.standard_normal((9, 4)) * 5
+    Zh[0] = [1000.0, -1000.0, 0.0, 3.0]
+    with backend.activate():
+        Z = backend.from_host(Zh)
+        T = loss.prepare_target(backend, rng.integers(0, 4, 9), 9, 4)
+        L, dZ = backend.kernel("softmax_cross_entropy", None)(backend.xp, Z, T)
+        L_ref, dZ_ref = loss.value_and_grad(backend.xp, Z, T)
+    assert float(host(L)) == pytest.approx(float(host(L_ref)), rel=RTOL[dtype])
+    np.testing.assert_allclose(host(dZ), host(dZ_ref), rtol=RTOL[dtype], atol=1e-7 if dtype == "float32" else 1e-16)
+    np.testing.assert_array_equal(host(Z), Zh.astype(dtype))
+    assert host(L).dtype == host(dZ).dtype == np.dtype(dtype)
+
+
+def test_fused_bce_matches_generic(device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+    backend = Backend(device, dtype)
+    needs_kernel(backend, "bce")
+    loss = bp.losses.BCE()
+    Ph = np.concatenate([rng.uniform(0.01, 0.99, (7, 2)), [[0.0, 1.0]]])  # saturated: logs clamped at -100
+    Th = np.concatenate([rng.uniform(0, 1, (7, 2)), [[1.0, 0.0]]])
+    with backend.activate():
+        P, T = backend.from_host(Ph), backend.from_host(Th)
+        L, dP = backend.kernel("bce", None)(backend.xp, P, T)
+        L_ref, dP_ref = loss.value_and_grad(backend.xp, P, T)
+    assert float(host(L)) == pytest.approx(float(host(L_ref)), rel=RTOL[dtype])
+    np.testing.assert_allclose(host(dP), host(dP_ref), rtol=RTOL[dtype])
+    np.testing.assert_array_equal(host(P), Ph.astype(dtype))
+    assert host(L).dtype == host(dP).dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("name", ["matmul", "matmul_tn", "matmul_nt", "sum_rows"])
+def test_fused_linear_algebra_matches_generic(name: str, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+    from backprop.layers import dense
+
+    backend = Backend(device, dtype)
+    needs_kernel(backend, name)
+    shapes = {"matmul": ((5, 3), (3, 4)), "matmul_tn": ((5, 3), (5, 4)), "matmul_nt": ((5, 3), (4, 3)), "sum_rows": ((5, 3),)}
+    with backend.activate():
+        args = [backend.from_host(rng.standard_normal(s)) for s in shapes[name]]
+        expected = host(getattr(dense, name)(backend.xp, *args))
+        np.testing.assert_allclose(host(backend.kernel(name, None)(backend.xp, *args)), expected, rtol=RTOL[dtype])
+        if name in ("matmul_tn", "sum_rows"):  # the gradient kernels may write into a given slot
+            out = backend.zeros(expected.shape)
+            result = backend.kernel(name, None)(backend.xp, *args, out)
+            np.testing.assert_allclose(host(result), expected, rtol=RTOL[dtype])
+            np.testing.assert_allclose(host(out), expected, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "leaky_relu", "gelu"])
+def test_fused_dense_activation_stage_matches_separate_layers(act: str, device: bp.Device, rng: np.random.Generator) -> None:
+    """Sequential fuses Dense + activation; the result equals running the layers one by one."""
+    model = bp.Sequential(bp.Dense(5, 4), bp.layers.get_activation(act), device=device, dtype="float64", seed=1)
+    assert len(model._stages) == 1
+    backend = model.backend
+    X, dY = backend.from_host(rng.standard_normal((6, 5))), backend.from_host(rng.standard_normal((6, 4)))
+    with backend.activate():
+        Y, backward = model.apply(X, True)
+        dX = backward(dY, True)
+        grads = [host(p.grad) for p in model.parameters()]
+        Z, back_dense = model.layers[0].apply(X, True)
+        Y2, back_act = model.layers[1].apply(Z, True)
+        dX2 = back_dense(back_act(dY, True), True)
+    np.testing.assert_allclose(host(Y), host(Y2), rtol=1e-14)
+    np.testing.assert_allclose(host(dX), host(dX2), rtol=1e-14)
+    for g, p in zip(grads, model.parameters()):
+        np.testing.assert_allclose(g, host(p.grad), rtol=1e-14)
+
+
+def test_every_numpy_kernel_is_tested() -> None:
+    tested = {f"{ACTIVATIONS[n]().kernel}_{kind}" for n in ACTIVATIONS for kind in ("forward", "backward")}
+    tested |= {f"bias_{ACTIVATIONS[n]().kernel}_forward" for n in ACTIVATIONS}
+    tested |= {"softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows"} | set(OPTIMIZER_KERNELS)
+    assert set(numpy_kernels.KERNELS) <= tested, set(numpy_kernels.KERNELS) - tested
+
+
+OPTIMIZER_KERNELS = {"adam_update", "sgd_update"}
+FUSED_OPTIMIZERS = {
+    "SGD": (bp.optim.SGD, {"lr": 0.1}),
+    "SGD-momentum-dampening-wd": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
+    "SGD-nesterov": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    "Adam": (bp.optim.Adam, {"lr": 0.01}),
+    "Adam-wd": (bp.optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1}),
+    "AdamW": (bp.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}),
+}
+
+
+@pytest.mark.parametrize("name", FUSED_OPTIMIZERS)
+def test_fused_optimizer_step_matches_the_per_parameter_rule(name: str, device: bp.Device, rng: np.random.Generator) -> None:
+    """One flat update over the model's arena equals the reference loop over parameters."""
+    cls, kwargs = FUSED_OPTIMIZERS[name]
+    models = [bp.Sequential(bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2), device=device, dtype="float64", seed=4) for _ in range(2)]
+    if models[0].parameters()[0].arenas is None:
+        pytest.skip(f"{device.name} keeps parameters as separate arrays (no flat buffer to fuse over)")
+    needs_kernel(models[0].backend, cls.fused_kernel)
+    fused, loop = (cls(m.parameters(), **kwargs) for m in models)
+    loop.fused_kernel = ""  # force the reference path
+    for step in range(5):
+        X, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+        for m, opt in zip(models, (fused, loop)):
+            m.backprop(X, y, "mse")
+            opt.step()
+        assert fused._fusable() is not None, "the fused path must actually run"
+        for a, b in zip(*(m.parameters() for m in models)):
+            np.testing.assert_allclose(host(a.data), host(b.data), rtol=1e-14, atol=1e-16, err_msg=f"{a.name} step {step}")
+            assert a.data is a.arenas.data.views[a.index]  # still a view of the flat buffer
+    for sa, sb in zip(fused.state, loop.state):
+        assert sa.keys() - {"backend"} == sb.keys() - {"backend"}
+        for key in sa.keys() - {"backend"}:
+            np.testing.assert_allclose(host(sa[key]), host(sb[key]), rtol=1e-14, atol=1e-16)
+    saved = fused.state_dict()  # per-parameter views save like separate arrays
+    assert all(v.shape == fused.params[int(k.split(".")[0])].shape for k, v in saved["state"].items() if hasattr(v, "shape"))
+
+
+def test_replaced_parameter_arrays_are_gathered_back_into_the_flat_buffer(rng: np.random.Generator) -> None:
+    """Assigning p.data (as load_state_dict, gradcheck or a user may) never loses the value."""
+    model = bp.Sequential(bp.Dense(3, 2), device="cpu", dtype="float64", seed=0)
+    opt = bp.optim.SGD(model.parameters(), lr=0.5)
+    W = model.parameters()[0]
+    W.data = np.ones((3, 2))
+    model.backprop(np.zeros((4, 3)), np.zeros((4, 2)), "mse")  # dW = 0 for zero inputs
+    opt.step()
+    np.testing.assert_array_equal(host(W.data), np.ones((3, 2)))
+    assert W.data is W.arenas.data.views[W.index]
+
+
+def test_deep_copied_models_keep_a_consistent_flat_buffer(rng: np.random.Generator) -> None:
+    import copy
+
+    model = bp.Sequential(bp.Dense(3, 2), device="cpu", dtype="float64", seed=0)
+    twin = copy.deepcopy(model)
+    opt = bp.optim.SGD(twin.parameters(), lr=0.1)
+    X, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    twin.backprop(X, y, "mse")
+    before = [host(p.data).copy() for p in twin.parameters()]
+    opt.step()
+    after = [host(p.data) for p in twin.parameters()]
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after))  # the copy really trained
+    np.testing.assert_array_equal(host(model.parameters()[0].data), before[0])  # the original did not
