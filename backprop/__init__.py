@@ -3,30 +3,37 @@ any Array API namespace. The device is chosen when the model is built."""
 
 from __future__ import annotations
 
-from . import init, losses, optim
+from . import checkpoint, datasets, init, losses, optim
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
+from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, load_weights, save_checkpoint
 from .clip import clip_grad_norm, clip_grad_value
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
-from .layers import GELU, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU, Residual, Sigmoid, Softmax, Tanh
 from .model import Sequential
 from .parameter import Parameter
 from .training import TrainingDivergedError
 
 __all__ = [
     "GELU",
+    "BatchNorm",
+    "Checkpoint",
+    "CheckpointError",
     "CudaUnavailableError",
     "Dense",
     "Device",
     "DeviceMismatchError",
+    "Dropout",
     "GradcheckResult",
     "History",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sequential",
     "Sigmoid",
     "Softmax",
@@ -34,12 +41,18 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "available_devices",
+    "checkpoint",
     "clip_grad_norm",
     "clip_grad_value",
+    "datasets",
     "get_device",
     "gradcheck",
     "init",
+    "load",
+    "load_checkpoint",
+    "load_weights",
     "losses",
     "optim",
+    "save_checkpoint",
     "to_numpy",
 ]
