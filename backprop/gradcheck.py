@@ -103,7 +103,8 @@ def gradcheck(
         def evaluate() -> float:
             noise.state = noise_state  # the same dropout masks for every evaluation
             P, _ = clone.apply(Xd, clone.training)
-            return float(to_numpy(loss.value(backend.xp, P, T)))
+            # the l1/l2 terms are part of what backprop differentiates
+            return float(to_numpy(loss.value(backend.xp, P, T) + clone.penalty()))
 
         noise.state = noise_state
         clone.loss_and_grads(Xd, T, loss)

@@ -180,16 +180,44 @@ class Sequential(Layer):
     def loss_and_grads(self, X: Array, T: Array, loss: Loss) -> Array:
         """`backprop` for data already on the device and checked: returns the loss as a 0-d
         device array (no host sync). Call inside ``backend.activate()``."""
-        xp = self.backend.xp
+        return self.train_batch(X, T, loss)[0]
+
+    def train_batch(self, X: Array, T: Array, loss: Loss) -> tuple[Array, Array]:
+        """Forward, loss (plus `Dense` l1/l2 penalties) and backward on checked device data, in
+        the current mode; returns ``(L, P)``: the 0-d loss and the model's outputs."""
+        backend = self.backend
+        xp = backend.xp
         P, backward = self.apply(X, self.training)
-        L, dP = self.backend.kernel(loss.kernel, loss.value_and_grad)(xp, P, T)
+        L, dP = backend.kernel(loss.kernel, loss.value_and_grad)(xp, P, T)
         backward(dP, False)
+        return L + self.penalty() if self._penalised else L, P
+
+    def penalty(self) -> Array | float:
+        """The sum of the layers' l1/l2 regularisation terms (0.0 when there are none)."""
+        xp = self.backend.xp
+        total: Array | float = 0.0
         for layer in self._penalised:
-            L = L + layer.penalty(xp)
-        return L
+            total = total + layer.penalty(xp)
+        return total
+
+    def evaluate(self, X: Any, y: Any, loss: Loss | str, metrics: Any = (), batch_size: int = 1024) -> dict[str, float]:
+        """Mean loss (without l1/l2 penalties) and metrics on ``(X, y)`` in inference mode,
+        e.g. ``{"loss": 0.12, "accuracy": 0.97}``."""
+        from .metrics import get_metrics  # noqa: PLC0415
+        from .training import evaluate  # noqa: PLC0415
+
+        backend = self._require_built()
+        loss = get_loss(loss)
+        self._check_loss(loss)
+        with backend.activate():
+            Xd = self._input(X)
+            T = loss.prepare_target(backend, y, Xd.shape[0], self.out_features)
+            return evaluate(self, Xd, T, loss, get_metrics(metrics, loss), batch_size)
 
     def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
-        """Train with mini-batches; see `backprop.training.fit` for every option."""
+        """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
+        batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
+        scheduler, record_grad_norms, checkpoint, initial_epoch, history, verbose)."""
         from .training import fit  # noqa: PLC0415
 
         return fit(self, X, y, loss=loss, optimizer=optimizer, **options)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backends import Array, Backend
 from .clip import clip_grad_norm as _clip_grad_norm
+from .early_stopping import EarlyStopping
 from .history import History
 from .losses import Loss, get_loss
+from .metrics import Metric, get_metrics
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .model import Sequential
     from .optim import Optimizer
 
-__all__ = ["TrainingDivergedError", "evaluate_loss", "fit", "make_step"]
+__all__ = ["TrainingDivergedError", "evaluate", "fit", "make_step"]
 
 Step = Callable[[Array, Array], Array]
 
@@ -37,54 +41,105 @@ def fit(
     shuffle: bool = True,
     clip_grad_norm: float | None = None,
     validation_data: tuple[Any, Any] | None = None,
+    metrics: Sequence[str | Metric] = (),
+    early_stopping: EarlyStopping | int | None = None,
+    scheduler: Any = None,
+    record_grad_norms: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    checkpoint_extra: dict[str, Any] | None = None,
+    initial_epoch: int = 0,
+    history: History | None = None,
     verbose: int = 1,
 ) -> History:
-    """Train ``model`` on ``(X, y)`` for ``epochs`` passes of mini-batches.
+    """Train ``model`` on ``(X, y)`` for ``epochs`` more passes of mini-batches.
 
     The data is checked and moved to the model's device once. Each epoch visits the samples
     in an order drawn from the model's host generator (``shuffle=True``) in batches of
     ``batch_size`` (the last one may be smaller); each batch is forward, loss, backward,
     optional global-norm clipping (``clip_grad_norm=max_norm``) and ``optimizer.step()``.
-    Losses stay on the device and are read once per epoch.
+    Losses and metrics stay on the device and are read once per epoch (a progress bar reads
+    the running loss at most twice a second).
 
-    Returns a `History` with ``"loss"`` (mean training loss per epoch) and, with
-    ``validation_data=(Xv, yv)``, ``"val_loss"`` (computed in inference mode).
-    ``verbose=0`` is silent, ``1`` prints about 20 progress lines, ``2`` one line per epoch.
-    Raises `TrainingDivergedError` naming the epoch if the loss becomes NaN or infinite.
+    Per epoch the returned `History` gets ``"loss"`` (mean training loss, including `Dense`
+    l1/l2 penalties), each metric (``metrics=["accuracy"]``: the running value over the
+    epoch's batches), ``"lr"``, and with ``validation_data=(Xv, yv)`` ``"val_loss"`` and
+    ``"val_<metric>"`` in inference mode. ``record_grad_norms=True`` adds
+    ``"grad_norm/<param>"``, the mean over the epoch's steps of each parameter's gradient L2
+    norm before clipping: the tutorial's vanishing/exploding-gradient diagnosis.
+
+    ``scheduler``: a `bp.optim.lr_scheduler` schedule stepped once per epoch
+    (`ReduceLROnPlateau` is given ``val_loss``, else ``loss``). ``early_stopping``: an
+    `EarlyStopping` or a patience (monitoring ``val_loss`` when there is validation data,
+    else ``loss``, restoring the best weights). ``checkpoint=path`` saves model, optimizer,
+    scheduler, random generators, epoch, history and ``checkpoint_extra`` every
+    ``checkpoint_every`` epochs and at the end, atomically; if training is interrupted
+    (Ctrl-C) or diverges, the last completed epoch is saved before the error propagates.
+    ``initial_epoch`` and ``history`` continue a resumed run: epochs are numbered from
+    ``initial_epoch + 1`` and appended to ``history``.
+
+    ``verbose=0`` is silent, ``1`` shows a progress bar on a terminal (about 20 lines
+    otherwise), ``2`` one line per epoch. Raises `TrainingDivergedError` naming the epoch if
+    the loss becomes NaN or infinite.
     """
     loss = get_loss(loss)
     model._check_loss(loss)
     epochs = _count(epochs, "epochs", minimum=0)
     batch_size = _count(batch_size, "batch_size", minimum=1)
+    checkpoint_every = _count(checkpoint_every, "checkpoint_every", minimum=1)
+    initial_epoch = _count(initial_epoch, "initial_epoch", minimum=0)
+    metric_list = get_metrics(metrics, loss)
     backend = model._require_built()
-    step = make_step(model, loss, optimizer, clip_grad_norm)
-    history = History()
+    history = History() if history is None else history
+    stopper = _early_stopping(early_stopping, validation_data is not None)
+    saver = _Checkpointer(checkpoint, checkpoint_every, checkpoint_extra, model, optimizer, scheduler, history)
     was_training = model.training
     with backend.activate():
         Xd, T = _prepare(model, loss, X, y, "X", "y")
         val = _prepare(model, loss, *validation_data, "validation X", "validation y") if validation_data else None
+        keys = _epoch_keys(metric_list, val is not None)
+        if stopper is not None:
+            stopper.start(keys)
         n = Xd.shape[0]
-        log_every = max(1, epochs // 20) if verbose == 1 else 1
+        params = model.parameters()
+        train_batch = _batch_trainer(model, loss, optimizer, clip_grad_norm, metric_list, record_grad_norms)
+        progress = Progress(epochs, math.ceil(n / batch_size), verbose=verbose, initial_epoch=initial_epoch)
         try:
             model.train()
-            for epoch in range(1, epochs + 1):
-                total: Any = 0.0
+            for epoch in range(initial_epoch + 1, initial_epoch + epochs + 1):
+                progress.start_epoch(epoch)
+                sums = _EpochSums(backend, len(metric_list), params if record_grad_norms else [])
                 for Xb, Tb in _batches(backend, model, Xd, T, batch_size, shuffle):
-                    total = total + step(Xb, Tb) * Xb.shape[0]
-                values = {"loss": backend.scalar(total) / n}
+                    train_batch(Xb, Tb, sums)
+                    progress.step(sums.running_loss)
+                values = sums.read(n, metric_list, params)
                 if not math.isfinite(values["loss"]):
+                    saver.save_last()
                     raise TrainingDivergedError(
                         f"training diverged: the loss became {values['loss']} in epoch {epoch}. Lower the "
                         f"learning rate (now {optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
-                        "the data's scale."
+                        "the data's scale." + (f" The last good state is in {saver.path!r}." if saver.path else "")
                     )
+                values["lr"] = float(optimizer.lr)
                 if val is not None:
-                    values["val_loss"] = evaluate_loss(model, val[0], val[1], loss, batch_size)
+                    values.update(evaluate(model, val[0], val[1], loss, metric_list, batch_size, prefix="val_"))
                 history.append(epoch, values)
-                if verbose and (epoch % log_every == 0 or epoch in (1, epochs)):
-                    print(f"epoch {epoch}/{epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+                if scheduler is not None:
+                    _step_scheduler(scheduler, values)
+                saver.epoch_done(epoch)
+                stop = stopper is not None and stopper.update(epoch, values, model)
+                progress.end_epoch(epoch, values)
+                if stop:
+                    break
+            saver.save_last()
+        except KeyboardInterrupt:
+            saver.save_last()
+            raise
         finally:
+            progress.close()
             model.train(was_training)
+        if stopper is not None:
+            stopper.finish(model)
     return history
 
 
@@ -106,17 +161,146 @@ def make_step(model: Sequential, loss: Loss | str, optimizer: Optimizer, clip_gr
     return step
 
 
-def evaluate_loss(model: Sequential, X: Array, T: Array, loss: Loss, batch_size: int = 1024) -> float:
-    """Mean loss over device data in inference mode (batched; one host sync)."""
+def evaluate(
+    model: Sequential,
+    X: Array,
+    T: Array,
+    loss: Loss,
+    metrics: Sequence[Metric] = (),
+    batch_size: int = 1024,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Mean loss and metrics over checked device data, in inference mode (one host sync)."""
     backend = model._require_built()
+    xp = backend.xp
     n = X.shape[0]
     step = max(batch_size, 1024)
-    total: Any = 0.0
+    totals: list[Any] = [0.0] * (1 + len(metrics))
     for start in range(0, n, step):
         stop = min(start + step, n)  # the Array API leaves out-of-range slice ends unspecified
         P, _ = model.apply(X[start:stop, ...], False)
-        total = total + loss.value(backend.xp, P, T[start:stop, ...]) * P.shape[0]
-    return backend.scalar(total) / n
+        Tb = T[start:stop, ...]
+        totals[0] = totals[0] + loss.value(xp, P, Tb) * P.shape[0]
+        for i, metric in enumerate(metrics):
+            totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
+    host = backend.to_numpy(xp.stack([xp.asarray(t, dtype=backend.dtype) for t in totals])) / n
+    names = ["loss"] + [m.name for m in metrics]
+    return {prefix + name: float(v) for name, v in zip(names, host)}
+
+
+class _EpochSums:
+    """Device-side running sums of one epoch: loss, metrics, gradient norms."""
+
+    def __init__(self, backend: Backend, n_metrics: int, params: Sequence[Any]):
+        self.backend = backend
+        self.loss: Any = 0.0
+        self.metrics: list[Any] = [0.0] * n_metrics
+        self.norms: list[Any] = [0.0] * len(params)
+        self.seen = 0
+        self.steps = 0
+
+    def running_loss(self) -> float:
+        return self.backend.scalar(self.loss) / max(self.seen, 1)
+
+    def read(self, n: int, metrics: Sequence[Metric], params: Sequence[Any]) -> dict[str, float]:
+        xp, dtype = self.backend.xp, self.backend.dtype
+        sums = [self.loss, *self.metrics, *self.norms]
+        host = self.backend.to_numpy(xp.stack([xp.asarray(s, dtype=dtype) for s in sums]))  # one sync
+        values = {"loss": float(host[0]) / n}
+        values.update((m.name, float(v) / n) for m, v in zip(metrics, host[1 : 1 + len(metrics)]))
+        if self.norms:
+            values.update((f"grad_norm/{p.name}", float(v) / self.steps) for p, v in zip(params, host[1 + len(metrics) :]))
+        return values
+
+
+def _batch_trainer(
+    model: Sequential,
+    loss: Loss,
+    optimizer: Optimizer,
+    clip: float | None,
+    metrics: Sequence[Metric],
+    record_grad_norms: bool,
+) -> Callable[[Array, Array, _EpochSums], None]:
+    xp = model.backend.xp
+    params = model.parameters()
+
+    def train_batch(X: Array, T: Array, sums: _EpochSums) -> None:
+        L, P = model.train_batch(X, T, loss)
+        if record_grad_norms:
+            for i, p in enumerate(params):
+                sums.norms[i] = sums.norms[i] + xp.sqrt(xp.sum(p.grad * p.grad))
+        if clip is not None:
+            _clip_grad_norm(params, clip)
+        optimizer.step()
+        nb = X.shape[0]
+        sums.loss = sums.loss + L * nb
+        for i, metric in enumerate(metrics):
+            sums.metrics[i] = sums.metrics[i] + metric.batch_sum(xp, P, T)
+        sums.seen += nb
+        sums.steps += 1
+
+    return train_batch
+
+
+class _Checkpointer:
+    """`fit`'s checkpoints: a host snapshot of each completed epoch, written every
+    ``every`` epochs, and once more (if newer than the file) at the end, on Ctrl-C or when
+    training diverges."""
+
+    def __init__(self, path: Any, every: int, extra: Any, model: Any, optimizer: Any, scheduler: Any, history: History):
+        self.path = None if path is None else os.fspath(path)
+        self.every, self.extra = every, extra
+        self.model, self.optimizer, self.scheduler, self.history = model, optimizer, scheduler, history
+        self.snapshot: Any = None
+        self.unsaved = False
+
+    def epoch_done(self, epoch: int) -> None:
+        if self.path is None:
+            return
+        from .checkpoint.save import checkpoint_contents  # noqa: PLC0415 - imports the model module
+
+        self.snapshot = checkpoint_contents(
+            self.model, self.optimizer, scheduler=self.scheduler, epoch=epoch, history=self.history, extra=self.extra
+        )
+        self.unsaved = True
+        if epoch % self.every == 0:
+            self.save_last()
+
+    def save_last(self) -> None:
+        if self.path is not None and self.unsaved:
+            from .checkpoint.archive import write_archive  # noqa: PLC0415
+
+            write_archive(self.path, *self.snapshot)
+            self.unsaved = False
+
+
+def _early_stopping(setting: EarlyStopping | int | bool | None, has_validation: bool) -> EarlyStopping | None:
+    if setting is None or setting is False:
+        return None
+    if isinstance(setting, EarlyStopping):
+        return setting
+    monitor = "val_loss" if has_validation else "loss"
+    if setting is True:
+        return EarlyStopping(monitor=monitor)
+    if isinstance(setting, int):
+        return EarlyStopping(monitor=monitor, patience=setting)
+    raise TypeError(f"early_stopping must be a bp.EarlyStopping or a patience (int); got {setting!r}")
+
+
+def _epoch_keys(metrics: Sequence[Metric], validation: bool) -> list[str]:
+    keys = ["loss", *[m.name for m in metrics], "lr"]
+    if validation:
+        keys += ["val_loss", *[f"val_{m.name}" for m in metrics]]
+    return keys
+
+
+def _step_scheduler(scheduler: Any, values: dict[str, float]) -> None:
+    from .optim.lr_scheduler import ReduceLROnPlateau  # noqa: PLC0415
+
+    if isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step(values.get("val_loss", values["loss"]))
+    else:
+        scheduler.step()
 
 
 def _prepare(model: Sequential, loss: Loss, X: Any, y: Any, x_name: str, y_name: str) -> tuple[Array, Array]:

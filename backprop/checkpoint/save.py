@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from ..model import Sequential
     from ..optim import Optimizer
 
-__all__ = ["save_checkpoint"]
+__all__ = ["CheckpointContents", "checkpoint_contents", "save_checkpoint"]
+
+CheckpointContents = tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 def save_checkpoint(
@@ -43,6 +45,21 @@ def save_checkpoint(
     The file appears under ``path`` only once completely written and synced; if saving
     fails, a previous file at ``path`` is left untouched. Nothing passed in is modified.
     """
+    write_archive(path, *checkpoint_contents(model, optimizer, scheduler=scheduler, epoch=epoch, history=history, extra=extra))
+
+
+def checkpoint_contents(
+    model: Sequential,
+    optimizer: Optimizer | None = None,
+    *,
+    scheduler: Any = None,
+    epoch: int = 0,
+    history: History | None = None,
+    extra: dict[str, Any] | None = None,
+) -> CheckpointContents:
+    """What `save_checkpoint` writes, as ``(metadata, arrays)`` of host copies: a snapshot
+    that stays valid while training goes on (`fit` keeps one per epoch, so an interrupted run
+    can still save its last completed epoch). Write it with `archive.write_archive`."""
     if not hasattr(model, "named_variables") or not hasattr(model, "shuffle_rng"):
         raise TypeError(f"save_checkpoint saves a bp.Sequential model; got {type(model).__name__}")
     model._require_built()
@@ -61,7 +78,7 @@ def save_checkpoint(
         "history": None if history is None else pack(_history_dict(history), "history", arrays, "history"),
         "extra": pack(_extra(extra), "extra", arrays, "extra"),
     }
-    write_archive(path, metadata, arrays)
+    return metadata, arrays
 
 
 def _optimizer_metadata(model: Sequential, optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

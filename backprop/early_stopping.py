@@ -1,0 +1,92 @@
+"""`EarlyStopping`: stop `fit` when a monitored value stops improving, keep the best weights."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import Sequential
+
+__all__ = ["EarlyStopping"]
+
+
+class EarlyStopping:
+    """Stop training after ``patience`` epochs without improvement of ``monitor``.
+
+    An epoch improves when the value beats the best so far by more than ``min_delta``
+    (lower is better for losses, higher for ``"accuracy"``-like keys; ``mode="min"``/``"max"``
+    overrides). With ``restore_best_weights`` the model ends with the weights of its best
+    epoch (a host copy is kept whenever the value improves). After `fit`, ``best_epoch``,
+    ``best_value`` and ``stopped_epoch`` (``None`` if training ran to the end) tell what happened.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = True,
+    ):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer; got {patience!r}")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = abs(float(min_delta))
+        self.mode = mode
+        self.restore_best_weights = bool(restore_best_weights)
+        self.best_epoch: int | None = None
+        self.best_value = math.nan
+        self.stopped_epoch: int | None = None
+        self._best_state: dict[str, np.ndarray] | None = None
+        self._wait = 0
+
+    @property
+    def maximize(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "max"
+        return "acc" in self.monitor
+
+    def start(self, available: list[str]) -> None:
+        """Reset for a new `fit`; ``available`` lists the keys each epoch will report."""
+        if self.monitor not in available:
+            raise ValueError(
+                f"early stopping monitors {self.monitor!r}, but fit reports {', '.join(map(repr, available))}"
+                + ("; pass validation_data=(X_val, y_val) to get 'val_*' values" if self.monitor.startswith("val_") else "")
+            )
+        self.best_epoch, self.best_value, self.stopped_epoch = None, math.nan, None
+        self._best_state, self._wait = None, 0
+
+    def update(self, epoch: int, values: dict[str, float], model: Sequential) -> bool:
+        """Record an epoch's values; returns True when training should stop."""
+        value = values[self.monitor]
+        if self.best_epoch is None or self._improves(value):
+            self.best_epoch, self.best_value, self._wait = epoch, value, 0
+            if self.restore_best_weights:
+                self._best_state = model.state_dict()
+            return False
+        self._wait += 1
+        if self._wait > self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def finish(self, model: Sequential) -> None:
+        """Put the best epoch's weights back (when asked to and when they differ)."""
+        if self.restore_best_weights and self._best_state is not None:
+            model.load_state_dict(self._best_state)
+
+    def _improves(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.maximize:
+            return value > self.best_value + self.min_delta
+        return value < self.best_value - self.min_delta
+
+    def __repr__(self) -> str:
+        return f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, min_delta={self.min_delta})"
