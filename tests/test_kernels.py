@@ -121,6 +121,32 @@ def test_fused_dense_activation_stage_matches_separate_layers(act: str, device: 
         np.testing.assert_allclose(g, host(p.grad), rtol=1e-14)
 
 
+def test_fused_dropout_matches_generic(device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+    from backprop.layers.dropout import dropout_forward
+
+    backend = Backend(device, dtype)
+    needs_kernel(backend, "dropout_forward")
+    with backend.activate():
+        X, U = backend.from_host(rng.standard_normal((6, 5))), backend.from_host(rng.random((6, 5)))
+        Y, scale = backend.kernel("dropout_forward", None)(backend.xp, X, U, 0.7)
+        Y_ref, scale_ref = dropout_forward(backend.xp, X, U, 0.7)
+    np.testing.assert_allclose(host(Y), host(Y_ref), rtol=RTOL[dtype])
+    np.testing.assert_allclose(host(scale), host(scale_ref), rtol=RTOL[dtype])
+
+
+def test_cupy_kernels_declare_cleanly_and_are_all_tested() -> None:
+    """Building CuPy's kernels parses every declaration (no GPU needed); each name is tested."""
+    pytest.importorskip("cupy")
+    from backprop.backends import cupy_kernels
+
+    names = set(cupy_kernels.make_kernels(Backend.__new__(Backend)))
+    tested = {f"{ACTIVATIONS[n]().kernel}_{kind}" for n in ACTIVATIONS for kind in ("forward", "backward")}
+    tested |= {f"bias_{ACTIVATIONS[n]().kernel}_forward" for n in ACTIVATIONS}
+    tested |= {"softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows", "dropout_forward"}
+    tested |= set(OPTIMIZER_KERNELS) | {"write_scalars", "bind_stream"}  # used by every fused GPU step / graph test
+    assert names <= tested, names - tested
+
+
 def test_every_numpy_kernel_is_tested() -> None:
     tested = {f"{ACTIVATIONS[n]().kernel}_{kind}" for n in ACTIVATIONS for kind in ("forward", "backward")}
     tested |= {f"bias_{ACTIVATIONS[n]().kernel}_forward" for n in ACTIVATIONS}

@@ -83,7 +83,7 @@ class Backend:
         self.dtype = getattr(self.xp, self.dtype_name)
         if self.device.type == "array_api" and self.dtype_name == "float64":
             _check_float64(self)
-        self._kernels = _load_kernels(self.device.type)
+        self._kernels = _load_kernels(self)
 
     # ------------------------------------------------------------------ identity
     def __repr__(self) -> str:
@@ -98,6 +98,10 @@ class Backend:
         if self._cupy is not None:
             return self._cupy.cuda.Device(self.device.index)
         return contextlib.nullcontext()
+
+    def capturing(self) -> bool:
+        """Whether work is being recorded into a CUDA graph right now (never off CUDA)."""
+        return self._cupy is not None and bool(self._cupy.cuda.get_current_stream().is_capturing())
 
     def kernel(self, name: str, generic: Callable[..., Any]) -> Callable[..., Any]:
         """A backend's fused kernel for ``name`` when it has one, else ``generic``.
@@ -211,13 +215,14 @@ def _check_float64(backend: Backend) -> None:
         raise ValueError(f"device {backend.device.name} does not support float64; use dtype='float32'") from exc
 
 
-def _load_kernels(device_type: str) -> dict[str, Callable[..., Any]]:
-    if device_type == "cpu":
+def _load_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
+    if backend.device.type == "cpu":
         from .numpy_kernels import KERNELS  # noqa: PLC0415
 
         return KERNELS
-    if device_type == "cuda":
-        from .cupy_kernels import KERNELS  # noqa: PLC0415
+    if backend.device.type == "cuda":
+        from .cupy_kernels import make_kernels  # noqa: PLC0415
 
-        return KERNELS
+        with backend.activate():
+            return make_kernels(backend)
     return {}

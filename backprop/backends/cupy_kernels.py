@@ -1,10 +1,182 @@
-"""Fused CuPy kernels: one launch where the generic path makes several (see `Backend.kernel`)."""
+"""Fused CuPy kernels: one launch where the generic path makes several (see `Backend.kernel`).
+
+Each kernel has the signature of its generic twin (tests compare them on a GPU). Elementwise
+work is written as `cupy.ElementwiseKernel`s; matrix products go through a cuBLAS handle of
+our own (`cublas.Gemm`), which, unlike ``cupy.matmul``, may be captured in a CUDA graph.
+Step-dependent optimizer scalars (the step count, the learning rate) are read from device
+memory (``scalars``), so a captured graph replays them correctly.
+
+Kernels are made per `Backend` by `make_kernels` (the cuBLAS handle belongs to one device).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["KERNELS"]
+if TYPE_CHECKING:
+    from .backend import Backend
 
-KERNELS: dict[str, Callable[..., Any]] = {}
+__all__ = ["make_kernels"]
+
+_ACTIVATIONS = {
+    # name: (forward Y = f(X), backward dX = df(dY, X, Y), whether df reads X)
+    "relu": ("y = x > 0 ? x : (T)0", "dx = y > 0 ? dy : (T)0"),
+    "sigmoid": ("y = (T)1 / ((T)1 + exp(-x))", "dx = dy * y * ((T)1 - y)"),
+    "tanh": ("y = tanh(x)", "dx = dy * ((T)1 - y * y)"),
+    "leaky_relu": ("y = x > 0 ? x : (T)alpha * x", "dx = x > 0 ? dy : (T)alpha * dy"),
+}
+
+
+def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
+    """The fused kernels for one CUDA backend (compiled lazily, on first use)."""
+    import cupy  # noqa: PLC0415 - only CUDA backends get here
+
+    from .cublas import Gemm  # noqa: PLC0415
+
+    kernels: dict[str, Callable[..., Any]] = {}
+    for name, (forward, backward) in _ACTIVATIONS.items():
+        kernels.update(_activation_kernels(cupy, name, forward, backward))
+    gemm = Gemm(backend)
+    kernels["matmul"] = lambda xp, A, B: gemm(A, B, False, False)
+    kernels["matmul_tn"] = lambda xp, A, B, out=None: gemm(A, B, True, False, out)
+    kernels["matmul_nt"] = lambda xp, A, B: gemm(A, B, False, True)
+    kernels["sum_rows"] = lambda xp, A, out=None: cupy.sum(A, axis=0, out=out)
+    kernels["bind_stream"] = gemm.bind_current_stream
+    kernels.update(_loss_kernels(cupy))
+    kernels.update(_optimizer_kernels(cupy))
+    kernels["dropout_forward"] = _dropout_kernel(cupy)
+    return kernels
+
+
+def _activation_kernels(cupy: Any, name: str, forward: str, backward: str) -> dict[str, Callable[..., Any]]:
+    extra = ", float64 alpha" if name == "leaky_relu" else ""
+    fwd = cupy.ElementwiseKernel(f"T x{extra}", "T y", forward, f"bp_{name}_forward")
+    # Z is a temporary of the caller (a fresh matrix product): the fused bias kernel writes
+    # the activation over it, so the pair costs one pass and no allocation.
+    bias_fwd = cupy.ElementwiseKernel(
+        f"T b{extra}", "T z", f"T x = z + b; T y; {forward}; z = y", f"bp_bias_{name}_forward"
+    )
+    bwd = cupy.ElementwiseKernel(f"T dy, T x, T y{extra}", "T dx", backward, f"bp_{name}_backward")
+
+    def forward_kernel(xp: Any, X: Any, *args: float) -> Any:
+        return fwd(X, *args)
+
+    def bias_forward_kernel(xp: Any, Z: Any, b: Any, *args: float) -> Any:
+        bias_fwd(b, *args, Z)
+        return Z
+
+    def backward_kernel(xp: Any, dY: Any, X: Any, Y: Any, *args: float) -> Any:
+        return bwd(dY, Y if X is None else X, Y, *args)  # X is None when df reads only Y
+
+    return {
+        f"{name}_forward": forward_kernel,
+        f"bias_{name}_forward": bias_forward_kernel,
+        f"{name}_backward": backward_kernel,
+    }
+
+
+def _loss_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
+    ce_grad = cupy.ElementwiseKernel(
+        "T z, T zmax, T s, int64 label, int64 n_classes, T inv_n",
+        "T dz",
+        "dz = (exp(z - zmax) / s - (T)(i % n_classes == label)) * inv_n",
+        "bp_softmax_ce_grad",
+    )
+    bce_terms = cupy.ElementwiseKernel(
+        "T p, T t, T scale",
+        "T term, T dp",
+        """
+        T q = (T)1 - p;
+        T log_p = p > 0 ? max(log(p), (T)-100) : (T)-100;
+        T log_q = q > 0 ? max(log(q), (T)-100) : (T)-100;
+        term = t * log_p + ((T)1 - t) * log_q;
+        dp = (p - t) / (max(p * q, (T)1e-12) * scale);
+        """,
+        "bp_bce",
+    )
+
+    def softmax_cross_entropy(xp: Any, Z: Any, labels: Any) -> tuple[Any, Any]:
+        n, c = Z.shape
+        zmax = Z.max(axis=1, keepdims=True)
+        S = cupy.exp(Z - zmax).sum(axis=1, keepdims=True)
+        picked = cupy.take_along_axis(Z, labels[:, None], axis=1)
+        L = (cupy.log(S) + zmax - picked).sum() / n
+        dZ = ce_grad(Z, zmax, S, labels[:, None], c, Z.dtype.type(1.0 / n))
+        return L, dZ
+
+    def bce(xp: Any, P: Any, T: Any) -> tuple[Any, Any]:
+        term, dP = bce_terms(P, T, P.dtype.type(P.size))
+        return -term.mean(), dP
+
+    return {"softmax_cross_entropy": softmax_cross_entropy, "bce": bce}
+
+
+def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
+    adam = cupy.ElementwiseKernel(
+        "T g, raw float64 scalars, float64 beta1, float64 beta2, float64 eps, float64 wd, bool decoupled",
+        "T p, T m, T v",
+        """
+        const double t = scalars[0], lr = scalars[1];
+        T grad = g;
+        if (wd != 0) { if (decoupled) p = p * (T)(1.0 - lr * wd); else grad = grad + (T)wd * p; }
+        m = (T)beta1 * m + (T)(1.0 - beta1) * grad;
+        v = (T)beta2 * v + (T)(1.0 - beta2) * grad * grad;
+        T denom = sqrt(v) / (T)sqrt(1.0 - pow(beta2, t)) + (T)eps;
+        p = p - (T)(lr / (1.0 - pow(beta1, t))) * (m / denom);
+        """,
+        "bp_adam_update",
+    )
+    sgd_momentum = cupy.ElementwiseKernel(
+        "T g, raw float64 scalars, float64 momentum, float64 dampening, bool nesterov, float64 wd, bool fresh",
+        "T p, T buf",
+        """
+        const double lr = scalars[1];
+        T grad = g;
+        if (wd != 0) grad = grad + (T)wd * p;
+        buf = fresh ? grad : (T)momentum * buf + (T)(1.0 - dampening) * grad;
+        grad = nesterov ? grad + (T)momentum * buf : buf;
+        p = p - (T)lr * grad;
+        """,
+        "bp_sgd_momentum_update",
+    )
+    sgd_plain = cupy.ElementwiseKernel(
+        "T g, raw float64 scalars, float64 wd",
+        "T p",
+        "T grad = g; if (wd != 0) grad = grad + (T)wd * p; p = p - (T)scalars[1] * grad",
+        "bp_sgd_update",
+    )
+    set_scalars = cupy.ElementwiseKernel("float64 t, float64 lr", "raw float64 s", "s[0] = t; s[1] = lr", "bp_set_scalars")
+
+    def write_scalars(scalars: Any, step: int, lr: float) -> None:
+        set_scalars(float(step), float(lr), scalars, size=1)
+
+    def adam_update(
+        xp: Any, p: Any, g: Any, m: Any, v: Any, *, fresh: bool, step: int, lr: float, beta1: float,
+        beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any,
+    ) -> None:
+        adam(g, scalars, beta1, beta2, eps, weight_decay, decoupled, p, m, v)
+
+    def sgd_update(
+        xp: Any, p: Any, g: Any, *buf: Any, fresh: bool, lr: float, momentum: float, dampening: float,
+        nesterov: bool, weight_decay: float, scalars: Any,
+    ) -> None:
+        if buf:
+            sgd_momentum(g, scalars, momentum, dampening, nesterov, weight_decay, fresh, p, buf[0])
+        else:
+            sgd_plain(g, scalars, weight_decay, p)
+
+    return {"adam_update": adam_update, "sgd_update": sgd_update, "write_scalars": write_scalars}
+
+
+def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
+    kernel = cupy.ElementwiseKernel(
+        "T x, T u, float64 keep", "T y, T scale", "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale",
+        "bp_dropout_forward",
+    )
+
+    def dropout_forward(xp: Any, X: Any, U: Any, keep: float) -> tuple[Any, Any]:
+        return kernel(X, U, keep)
+
+    return dropout_forward
+

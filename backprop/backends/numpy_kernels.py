@@ -138,9 +138,10 @@ _TINY = math.exp(-100.0)  # below it the clamped log is -100 anyway; keeps log(0
 
 def adam_update(
     xp: Any, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, fresh: bool, step: int,
-    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool,
+    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any = None,
 ) -> None:
-    """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place, with one scratch array."""
+    """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place, with one scratch array.
+    (``scalars`` is the device copy of step and lr that GPU kernels read; host values serve here.)"""
     if weight_decay and decoupled:
         p *= 1.0 - lr * weight_decay
     elif weight_decay:
@@ -162,7 +163,7 @@ def adam_update(
 
 def sgd_update(
     xp: Any, p: np.ndarray, g: np.ndarray, *buf: np.ndarray, fresh: bool,
-    lr: float, momentum: float, dampening: float, nesterov: bool, weight_decay: float,
+    lr: float, momentum: float, dampening: float, nesterov: bool, weight_decay: float, scalars: Any = None,
 ) -> None:
     """`bp.optim.SGD`'s rule on flat arrays, in place (``buf`` is the momentum buffer, if any)."""
     if weight_decay:

@@ -15,6 +15,13 @@ __all__ = ["Dropout"]
 _MASKS = ("host", "device")
 
 
+def dropout_forward(xp: Any, X: Array, U: Array, keep: float) -> tuple[Array, Array]:
+    """``(Y, scale)`` with ``scale = 1[U < keep] / keep`` (mask and rescaling in one array,
+    kept for the backward pass ``dX = dY * scale``) and ``Y = X * scale``."""
+    scale = xp.astype(U < keep, X.dtype) * (1.0 / keep)
+    return X * scale, scale
+
+
 class Dropout(Layer):
     """Inverted dropout.
 
@@ -74,11 +81,8 @@ class Dropout(Layer):
 
             return X, identity
 
-        keep = 1.0 - self.p
         U = backend.uniform(self._generator(backend), tuple(X.shape))
-        # The mask and the 1/(1-p) scale in one array, kept for the backward pass.
-        scale = xp.astype(U < keep, X.dtype) * (1.0 / keep)
-        Y = X * scale
+        Y, scale = backend.kernel("dropout_forward", dropout_forward)(xp, X, U, 1.0 - self.p)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
             return dY * scale if need_dX else None
