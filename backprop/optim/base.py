@@ -112,13 +112,41 @@ class Optimizer:
             for p, d, g in zip(params, data, grads):
                 p.data, p.grad = d, g
             flats = [self._flat_state(arenas, key, fresh) for key in keys]
-            kernel(backend.xp, arenas.data.flat, arenas.grad.flat, *[f.flat for f in flats],
-                   fresh=fresh, **self.fused_arguments(step))
+            arguments = self.fused_arguments(step)
+            write_scalars = backend.kernel("write_scalars", None)
+            if write_scalars is not None:  # GPU kernels read step and lr from device memory
+                arguments["scalars"] = self._device_scalars(backend)
+                if not backend.capturing():  # a graph replay gets them from `prepare_replay`
+                    write_scalars(arguments["scalars"], step, self.lr)
+            kernel(backend.xp, arenas.data.flat, arenas.grad.flat, *[f.flat for f in flats], fresh=fresh, **arguments)
         for i, state in enumerate(states):
             for key, flat in zip(keys, flats):
                 state[key] = flat.views[i]
             if self.counts_steps:
                 state["step"] = step
+
+    def _device_scalars(self, backend: Backend) -> Any:
+        """A float64 ``[step, lr]`` array on the device, made once per backend."""
+        held = self.__dict__.get("_scalars")
+        if held is None or held[0] is not backend:
+            held = self._scalars = (backend, backend.zeros((2,), dtype=backend.xp.float64))
+        return held[1]
+
+    def prepare_replay(self) -> None:
+        """Before a captured step is replayed: write the coming step number and the current
+        ``lr`` where the captured kernels read them."""
+        backend = self.params[0].backend
+        write_scalars = backend.kernel("write_scalars", None)
+        if write_scalars is not None:
+            with backend.activate():
+                write_scalars(self._device_scalars(backend), self.state[0].get("step", 0) + 1, self.lr)
+
+    def after_replay(self) -> None:
+        """After a captured step was replayed: the host-side bookkeeping its Python did once,
+        at capture (step counts), done again."""
+        if self.counts_steps:
+            for state in self.state:
+                state["step"] = state.get("step", 0) + 1
 
     def _flat_state(self, arenas: ParameterArenas, key: str, fresh: bool) -> Arena:
         """The flat buffer of state ``key``, holding every parameter's current value (zeros

@@ -1,0 +1,128 @@
+"""`GraphedStep`: a whole training step recorded once as a CUDA graph and replayed.
+
+Small models are launch-bound on a GPU: a step is dozens of kernels, each costing more host
+time to launch than device time to run. Replaying the step as one CUDA graph removes that
+cost. What makes replay correct:
+
+- every array the step updates is updated *in place* (the fused optimizer on the model's flat
+  buffers); a step that rebinds arrays (a generic optimizer, BatchNorm's running statistics)
+  cannot be replayed, so it runs eagerly and `reason` says why;
+- the step number and learning rate live in device memory, written before each replay
+  (`Optimizer.prepare_replay`); host-side step counts are advanced after it (`after_replay`);
+- inputs are copied into static buffers; outputs are static arrays the graph rewrites;
+- capture uses a private memory pool, kept for the graph's lifetime, after ``warmup`` eager
+  steps (kernels compiled, optimizer state created, cuBLAS bound to the capture stream);
+- a batch of another shape (the last, partial one) runs eagerly on the same memory;
+- any failure to capture falls back to eager steps for good, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model import Sequential
+    from ..optim import Optimizer
+    from .backend import Array
+
+__all__ = ["GraphedStep", "graph_unsupported_reason"]
+
+StepFn = Callable[[Any, Any], tuple[Any, ...]]
+
+
+def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | None:
+    """Why ``model`` trained by ``optimizer`` cannot be replayed from a CUDA graph (``None``
+    when it can)."""
+    if model.device.type != "cuda":
+        return f"CUDA graphs need a CUDA device; the model is on {model.device.name}"
+    if not optimizer.fused_kernel:
+        return f"{type(optimizer).__name__} updates parameters out of place; use SGD, Adam or AdamW"
+    if any(p.arenas is None for p in optimizer.params):
+        return "the parameters are not in the model's flat buffer"
+    frozen = [name for name, p in model.named_variables() if not p.trainable]
+    if frozen:
+        return f"state updated out of place while training ({', '.join(frozen[:3])}, e.g. BatchNorm statistics)"
+    return None
+
+
+class GraphedStep:
+    """``step(X, T) -> outputs`` replayed from a CUDA graph for the batch shape it first sees
+    after ``warmup`` eager calls. ``reason`` is ``None`` while graphs are in use, else why not."""
+
+    def __init__(self, step: StepFn, model: Sequential, optimizer: Optimizer, warmup: int = 3):
+        self.step, self.model, self.optimizer = step, model, optimizer
+        self.warmup = warmup
+        self.reason = graph_unsupported_reason(model, optimizer)
+        self.calls = 0
+        self._graph: Any = None
+        self._key: Any = None
+        self._arenas: Any = None
+        self._static: tuple[Any, Any] | None = None
+        self._outputs: tuple[Any, ...] = ()
+        self._pool: Any = None
+
+    @property
+    def replaying(self) -> bool:
+        """Whether a captured graph is ready to replay."""
+        return self._graph is not None
+
+    def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
+        self.calls += 1
+        key = (tuple(X.shape), tuple(T.shape), str(X.dtype), str(T.dtype))
+        if self._graph is not None and self._arenas is not self.optimizer.params[0].arenas:
+            self._drop()  # the model moved or was repacked: the captured addresses are gone
+        if self.reason is not None or self.calls <= self.warmup or (self._key is not None and key != self._key):
+            return self.step(X, T)
+        if self._graph is None:
+            self._capture(X, T, key)
+            if self._graph is None:
+                return self.step(X, T)
+        Xs, Ts = self._static
+        Xs[...] = X
+        Ts[...] = T
+        self.optimizer.prepare_replay()
+        self._graph.launch()
+        self.optimizer.after_replay()
+        return self._outputs
+
+    def _capture(self, X: Array, T: Array, key: Any) -> None:
+        import cupy  # noqa: PLC0415 - only reached on CUDA (see graph_unsupported_reason)
+
+        backend = self.model.backend
+        # Capture executes nothing, but its Python runs: undo what that counts or draws.
+        bookkeeping = [{k: v for k, v in s.items() if isinstance(v, (int, float))} for s in self.optimizer.state]
+        noise = copy.deepcopy(self.model.noise_rng.bit_generator.state)
+        pool = cupy.cuda.MemoryPool()
+        stream = cupy.cuda.Stream(non_blocking=True)
+        Xs, Ts = cupy.empty_like(X), cupy.empty_like(T)
+        try:
+            with stream:
+                bind = backend.kernel("bind_stream", None)
+                if bind is not None:
+                    bind()  # cuBLAS must know the capture stream before capture begins
+                stream.synchronize()
+                with cupy.cuda.using_allocator(pool.malloc):
+                    stream.begin_capture()
+                    try:
+                        outputs = self.step(Xs, Ts)
+                    finally:
+                        graph = stream.end_capture()
+        except Exception as exc:  # noqa: BLE001 - anything that breaks capture means: stay eager
+            self.reason = f"capture failed: {type(exc).__name__}: {exc}"
+            graph = None
+        finally:
+            for state, saved in zip(self.optimizer.state, bookkeeping):
+                state.update(saved)
+            self.model.noise_rng.bit_generator.state = noise
+        if graph is None:
+            return
+        self._graph, self._key, self._pool = graph, key, pool
+        self._static, self._outputs = (Xs, Ts), tuple(outputs)
+        self._arenas = self.optimizer.params[0].arenas
+
+    def _drop(self) -> None:
+        self._graph = self._key = self._arenas = self._static = self._pool = None
+        self._outputs = ()
+        self.calls = 0

@@ -1,0 +1,117 @@
+"""Whole-step CUDA-graph replay: when it applies, and that it changes no number.
+
+The replay itself needs a GPU (those tests skip, visibly, without one); which models can be
+replayed and the fallbacks are checked everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.backends.cuda_graph import GraphedStep, graph_unsupported_reason
+from backprop.optim import lr_scheduler
+from backprop.training import make_step
+from helpers import host
+
+
+def mlp(device, *extra: bp.Layer, dtype="float32") -> bp.Sequential:
+    return bp.Sequential(bp.Dense(6, 16, init="he"), bp.ReLU(), *extra, bp.Dense(16, 3), device=device, dtype=dtype, seed=0)
+
+
+def data(rng: np.random.Generator, n: int = 70) -> tuple[np.ndarray, np.ndarray]:
+    return rng.standard_normal((n, 6)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def pretend_cuda(model: bp.Sequential) -> bp.Sequential:
+    """The eligibility rules read only the model's device; check them without a GPU."""
+    model.backend.device = bp.Device("cuda:0")
+    return model
+
+
+def test_which_models_can_be_replayed() -> None:
+    assert "need a CUDA device; the model is on cpu" in graph_unsupported_reason(mlp("cpu"), bp.optim.Adam(mlp("cpu").parameters()))
+    model = pretend_cuda(mlp("cpu"))
+    assert graph_unsupported_reason(model, bp.optim.Adam(model.parameters())) is None
+    assert graph_unsupported_reason(model, bp.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)) is None
+    assert "RMSprop updates parameters out of place" in graph_unsupported_reason(model, bp.optim.RMSprop(model.parameters()))
+    with_bn = pretend_cuda(mlp("cpu", bp.BatchNorm(16)))
+    assert "running_mean" in graph_unsupported_reason(with_bn, bp.optim.Adam(with_bn.parameters()))
+
+
+def test_graph_request_off_cuda_trains_eagerly_with_a_warning(rng: np.random.Generator) -> None:
+    X, y = data(rng)
+    runs = []
+    for graph in (False, True):
+        model = mlp("cpu")
+        opt = bp.optim.Adam(model.parameters(), lr=0.01)
+        if graph:
+            with pytest.warns(UserWarning, match="training eagerly because CUDA graphs need a CUDA device"):
+                history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=16, graph=True, verbose=0)
+        else:
+            history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=16, verbose=0)
+        runs.append((history["loss"], model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    for name in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name])
+    step = make_step(mlp("cpu"), "cross_entropy", bp.optim.Adam(mlp("cpu").parameters()), graph=True)
+    assert "CUDA device" in step.graph
+
+
+def test_graphed_step_runs_the_eager_step_until_warm_and_when_unsupported(rng: np.random.Generator) -> None:
+    model = mlp("cpu")
+    opt = bp.optim.Adam(model.parameters())
+    calls = []
+    graphed = GraphedStep(lambda X, T: calls.append(X.shape) or (0.0, None), model, opt, warmup=2)
+    for n in (8, 8, 8, 5):
+        graphed(np.zeros((n, 6), np.float32), np.zeros(n, np.int64))
+    assert calls == [(8, 6), (8, 6), (8, 6), (5, 6)] and not graphed.replaying and "CUDA" in graphed.reason
+
+
+# ---------------------------------------------------------------------------- on a GPU
+def needs_cuda(device: bp.Device) -> None:
+    if device.type != "cuda":
+        pytest.skip("CUDA-graph replay needs a CUDA device")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd-momentum"])
+def test_replayed_training_equals_eager_training(optimizer: str, device: bp.Device, rng: np.random.Generator) -> None:
+    """Same losses and weights with and without graphs over several epochs with a partial last
+    batch and a learning rate that changes every epoch (read from device memory on replay)."""
+    needs_cuda(device)
+    X, y = data(rng)
+    results = []
+    for graph in (False, True):
+        model = mlp(device, bp.LayerNorm(16), bp.GELU())
+        params = model.parameters()
+        opt = {"adam": lambda: bp.optim.Adam(params, lr=0.01), "adamw": lambda: bp.optim.AdamW(params, lr=0.01),
+               "sgd-momentum": lambda: bp.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True)}[optimizer]()
+        sched = lr_scheduler.ExponentialLR(opt, gamma=0.7)
+        history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=4, batch_size=16, scheduler=sched,
+                            clip_grad_norm=5.0, metrics=["accuracy"], graph=graph, verbose=0)
+        results.append((history, model.state_dict(), [dict(s) for s in opt.state]))
+    (h0, w0, s0), (h1, w1, s1) = results
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-6)
+    np.testing.assert_allclose(h1["accuracy"], h0["accuracy"], rtol=1e-6)
+    for name in w0:
+        np.testing.assert_allclose(w1[name], w0[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    assert [s.get("step") for s in s1] == [s.get("step") for s in s0]  # host bookkeeping kept up
+
+
+def test_graphs_are_really_replayed_and_fall_back_for_unsupported_models(device: bp.Device, rng: np.random.Generator) -> None:
+    needs_cuda(device)
+    X, y = data(rng, 64)
+    model = mlp(device)
+    opt = bp.optim.Adam(model.parameters(), lr=0.01)
+    step = make_step(model, "cross_entropy", opt, graph=True)
+    assert step.graph is None
+    backend = model.backend
+    with backend.activate():
+        Xd, T = backend.from_host(X), bp.losses.SoftmaxCrossEntropy().prepare_target(backend, y, 64, 3)
+        losses = [float(host(step(Xd, T))) for _ in range(8)]
+    assert step.core.replaying and step.core.reason is None
+    assert losses[-1] < losses[0]
+    with_bn = mlp(device, bp.BatchNorm(16))
+    with pytest.warns(UserWarning, match="running_mean"):
+        with_bn.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(with_bn.parameters()), graph=True, verbose=0)
