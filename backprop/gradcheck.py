@@ -95,8 +95,7 @@ def gradcheck(
     backend = clone.backend
     rng = np.random.default_rng(seed)
     with backend.activate():
-        Xd = clone._input(X)
-        T = loss.prepare_target(backend, y, Xd.shape[0], clone.out_features)
+        Xd, T = clone.checked_data(X, y, loss)
         noise = clone.noise_rng.bit_generator
         noise_state = copy.deepcopy(noise.state)
 
@@ -138,12 +137,13 @@ def _check_parameter(
             d = rng.standard_normal(flat.size)
             probes.append(d / np.linalg.norm(d))
     worst, failed, kinks = 0.0, 0, 0
-    for d in probes:
-        def at(step: float) -> float:
-            p.data = backend.from_host((flat + step * d).reshape(theta.shape))
-            return evaluate()
 
-        L_plus, L_minus = at(eps), at(-eps)
+    def loss_at(point: np.ndarray) -> float:
+        p.data = backend.from_host(point.reshape(theta.shape))
+        return evaluate()
+
+    for d in probes:
+        L_plus, L_minus = loss_at(flat + eps * d), loss_at(flat - eps * d)
         forward, backward = (L_plus - L0) / eps, (L0 - L_minus) / eps
         if abs(forward - backward) > 1e-2 * (1.0 + abs(forward) + abs(backward)):
             kinks += 1  # a kink between theta - eps d and theta + eps d: not differentiable here

@@ -172,9 +172,7 @@ class Sequential(Layer):
         loss = get_loss(loss)
         self._check_loss(loss)
         with backend.activate():
-            Xd = self._input(X)
-            T = loss.prepare_target(backend, y, Xd.shape[0], self.out_features)
-            L = self.loss_and_grads(Xd, T, loss)
+            L = self.loss_and_grads(*self.checked_data(X, y, loss), loss)
         return backend.scalar(L)
 
     def loss_and_grads(self, X: Array, T: Array, loss: Loss) -> Array:
@@ -210,9 +208,15 @@ class Sequential(Layer):
         loss = get_loss(loss)
         self._check_loss(loss)
         with backend.activate():
-            Xd = self._input(X)
-            T = loss.prepare_target(backend, y, Xd.shape[0], self.out_features)
-            return evaluate(self, Xd, T, loss, get_metrics(metrics, loss), batch_size)
+            return evaluate(self, *self.checked_data(X, y, loss), loss, get_metrics(metrics, loss), batch_size)
+
+    def checked_data(self, X: Any, y: Any, loss: Loss, x_name: str = "X", y_name: str = "y") -> tuple[Array, Array]:
+        """Inputs and targets checked (shapes, labels, NaN/Inf) and moved to the device once.
+        Call inside ``backend.activate()``."""
+        Xd = self._input(X)
+        if Xd.shape[0] == 0:
+            raise ValueError(f"{x_name} has no samples")
+        return Xd, loss.prepare_target(self.backend, y, Xd.shape[0], self.out_features, y_name)
 
     def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,

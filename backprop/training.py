@@ -101,8 +101,8 @@ def fit(
     saver = _Checkpointer(checkpoint, checkpoint_every, checkpoint_extra, model, optimizer, scheduler, history)
     was_training = model.training
     with backend.activate():
-        Xd, T = _prepare(model, loss, X, y, "X", "y")
-        val = _prepare(model, loss, *validation_data, "validation X", "validation y") if validation_data else None
+        Xd, T = model.checked_data(X, y, loss)
+        val = model.checked_data(*validation_data, loss, "validation X", "validation y") if validation_data else None
         keys = _epoch_keys(metric_list, val is not None)
         if stopper is not None:
             stopper.start(keys)
@@ -337,13 +337,6 @@ def _step_scheduler(scheduler: Any, values: dict[str, float]) -> None:
         scheduler.step(values.get("val_loss", values["loss"]))
     else:
         scheduler.step()
-
-
-def _prepare(model: Sequential, loss: Loss, X: Any, y: Any, x_name: str, y_name: str) -> tuple[Array, Array]:
-    Xd = model._input(X)
-    if Xd.shape[0] == 0:
-        raise ValueError(f"{x_name} has no samples")
-    return Xd, loss.prepare_target(model.backend, y, Xd.shape[0], model.out_features, y_name)
 
 
 def _batches(

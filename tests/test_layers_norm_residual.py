@@ -439,8 +439,8 @@ def test_no_dtype_drift_in_float32(device: bp.Device, rng: np.random.Generator) 
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: BatchNorm(5), lambda: LayerNorm(5), lambda: Residual(bp.Dense(5, 5), bp.Tanh())],
-    ids=["BatchNorm", "LayerNorm", "Residual"],
+    "make", [lambda: BatchNorm(5), lambda: LayerNorm(5), lambda: Residual(bp.Dense(5, 5), bp.Tanh()), lambda: bp.Dropout(0.5)],
+    ids=["BatchNorm", "LayerNorm", "Residual", "Dropout"],
 )  # fmt: skip
 def test_inputs_are_never_modified(make, device: bp.Device, rng: np.random.Generator) -> None:
     model = bp.Sequential(make(), device=device, dtype="float64", seed=0)
