@@ -2,8 +2,9 @@
 plain gradient descent (lr 0.1, full batch, 2000 epochs) from the tutorial's own initial
 weights (``np.random.seed(42)``, ``0.01 * randn``). Final loss 0.04462, predictions [0, 1, 1, 0].
 
-    python examples/xor.py                 # CPU
-    python examples/xor.py --device cuda   # the same script on a GPU
+    python examples/xor.py                      # CPU
+    python examples/xor.py --device cuda        # the same script on a GPU
+    python examples/xor.py --plot xor_loss.png  # also save the loss curve, as the tutorial plots it
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--plot", metavar="PATH.png", help="save the loss curve to this image file")
     args = parser.parse_args()
 
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
@@ -44,6 +46,10 @@ def main() -> None:
         print(f"epoch {epoch + 1:5d}  loss {history['loss'][epoch]:.4f}")
     predictions = (bp.to_numpy(model.predict(X)) > 0.5).astype(int).ravel().tolist()
     print(f"final loss {history['loss'][-1]:.5f}  predictions {predictions}  (truth [0, 1, 1, 0]) on {model.device}")
+    if args.plot:
+        # The tutorial plots the loss alone; the full history also records the (constant) lr.
+        loss_only = bp.History({"loss": history["loss"]}, history.epochs)
+        print(f"saved the loss curve to {loss_only.plot(args.plot, title='XOR: the tutorial network')}")
 
 
 if __name__ == "__main__":
