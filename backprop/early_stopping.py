@@ -19,7 +19,8 @@ class EarlyStopping:
     An epoch improves when the value beats the best so far by more than ``min_delta``
     (lower is better for losses, higher for ``"accuracy"``-like keys; ``mode="min"``/``"max"``
     overrides). With ``restore_best_weights`` the model ends with the weights of its best
-    epoch (a host copy is kept whenever the value improves). After `fit`, ``best_epoch``,
+    epoch, whether training stopped early or ran out of epochs (a host copy is kept whenever
+    the value improves). After `fit`, ``best_epoch``,
     ``best_value`` and ``stopped_epoch`` (``None`` if training ran to the end) tell what happened.
     """
 
@@ -45,6 +46,7 @@ class EarlyStopping:
         self.stopped_epoch: int | None = None
         self._best_state: dict[str, np.ndarray] | None = None
         self._wait = 0
+        self._last_epoch: int | None = None
 
     @property
     def maximize(self) -> bool:
@@ -60,10 +62,11 @@ class EarlyStopping:
                 + ("; pass validation_data=(X_val, y_val) to get 'val_*' values" if self.monitor.startswith("val_") else "")
             )
         self.best_epoch, self.best_value, self.stopped_epoch = None, math.nan, None
-        self._best_state, self._wait = None, 0
+        self._best_state, self._wait, self._last_epoch = None, 0, None
 
     def update(self, epoch: int, values: dict[str, float], model: Sequential) -> bool:
         """Record an epoch's values; returns True when training should stop."""
+        self._last_epoch = epoch
         value = values[self.monitor]
         if self.best_epoch is None or self._improves(value):
             self.best_epoch, self.best_value, self._wait = epoch, value, 0
@@ -76,10 +79,13 @@ class EarlyStopping:
             return True
         return False
 
-    def finish(self, model: Sequential) -> None:
-        """Put the best epoch's weights back (when asked to and when they differ)."""
-        if self.restore_best_weights and self._best_state is not None:
+    def finish(self, model: Sequential) -> bool:
+        """Put the best epoch's weights back when asked to and training went on after it
+        (stopped early or not); returns whether the weights changed."""
+        if self.restore_best_weights and self._best_state is not None and self.best_epoch != self._last_epoch:
             model.load_state_dict(self._best_state)
+            return True
+        return False
 
     def _improves(self, value: float) -> bool:
         if math.isnan(value):

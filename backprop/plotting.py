@@ -103,6 +103,8 @@ def _series(history: History | Mapping[str, Sequence[float]]) -> tuple[dict[str,
     data = getattr(history, "history", history)
     epochs = getattr(history, "epochs", None)
     series = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
+    if len(set(series.get("lr", []))) == 1:
+        del series["lr"]  # a constant learning rate (no schedule) is not worth a panel
     return series, list(epochs) if epochs else None
 
 

@@ -75,8 +75,9 @@ def fit(
     `EarlyStopping` or a patience (monitoring ``val_loss`` when there is validation data,
     else ``loss``, restoring the best weights). ``checkpoint=path`` saves model, optimizer,
     scheduler, random generators, epoch, history and ``checkpoint_extra`` every
-    ``checkpoint_every`` epochs and at the end, atomically; if training is interrupted
-    (Ctrl-C) or diverges, the last completed epoch is saved before the error propagates.
+    ``checkpoint_every`` epochs and at the end, atomically (after early stopping restored the
+    best weights, with those weights); if training is interrupted (Ctrl-C) or diverges, the
+    last completed epoch is saved before the error propagates.
     ``initial_epoch`` and ``history`` continue a resumed run: epochs are numbered from
     ``initial_epoch + 1`` and appended to ``history``.
 
@@ -144,8 +145,8 @@ def fit(
         finally:
             progress.close()
             model.train(was_training)
-        if stopper is not None:
-            stopper.finish(model)
+        if stopper is not None and stopper.finish(model):
+            saver.save_final(len(history) and history.epochs[-1])
     return history
 
 
@@ -300,6 +301,12 @@ class _Checkpointer:
         )
         self.unsaved = True
         if epoch % self.every == 0:
+            self.save_last()
+
+    def save_final(self, epoch: int) -> None:
+        """After early stopping restored the best weights: the checkpoint holds them too."""
+        if self.path is not None:
+            self.epoch_done(epoch)
             self.save_last()
 
     def save_last(self) -> None:

@@ -83,6 +83,20 @@ def test_early_stopping_stops_and_restores_the_best_weights(rng: np.random.Gener
         np.testing.assert_array_equal(model.state_dict()[name], value)
 
 
+def test_early_stopping_checkpoint_holds_the_restored_weights(tmp_path, rng: np.random.Generator) -> None:
+    X, y = rng.standard_normal((40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+    Xv, yv = rng.standard_normal((40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+    model = classifier(seed=3)
+    stopper = bp.EarlyStopping(patience=2)
+    model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(model.parameters(), lr=0.05), epochs=100,
+              batch_size=8, validation_data=(Xv, yv), early_stopping=stopper, checkpoint=tmp_path / "c.npz", verbose=0)
+    assert stopper.stopped_epoch is not None and stopper.best_epoch < stopper.stopped_epoch
+    saved = bp.load_checkpoint(tmp_path / "c.npz")
+    assert saved.epoch == stopper.stopped_epoch
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(saved.model.state_dict()[name], value)
+
+
 def test_early_stopping_arguments(rng: np.random.Generator) -> None:
     X, y = blobs(rng)
     model = classifier()
