@@ -1,0 +1,236 @@
+"""`--layers`: a model described by its layer sizes (``128,10``) or by a small JSON/TOML file,
+and the `Sequential` built from that description.
+
+A file holds a table with ``layers`` (required) and optional defaults for the hidden layers::
+
+    # model.toml                       # model.json
+    activation = "tanh"                {"activation": "tanh", "dropout": 0.1,
+    dropout = 0.1                       "layers": [64, {"units": 32, "activation": "gelu"}, 10]}
+    layers = [64, 32, 10]
+
+Each entry of ``layers`` is a size or a table ``{units, activation, dropout, init}``; the last
+entry is the output layer (its size must match the data, its activation follows from the
+loss). A file's settings win over ``--activation``/``--dropout``, which fill in what it leaves
+out. TOML needs Python 3.11+ (``tomllib``) or, on 3.10, ``pip install tomli``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import layers as bp_layers
+from ..init import get_initializer
+from ..model import Sequential
+from .errors import UsageError
+
+__all__ = ["LayerSpec", "ModelSpec", "parse_layers"]
+
+_SIZES = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
+_MODEL_KEYS = ("layers", "activation", "dropout", "init")
+_LAYER_KEYS = ("units", "activation", "dropout", "init")
+_RELU_LIKE = ("relu", "leaky_relu", "gelu")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One Dense layer: its size and, where set, its own activation, dropout and initialiser."""
+
+    units: int
+    activation: str | None = None
+    dropout: float | None = None
+    init: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Hidden layers then the output layer, with defaults for the hidden layers."""
+
+    layers: tuple[LayerSpec, ...]
+    activation: str | None = None
+    dropout: float | None = None
+    init: str | None = None
+    source: str = "--layers"
+
+    @property
+    def out_features(self) -> int:
+        """The output layer's size."""
+        return self.layers[-1].units
+
+    @property
+    def sizes(self) -> list[int]:
+        """Every layer's size, the output's last."""
+        return [layer.units for layer in self.layers]
+
+    def build(
+        self,
+        in_features: int,
+        *,
+        activation: str,
+        dropout: float,
+        output_activation: str | None,
+        device: str,
+        dtype: str,
+        seed: int,
+    ) -> Sequential:
+        """The model: for each hidden layer ``Dense -> activation [-> Dropout]``, then the output
+        ``Dense`` (followed by ``output_activation``, e.g. ``"sigmoid"`` for the BCE loss on
+        probabilities; ``None`` gives raw outputs: logits or regression values). ``activation``
+        and ``dropout`` apply where this description sets none. Hidden layers of ReLU-like
+        activations start from He initialisation, others (and the output) from Xavier."""
+        layers: list[bp_layers.Layer] = []
+        features = in_features
+        for spec in self.layers[:-1]:
+            act = spec.activation or self.activation or activation
+            init = spec.init or self.init or ("he" if act in _RELU_LIKE else "xavier")
+            layers += [bp_layers.Dense(features, spec.units, init=init), bp_layers.get_activation(act)]
+            rate = _first(spec.dropout, self.dropout, dropout)
+            if rate:
+                layers.append(bp_layers.Dropout(rate))
+            features = spec.units
+        out = self.layers[-1]
+        layers.append(bp_layers.Dense(features, out.units, init=out.init or "xavier"))
+        if output_activation:
+            layers.append(bp_layers.get_activation(output_activation))
+        return Sequential(*layers, device=device, dtype=dtype, seed=seed)
+
+
+def parse_layers(text: str) -> ModelSpec:
+    """``"128,64,10"`` (hidden sizes, then the output size) or the path of a ``.json`` or
+    ``.toml`` model file; raises `UsageError` saying what is wrong."""
+    if _SIZES.match(text):
+        sizes = [int(part) for part in text.split(",")]
+        if any(size < 1 for size in sizes):
+            raise UsageError(f"--layers {text}: every layer size must be at least 1")
+        return ModelSpec(tuple(LayerSpec(size) for size in sizes), source=f"--layers {text}")
+    path = Path(text)
+    if path.suffix.lower() not in (".json", ".toml"):
+        raise UsageError(
+            f"--layers {text!r} is neither a list of sizes such as 128,10 (hidden sizes, then the output size) "
+            "nor a .json or .toml model file"
+        )
+    if not path.is_file():
+        raise UsageError(f"--layers: model file {text!r} not found (looked in {path.resolve().parent})")
+    return _from_table(_read(path), str(path))
+
+
+def _read(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--layers: cannot read model file {str(path)!r}: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--layers: {str(path)!r} is not valid JSON: {exc}") from None
+    toml = _toml_module()
+    try:
+        return toml.loads(text)
+    except toml.TOMLDecodeError as exc:
+        raise UsageError(f"--layers: {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _toml_module() -> Any:
+    try:
+        import tomllib  # Python 3.11+
+
+        return tomllib
+    except ImportError:
+        pass
+    try:
+        import tomli  # the same parser, installable on Python 3.10
+
+        return tomli
+    except ImportError:
+        raise UsageError(
+            "--layers: reading a TOML model file needs Python 3.11+ (tomllib) or, on Python 3.10, "
+            "pip install tomli; or write the model as a .json file with the same keys"
+        ) from None
+
+
+def _from_table(data: Any, source: str) -> ModelSpec:
+    where = f"model file {source!r}"
+    if not isinstance(data, dict):
+        raise UsageError(f"{where} must hold a table with a 'layers' list, e.g. {{\"layers\": [128, 10]}}")
+    _check_keys(data, _MODEL_KEYS, where)
+    entries = data.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{where} needs 'layers': a non-empty list of sizes or tables, the output layer last")
+    specs = tuple(_layer(entry, f"{where}, layer {i}") for i, entry in enumerate(entries))
+    last = specs[-1]
+    if last.activation is not None or last.dropout is not None:
+        raise UsageError(
+            f"{where}: the last layer is the output layer; its activation follows from the loss and it takes no "
+            "dropout: remove 'activation'/'dropout' from it"
+        )
+    return ModelSpec(
+        specs,
+        activation=_activation(data.get("activation"), where),
+        dropout=_dropout(data.get("dropout"), where),
+        init=_init(data.get("init"), where),
+        source=source,
+    )
+
+
+def _layer(entry: Any, where: str) -> LayerSpec:
+    if isinstance(entry, dict):
+        _check_keys(entry, _LAYER_KEYS, where)
+        if "units" not in entry:
+            raise UsageError(f"{where} needs 'units', its size")
+        return LayerSpec(
+            _units(entry["units"], where),
+            _activation(entry.get("activation"), where),
+            _dropout(entry.get("dropout"), where),
+            _init(entry.get("init"), where),
+        )
+    return LayerSpec(_units(entry, where))
+
+
+def _check_keys(table: dict[str, Any], valid: tuple[str, ...], where: str) -> None:
+    unknown = [key for key in table if key not in valid]
+    if unknown:
+        raise UsageError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}: the keys are {', '.join(valid)}")
+
+
+def _units(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{where}: a layer size must be a whole number >= 1; got {value!r}")
+    return value
+
+
+def _activation(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        bp_layers.get_activation(value)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return str(value).lower().replace("-", "_")
+
+
+def _dropout(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise UsageError(f"{where}: dropout must be a probability from 0 up to, not including, 1; got {value!r}")
+    return float(value)
+
+
+def _init(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: init must be a name such as 'he' or 'xavier'; got {value!r}")
+    try:
+        get_initializer(value)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return value.lower()
+
+
+def _first(*values: float | None) -> float:
+    return next((float(v) for v in values if v is not None), 0.0)

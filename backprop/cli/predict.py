@@ -1,0 +1,105 @@
+"""``backprop predict``: a checkpoint's predictions for new samples."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from ..backends import to_numpy
+from . import arguments as types
+from .checkpoints import SavedRun, open_checkpoint
+from .devices import resolve_device
+from .errors import CliError
+from .inputs import read_features
+from .outputs import output_kind, write_table
+
+__all__ = ["predictions", "register", "run"]
+
+EPILOG = """examples:
+  backprop predict --checkpoint run.npz --input digits.csv --output labels.csv
+  backprop predict --checkpoint run.npz --input X.npy --output labels.npy --probabilities proba.npy
+  backprop predict --checkpoint sine.npz --input x.csv --output -          # CSV on standard output
+
+--input: one sample per row, the training features in the training order (a CSV header that
+names the training features may list them in any order, plus other columns such as the label);
+the checkpoint's standardiser is applied. --output: for classification the predicted class
+labels, as the training data wrote them (e.g. setosa, or 0..9); for regression the predicted
+values. A .csv file gets a header row; a .npy file holds one array (labels: shape (samples,);
+values: (samples, targets)). --probabilities FILE: the class probabilities, one column per class
+in the order of the class labels (the CSV header names them).
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``predict`` command."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict labels or values for new samples",
+        description="Apply a trained checkpoint (and its standardiser) to the samples in a .csv or .npy file.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="a file written by backprop train")
+    parser.add_argument("--input", required=True, metavar="FILE", help="samples: .csv (.csv.gz) or .npy")
+    parser.add_argument("--output", required=True, metavar="FILE", help="labels or values: .csv, .npy, or - (stdout)")
+    parser.add_argument("--probabilities", metavar="FILE", help="class probabilities: .csv or .npy (classification)")
+    parser.add_argument("--batch-size", type=types.positive_int, default=4096, metavar="N",
+                        help="samples per forward pass (default: 4096)")
+    parser.add_argument("--device", type=types.device_spec, default="cpu", metavar="DEVICE",
+                        help="cpu, cuda or cuda:N (default: cpu)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict as ``args`` say; returns the exit status."""
+    output_kind(args.output, "--output")  # check the file names before any work
+    if args.probabilities is not None:
+        output_kind(args.probabilities, "--probabilities")
+    device = resolve_device(args.device)
+    checkpoint, saved = open_checkpoint(args.checkpoint, device)
+    model = checkpoint.model
+    n_features = model.in_features or (saved.scaler.n_features if saved.scaler else 0)
+    X = read_features(args.input, n_features, saved.feature_names, saved.target_name)
+    outputs = np.asarray(to_numpy(model.predict(saved.standardize(X), batch_size=args.batch_size)), dtype=np.float64)
+    values, probabilities, classes = predictions(outputs, saved)
+    if args.probabilities is not None and probabilities is None:
+        raise CliError(
+            f"--probabilities: the model was trained with loss {saved.loss}, which gives no class probabilities"
+        )
+    write_table(args.output, "--output", _value_header(saved, values), values)
+    if args.probabilities is not None and probabilities is not None:
+        write_table(args.probabilities, "--probabilities", [str(c) for c in classes], probabilities)
+    if args.output != "-":
+        what = "labels" if saved.task == "classification" else "values"
+        extra = f" and class probabilities to {args.probabilities}" if args.probabilities else ""
+        print(f"predicted {len(X)} samples: {what} written to {args.output}{extra}")
+    return 0
+
+
+def predictions(outputs: np.ndarray, saved: SavedRun) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
+    """``(labels or values, probabilities or None, classes)`` from the model's raw outputs."""
+    if saved.task != "classification":
+        return outputs, None, []
+    width = outputs.shape[1]
+    classes = list(saved.classes) if saved.classes is not None else list(range(max(width, 2)))
+    probabilities: np.ndarray | None
+    if saved.loss == "cross_entropy":
+        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        index = outputs.argmax(axis=1)
+    elif width == 1:
+        p = outputs[:, 0] if saved.loss == "bce" else 0.5 * (1.0 + np.tanh(0.5 * outputs[:, 0]))  # sigmoid
+        probabilities = None if saved.loss == "mse" else np.stack([1.0 - p, p], axis=1)
+        index = (outputs[:, 0] > (0.0 if saved.loss == "bce_with_logits" else 0.5)).astype(np.int64)
+    else:
+        raise CliError(f"predict handles one binary output; this model has {width} outputs with loss {saved.loss}")
+    return np.asarray(classes)[index], probabilities, classes
+
+
+def _value_header(saved: SavedRun, values: np.ndarray) -> list[str]:
+    name = saved.target_name or ("label" if saved.task == "classification" else "y")
+    if values.ndim == 1 or values.shape[1] == 1:
+        return [name]
+    return [f"{name}_{i}" for i in range(values.shape[1])]

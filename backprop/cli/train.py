@@ -1,0 +1,151 @@
+"""``backprop train``: train a model on a data set and report its held-out loss and accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from ..early_stopping import EarlyStopping
+from ..progress import format_duration
+from ..training import TrainingDivergedError
+from .checkpoints import run_extra
+from .devices import resolve_device
+from .errors import CliError, Interrupted
+from .report import describe_model, result_line
+from .settings import resolve_settings
+from .train_options import EPILOG, add_train_options
+from .train_setup import TrainingJob, open_resumed, set_up
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` command."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model and report its held-out test loss and accuracy",
+        description="Train a network on a data set (features standardised with training statistics only),\n"
+        "then print the held-out test loss, the accuracy for classification, and the time taken.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_train_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; returns the exit status."""
+    device = resolve_device(args.device)
+    _check_outputs(args)
+    resumed = open_resumed(args, device) if args.resume else None
+    settings = resolve_settings(args, resumed[1].args if resumed else None)
+    job = set_up(settings, device, resumed)
+    checkpoint = args.checkpoint or args.resume
+    if not args.quiet:
+        _print_header(job, checkpoint, args.resume)
+    started = time.perf_counter()
+    stopper = None if args.early_stopping is None else _stopper(args.early_stopping, job)
+    extra = run_extra(job.data.dataset, job.data.scaler, job.loss, settings.data, settings.run_args())
+    remaining = settings.epochs - job.initial_epoch
+    before = len(job.history)
+    if remaining > 0:
+        _fit(job, remaining, stopper, checkpoint, extra, verbose=0 if args.quiet else 1)
+        if stopper is not None and stopper.best_epoch not in (None, job.history.epochs[-1]):
+            _kept_best(job, stopper, checkpoint, extra, args.quiet)
+    elif not args.quiet:
+        print(f"nothing to train: the run is at epoch {job.initial_epoch} of {settings.epochs}; "
+              "pass a larger --epochs to continue")
+    seconds = time.perf_counter() - started
+    _report(job, len(job.history) - before, seconds, args, checkpoint)
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before training, not after, when an output cannot be written."""
+    for option, path in (("--checkpoint", args.checkpoint), ("--plot", args.plot)):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if option == "--checkpoint" and not os.path.isdir(folder):
+            raise CliError(f"{option} {path}: the folder {folder!r} does not exist; create it first")
+        if os.path.isdir(path):
+            raise CliError(f"{option} {path}: that is a folder; give a file name")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise CliError('--plot needs matplotlib: pip install "backprop[plot]" (or pip install matplotlib)')
+
+
+def _stopper(patience: int, job: TrainingJob) -> EarlyStopping:
+    monitor = "val_loss" if job.data.validation is not None else "loss"
+    return EarlyStopping(monitor=monitor, patience=patience)
+
+
+def _fit(job: TrainingJob, epochs: int, stopper: EarlyStopping | None, checkpoint: str | None, extra: dict[str, Any],
+         verbose: int) -> None:
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported below
+            job.model.fit(
+                job.data.X_train, job.data.y_train, loss=job.loss, optimizer=job.optimizer, epochs=epochs,
+                batch_size=job.settings.batch_size, clip_grad_norm=job.settings.clip_grad_norm,
+                validation_data=job.data.validation, metrics=job.metrics, early_stopping=stopper,
+                scheduler=job.schedule, checkpoint=checkpoint, checkpoint_extra=extra,
+                initial_epoch=job.initial_epoch, history=job.history, verbose=verbose,
+            )
+    except TrainingDivergedError as exc:
+        raise CliError(str(exc).replace("clip_grad_norm=1.0", "--clip-grad-norm 1.0")) from None
+    except OSError as exc:
+        raise CliError(f"--checkpoint {checkpoint}: cannot save: {exc}") from None
+    except KeyboardInterrupt:
+        done = job.history.epochs[-1] if job.history.epochs else job.initial_epoch
+        saved = ""
+        if checkpoint and done > job.initial_epoch:
+            saved = f"; epoch {done} is saved in {checkpoint}: continue with backprop train --resume {checkpoint}"
+        raise Interrupted(f"interrupted during epoch {done + 1}{saved}") from None
+
+
+def _kept_best(
+    job: TrainingJob, stopper: EarlyStopping, checkpoint: str | None, extra: dict[str, Any], quiet: bool
+) -> None:
+    """Early stopping put the best epoch's weights back: save them, so the checkpoint holds the
+    model that is reported (resuming from it continues with these weights)."""
+    if not quiet:
+        print(f"early stopping: kept the weights of epoch {stopper.best_epoch} "
+              f"({stopper.monitor} {stopper.best_value:.4g})")
+    if checkpoint:
+        job.model.save(checkpoint, job.optimizer, scheduler=job.schedule, epoch=job.history.epochs[-1],
+                       history=job.history, extra=extra)
+
+
+def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None) -> None:
+    """What is about to be trained: data, model, optimizer, epochs."""
+    s = job.settings
+    if resumed:
+        print(f"resuming {resumed} after epoch {job.initial_epoch}")
+    print(f"data: {job.data.describe()}")
+    print(f"model: {describe_model(job.model)}")
+    schedule = "cosine schedule" if s.lr_schedule == "cosine" else "constant lr"
+    print(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
+          f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
+
+
+def _report(job: TrainingJob, trained: int, seconds: float, args: argparse.Namespace, checkpoint: str | None) -> None:
+    """The result lines (held-out loss and accuracy, time), then the plot and where things went."""
+    data = job.data
+    values = job.model.evaluate(data.X_test, data.y_test, job.loss, job.metrics)
+    part = "training data (no held-out set)" if data.dataset.test_is_train else "test"
+    print(result_line(part, values, len(data.X_test)))
+    epochs = "1 epoch" if trained == 1 else f"{trained} epochs"
+    print(f"time: {format_duration(seconds)} for {epochs} on {job.model.device.name}")
+    if args.plot is not None and len(job.history):
+        try:
+            path = job.history.plot(args.plot, title=f"backprop train --data {job.settings.data}")
+        except (ValueError, OSError, ImportError) as exc:
+            raise CliError(f"--plot {args.plot}: {exc}") from None
+        if not args.quiet:
+            print(f"plot: {path}")
+    if checkpoint and not args.quiet:
+        print(f"checkpoint: {checkpoint}")

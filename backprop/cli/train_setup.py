@@ -1,0 +1,111 @@
+"""Setting up a training run: the data, the loss and metrics, the model, the optimizer and
+the schedule, either new or restored from the checkpoint of a run to resume."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from ..checkpoint import Checkpoint
+from ..history import History
+from ..model import Sequential
+from ..optim import LRScheduler, Optimizer
+from .checkpoints import SavedRun, open_checkpoint
+from .data import TrainingData, prepare_training_data
+from .errors import CliError, UsageError
+from .model_spec import LayerSpec, ModelSpec, parse_layers
+from .optimizers import build_optimizer, build_schedule
+from .settings import DEFAULT_HIDDEN, TrainSettings
+from .tasks import check_loss, metric_names, output_activation
+
+__all__ = ["TrainingJob", "open_resumed", "set_up"]
+
+
+@dataclass
+class TrainingJob:
+    """Everything one invocation trains with."""
+
+    settings: TrainSettings
+    data: TrainingData
+    loss: str
+    metrics: list[str]
+    model: Sequential
+    optimizer: Optimizer
+    schedule: LRScheduler | None
+    history: History
+    initial_epoch: int
+
+
+def open_resumed(args: argparse.Namespace, device: str) -> tuple[Checkpoint, SavedRun]:
+    """The checkpoint ``--resume`` names, loaded on ``device``, if it can continue a run."""
+    checkpoint, saved = open_checkpoint(args.resume, device)
+    if checkpoint.optimizer is None:
+        raise CliError(f"cannot resume from {args.resume!r}: it holds no optimizer state (a model saved without one)")
+    if not saved.args:
+        raise CliError(f"cannot resume from {args.resume!r}: it has no training settings (it was not written by "
+                       "backprop train)")
+    return checkpoint, saved
+
+
+def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, SavedRun] | None) -> TrainingJob:
+    """Everything to train with: a new model, optimizer and schedule from ``settings``, or those
+    of the ``resumed`` checkpoint with its history, epoch and standardiser."""
+    saved = resumed[1] if resumed else None
+    data = prepare_training_data(settings.data, settings.test_size, settings.split_seed, settings.val_split,
+                                 scaler=saved.scaler if saved else None)
+    loss = check_loss(data.dataset, settings.loss)
+    metrics = metric_names(data.dataset, loss, settings.metrics)
+    if resumed is not None:
+        checkpoint = resumed[0]
+        assert checkpoint.optimizer is not None  # checked by open_resumed
+        _check_features(checkpoint.model, data, settings)
+        schedule = build_schedule(settings.lr_schedule, checkpoint.optimizer, settings.epochs)
+        if schedule is not None and checkpoint.scheduler_state is not None:
+            schedule.load_state_dict(checkpoint.scheduler_state)
+            _note_extended_cosine(schedule, settings.epochs)
+        return TrainingJob(settings, data, loss, metrics, checkpoint.model, checkpoint.optimizer, schedule,
+                           checkpoint.history, checkpoint.epoch)
+    model = _model_spec(settings, data).build(
+        data.dataset.n_features, activation=settings.activation, dropout=settings.dropout,
+        output_activation=output_activation(loss), device=device, dtype=settings.dtype, seed=settings.seed,
+    )
+    optimizer = build_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay,
+                                settings.momentum)
+    schedule = build_schedule(settings.lr_schedule, optimizer, settings.epochs)
+    return TrainingJob(settings, data, loss, metrics, model, optimizer, schedule, History(), 0)
+
+
+def _note_extended_cosine(schedule: LRScheduler, epochs: int) -> None:
+    planned = getattr(schedule, "T_max", None)
+    if planned is not None and epochs > planned:
+        print(f"note: the run's cosine schedule was planned for {planned} epochs; after epoch {planned} its "
+              "learning rate rises again (runs meant to be extended train better with --lr-schedule constant)",
+              file=sys.stderr)
+
+
+def _model_spec(settings: TrainSettings, data: TrainingData) -> ModelSpec:
+    needed = data.dataset.out_features
+    if settings.layers is None:
+        return ModelSpec((LayerSpec(DEFAULT_HIDDEN), LayerSpec(needed)))
+    spec = parse_layers(settings.layers)
+    if spec.out_features != needed:
+        sizes = ",".join(str(size) for size in spec.sizes[:-1] + [needed])
+        raise UsageError(
+            f"--layers {settings.layers}: the output layer has {spec.out_features} units but {data.dataset.name} "
+            f"needs {needed} ({_outputs(data)}); the last size is the output size, e.g. --layers {sizes}"
+        )
+    return spec
+
+
+def _outputs(data: TrainingData) -> str:
+    ds = data.dataset
+    if ds.task == "regression":
+        return "one per regression target"
+    return f"one logit per class, {ds.n_classes} classes" if ds.y_train.ndim == 1 else "one binary output"
+
+
+def _check_features(model: Sequential, data: TrainingData, settings: TrainSettings) -> None:
+    if model.in_features is not None and model.in_features != data.dataset.n_features:
+        raise CliError(f"the resumed model takes {model.in_features} features but --data {settings.data} has "
+                       f"{data.dataset.n_features}")
