@@ -16,6 +16,7 @@ def python_blocks() -> list[str]:
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # examples may write files (checkpoints)
     exec(compile(python_blocks()[index], f"README block {index}", "exec"), {})
     assert capsys.readouterr().out  # every example prints something
