@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check in one call: the machine, then the whole test suite on the CuPy backend (a
-# missing GPU fails instead of skipping). Full logs go to the folder given.
+# The GPU check in one call: the machine, the whole test suite on the CuPy backend (a missing
+# GPU fails instead of skipping), then the GPU benchmarks against PyTorch (when installed).
+# Full logs go to the folder given; set SKIP_BENCH=1 to run the tests only.
 #   scripts/gpu_check.sh LOG_DIR
 set -uo pipefail
 out=${1:?usage: scripts/gpu_check.sh LOG_DIR}
@@ -18,4 +19,8 @@ status=0
 cat "$out/machine.txt"
 BACKPROP_TEST_BACKENDS=cupy python3 -m pytest -q -rs -p no:cacheprovider tests > "$out/tests-cupy.log" 2>&1 || status=1
 tail -n 15 "$out/tests-cupy.log"
+if [ -z "${SKIP_BENCH:-}" ]; then
+  python3 benchmarks/run.py --device cuda --json "$out/bench-gpu.json" > "$out/bench-gpu.md" 2> "$out/bench-gpu.log" || status=1
+  cat "$out/bench-gpu.md"
+fi
 exit $status

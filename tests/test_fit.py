@@ -159,6 +159,21 @@ def test_l1_l2_penalties_are_in_the_loss_and_the_gradient(device: bp.Device, rng
     assert bp.gradcheck(model, X, y, "cross_entropy").ok
 
 
+def test_l1_l2_penalised_backprop_matches_torch_autograd(device: bp.Device, rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    X, y = blobs(rng, 10)
+    model = classifier(device, "float64", l1=0.03, l2=0.02)
+    twin = torch_twin(model)
+    loss = model.backprop(X.astype(np.float64), y, "cross_entropy")
+    W = twin[0].weight
+    reference = torch.nn.functional.cross_entropy(twin(torch.tensor(X, dtype=torch.float64)), torch.tensor(y))
+    reference = reference + 0.03 * W.abs().sum() + 0.02 * (W**2).sum()
+    reference.backward()
+    assert loss == pytest.approx(reference.item(), rel=1e-12)
+    for p, expected in zip(model.parameters(), [m.grad.numpy().T if m.ndim == 2 else m.grad.numpy() for m in twin.parameters()]):
+        np.testing.assert_allclose(host(p.grad), expected, rtol=1e-11, atol=1e-14, err_msg=p.name)
+
+
 def test_l2_penalty_matches_torch_weight_decay_on_the_weights(device: bp.Device, rng: np.random.Generator) -> None:
     """l2 * sum W^2 has gradient 2 l2 W: torch's SGD weight_decay = 2 l2 on the weight only."""
     torch = pytest.importorskip("torch")
