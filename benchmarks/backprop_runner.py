@@ -1,0 +1,199 @@
+"""backprop's side: build the model, time the bare step (`make_step`, eager, and with
+``graph=True`` where `make_step` has that keyword), measure its peak memory, time `fit`.
+
+Public API only: `bp.Sequential`, the layers, `bp.losses`, `bp.optim`,
+`backprop.training.make_step`, `model.backend`, `bp.to_numpy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+import backprop as bp
+from backprop.training import make_step
+
+from .configs import Config, Counts, make_dataset
+from .timing import Prepared
+
+__all__ = ["SEED", "build", "has_graph_step", "initial_state", "prepare_step_variant", "release", "run_fit"]
+
+SEED = 1234  # the initial weights: torch gets a copy of exactly these
+
+
+def has_graph_step() -> bool:
+    """Whether this backprop's `make_step` takes ``graph=True`` (whole-step CUDA graphs)."""
+    try:
+        return "graph" in inspect.signature(make_step).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def build(config: Config, device: str) -> bp.Sequential:
+    pairs = list(zip(config.sizes[:-1], config.sizes[1:]))
+    layers: list[bp.Layer] = []
+    for i, (n_in, n_out) in enumerate(pairs):
+        last = i == len(pairs) - 1
+        layers.append(bp.Dense(n_in, n_out, init="xavier" if last else "he"))
+        if not last:
+            layers.append(bp.ReLU())
+    if config.head == "sigmoid-bce":
+        layers.append(bp.Sigmoid())
+    return bp.Sequential(*layers, device=device, dtype="float32", seed=SEED)
+
+
+def initial_state(config: Config) -> dict[str, np.ndarray]:
+    """The initial weights by name (``"0.W"`` of shape (in, out), ``"0.b"``, ``"2.W"``, ...), on
+    the host. The seed gives the same weights on every device, so the CPU model will do."""
+    return build(config, "cpu").state_dict()
+
+
+def _loss(config: Config) -> bp.losses.Loss:
+    return bp.losses.BCE() if config.head == "sigmoid-bce" else bp.losses.SoftmaxCrossEntropy()
+
+
+def _optimizer(config: Config, model: bp.Sequential) -> Any:
+    if config.optimizer == "sgd":
+        return bp.optim.SGD(model.parameters(), lr=config.lr)
+    return bp.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def _sync(model: bp.Sequential) -> Callable[[], None]:
+    if model.device.type == "cuda":
+        import cupy  # noqa: PLC0415 - only on GPU runs
+
+        return cupy.cuda.Device(model.device.index or 0).synchronize
+    return lambda: None
+
+
+def _to_float(x: Any) -> float:
+    return float(bp.to_numpy(x))
+
+
+class _Peak:
+    bytes: int | None = None
+    what = "n/a"
+
+
+@contextlib.contextmanager
+def _peak_memory(device: str) -> Iterator[_Peak]:
+    """Peak bytes allocated inside the block: on the CPU, tracemalloc's peak (NumPy reports its
+    buffers to it; Python objects count too); on a GPU, the peak bytes in use in CuPy's memory
+    pools (a memory hook sees every block handed out and returned)."""
+    peak = _Peak()
+    if device == "cpu":
+        if tracemalloc.is_tracing():  # someone else is tracing: their numbers would mix with ours
+            yield peak
+            return
+        tracemalloc.start()
+        try:
+            yield peak
+            peak.bytes = tracemalloc.get_traced_memory()[1]
+            peak.what = "tracemalloc peak (NumPy buffers + Python objects) over build, data and first steps"
+        finally:
+            tracemalloc.stop()
+        return
+    import cupy  # noqa: PLC0415
+
+    class PoolPeak(cupy.cuda.MemoryHook):
+        name = "BenchmarkPoolPeak"
+
+        def __init__(self) -> None:
+            self.live: dict[int, int] = {}
+            self.now = 0
+            self.peak = 0
+
+        def malloc_postprocess(self, **kw: Any) -> None:
+            self.live[kw["mem_ptr"]] = kw["mem_size"]
+            self.now += kw["mem_size"]
+            self.peak = max(self.peak, self.now)
+
+        def free_postprocess(self, **kw: Any) -> None:
+            self.now -= self.live.pop(kw["mem_ptr"], 0)
+
+    hook = PoolPeak()
+    with hook:
+        yield peak
+    peak.bytes = hook.peak
+    peak.what = "peak bytes in use in CuPy memory pools (memory hook) over build, data and first steps"
+
+
+def prepare_step_variant(config: Config, device: str, batches: list, counts: Counts, graph: bool = False) -> Prepared:
+    """``make_step`` ready to time on ``batches`` (host (X, y) pairs, moved to the device first)."""
+    with _peak_memory(device) as peak:
+        model = build(config, device)
+        loss = _loss(config)
+        optimizer = _optimizer(config, model)
+        backend = model.backend
+        sync = _sync(model)
+        with backend.activate():
+            data = [
+                (backend.from_host(X), loss.prepare_target(backend, y, X.shape[0], config.out_features))
+                for X, y in batches
+            ]
+            step = make_step(model, loss, optimizer, graph=True) if graph else make_step(model, loss, optimizer)
+
+            def run_step(i: int) -> Any:
+                X, T = data[i % len(data)]
+                return step(X, T)
+
+            first_loss = _to_float(run_step(0))
+            done = 1 + min(2, max(0, counts.warmup - 1))  # a few steps inside the memory measurement
+            for i in range(1, done):
+                run_step(i)
+            sync()
+
+    def activated(i: int) -> Any:
+        with backend.activate():
+            return run_step(i)
+
+    return Prepared(
+        activated, sync, _to_float, first_loss=first_loss, done=done,
+        finish=lambda: {"peak_bytes": peak.bytes, "peak_what": peak.what},
+    )
+
+
+def run_fit(config: Config, device: str, counts: Counts) -> dict[str, Any]:
+    """Samples/s of ``model.fit(..., epochs=1, batch_size=config.batch, verbose=0)`` over an epoch
+    of synthetic samples, shuffling and batching included. The inputs are put on the device
+    before the clock starts (fit would otherwise copy them once per call); labels go as NumPy."""
+    n = counts.fit_samples or 4 * config.batch
+    X, y = make_dataset(config, n, seed=1)
+    model = build(config, device)
+    loss = _loss(config)
+    optimizer = _optimizer(config, model)
+    sync = _sync(model)
+    with model.backend.activate():
+        Xd = model.backend.from_host(X)
+    warm = min(n, 2 * config.batch)
+    options = {"loss": loss, "optimizer": optimizer, "epochs": 1, "batch_size": config.batch, "verbose": 0}
+    model.fit(Xd[:warm], y[:warm], **options)  # compiles kernels, allocates optimizer state
+    sync()
+    t0 = time.perf_counter()
+    history = model.fit(Xd, y, **options)
+    sync()
+    seconds = time.perf_counter() - t0
+    return {
+        "samples": n,
+        "batch": config.batch,
+        "seconds": seconds,
+        "samples_per_s": n / seconds,
+        "loss": float(history["loss"][-1]),
+        "what": "fit(epochs=1) over device-resident inputs, shuffle=True, host labels",
+    }
+
+
+def release(device: str) -> None:
+    """Give memory back between variants so each starts from an empty GPU."""
+    gc.collect()
+    if device != "cpu":
+        import cupy  # noqa: PLC0415
+
+        cupy.get_default_memory_pool().free_all_blocks()

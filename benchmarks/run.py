@@ -1,0 +1,254 @@
+"""Benchmark backprop next to PyTorch: same model, initial weights, data and optimizer, float32.
+
+    python benchmarks/run.py [--device cpu|cuda] [--configs xor,mnist-small,...] [--json out.json] [--quick]
+
+Prints the machine and a markdown table on stdout (progress goes to stderr); see
+benchmarks/README.md for what each column means. Exit status: 0 when every variant ran,
+1 when one failed (its row says so), 2 for bad arguments or ``--device cuda`` without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo's backprop importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import backprop_runner, report, torch_runner  # noqa: E402
+from benchmarks.configs import CONFIGS, QUICK, flops_per_step, make_batches  # noqa: E402
+from benchmarks.machine import OthersLoad, cpu_busy, describe_machine, gemm_rate  # noqa: E402
+from benchmarks.timing import Prepared, measure_interleaved  # noqa: E402
+
+N_BATCHES = 4  # distinct device batches every timed loop cycles through
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+    p.add_argument("--configs", help=f"comma-separated, from {', '.join(CONFIGS)} (default: all that run there)")
+    p.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
+    p.add_argument("--quick", action="store_true", help="a few steps each: a smoke test, not a measurement")
+    p.add_argument("--no-torch", action="store_true", help="run backprop alone, as when PyTorch is not installed")
+    return p.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _import_torch(no_torch: bool) -> tuple[Any, str | None]:
+    if no_torch:
+        return None, "PyTorch left out (--no-torch): backprop alone, no ratios"
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return None, "PyTorch is not installed: backprop alone, no ratios"
+    return torch, None
+
+
+def _check_cuda() -> tuple[Any, str | None]:
+    """``(cupy, None)`` when backprop can use GPU 0, else ``(None, why not)``."""
+    import backprop as bp  # noqa: PLC0415
+
+    try:
+        bp.Sequential(bp.Dense(1, 1), device="cuda")
+    except bp.CudaUnavailableError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a CUDA error of another kind: still no usable GPU
+        return None, f"{type(exc).__name__}: {exc}"
+    import cupy  # noqa: PLC0415
+
+    return cupy, None
+
+
+def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> dict[str, Any]:
+    counts = QUICK if quick else config.counts[device]
+    if quick:
+        counts = dataclasses.replace(counts, fit_samples=4 * config.batch)
+    bp_device = "cpu" if device == "cpu" else gpu
+    batches = make_batches(config, N_BATCHES)
+    entry: dict[str, Any] = {
+        "config": config.name,
+        "device": device,
+        "model": config.describe(),
+        "sizes": list(config.sizes),
+        "batch": config.batch,
+        "flops_per_step": flops_per_step(config),
+        "counts": dataclasses.asdict(counts),
+        "variants": [],
+    }
+    log(f"{config.name} on {device}: {config.describe()}")
+
+    prepared: dict[str, Prepared] = {}
+    whats: dict[str, str] = {}
+    errors: dict[str, dict[str, Any]] = {}
+
+    def prepare(name: str, what: str, fn: Any) -> None:
+        whats[name] = what
+        try:
+            prepared[name] = fn()
+        except Exception as exc:
+            log(traceback.format_exc())
+            errors[name] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    prepare("backprop", "make_step, eager", lambda: backprop_runner.prepare_step_variant(config, bp_device, batches, counts))
+    if device != "cpu" and backprop_runner.has_graph_step():
+        prepare(
+            "backprop graph",
+            "make_step(graph=True)",
+            lambda: backprop_runner.prepare_step_variant(config, bp_device, batches, counts, graph=True),
+        )
+    if torch is not None:
+        state = backprop_runner.initial_state(config)
+        torch_device = "cpu" if device == "cpu" else gpu
+        for name, what in torch_runner.VARIANTS[device].items():
+            prepare(
+                name,
+                what,
+                lambda n=name: torch_runner.prepare_variant(torch, config, torch_device, state, batches, counts, n),
+            )
+    t0 = time.perf_counter()
+    load = OthersLoad().start()
+    try:
+        timed = measure_interleaved(prepared, counts.warmup, counts.steps, device != "cpu", rounds=1 if quick else 10)
+    except Exception as exc:
+        log(traceback.format_exc())
+        timed = {name: {"error": f"{type(exc).__name__}: {exc}"} for name in prepared}
+    busy = load.stop()
+    seconds = time.perf_counter() - t0
+    for name in whats:
+        result = {"name": name, "what": whats[name], **errors.get(name, timed.get(name, {}))}
+        result["others_cpu_busy"] = busy
+        shown = f"{result['median_ms']:.3f} ms/step" if "median_ms" in result else result["error"]
+        log(f"    {name:15s} {shown}")
+        entry["variants"].append(result)
+    log(f"    (all variants interleaved in {seconds:.1f} s)")
+    prepared.clear()
+    backprop_runner.release(device)
+    if torch is not None and device != "cpu":
+        torch.cuda.empty_cache()
+    t0 = time.perf_counter()
+    try:
+        entry["fit"] = backprop_runner.run_fit(config, bp_device, counts)
+        log(f"    fit             {entry['fit']['samples_per_s']:.4g} samples/s   ({time.perf_counter() - t0:.1f} s)")
+    except Exception as exc:
+        log(traceback.format_exc())
+        entry["fit"] = {"error": f"{type(exc).__name__}: {exc}"}
+    backprop_runner.release(device)
+    for key in ("first_loss", "last_loss"):
+        values = [v[key] for v in entry["variants"] if v.get(key) is not None]
+        if len(values) > 1:
+            entry[f"{key}_spread"] = (max(values) - min(values)) / max(abs(min(values)), 1e-12)
+    if entry.get("first_loss_spread", 0.0) > 1e-3:
+        entry["warning"] = "first-step losses differ across variants: the initial weights or data are not the same"
+        log(f"    WARNING: {entry['warning']}")
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = args.device
+    names = [n.strip() for n in args.configs.split(",") if n.strip()] if args.configs else None
+    unknown = [n for n in names or [] if n not in CONFIGS]
+    if unknown:
+        log(f"error: unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+        return 2
+    notes: list[str] = []
+    chosen = [CONFIGS[n] for n in names] if names else [c for c in CONFIGS.values() if device in c.devices]
+    skipped = [c.name for c in chosen if device not in c.devices]
+    chosen = [c for c in chosen if device in c.devices]
+    if skipped:
+        notes.append(f"not run on {device}: {', '.join(skipped)} (see configs.py for where each runs)")
+    if not chosen:
+        log(f"error: none of the chosen configs runs on {device}")
+        return 2
+
+    cupy, gpu = None, None
+    if device == "cuda":
+        cupy, why = _check_cuda()
+        if cupy is None:
+            log(f"error: --device cuda needs a usable CUDA GPU, and there is none: {why}")
+            return 2
+        gpu = "cuda:0"
+    torch, why = _import_torch(args.no_torch)
+    if why:
+        notes.append(why)
+    if torch is not None:
+        torch.set_float32_matmul_precision("highest")  # true fp32 matmuls, no TF32, like CuPy's default
+        if device == "cuda" and not torch.cuda.is_available():
+            notes.append(f"this PyTorch ({torch.__version__}) has no CUDA: backprop alone on the GPU")
+            torch = None
+    if torch is not None:
+        notes.append(f"PyTorch CPU runs use torch's default thread count ({torch.get_num_threads()}), not set by us")
+    if not backprop_runner.has_graph_step() and device == "cuda":
+        notes.append("make_step has no graph= keyword: no 'backprop graph' variant")
+
+    started = time.perf_counter()
+    busy_before = cpu_busy(0.2 if args.quick else 0.5)
+    machine = describe_machine(torch, cupy, 0 if gpu else None)
+    log("measuring the GEMM rate ...")
+    n, reps = (256, 3) if args.quick else ((2048, 5) if device == "cpu" else (8192, 10))
+    gemm = {device: gemm_rate(device, n, reps, torch=torch, cupy=cupy)}
+    entries = [run_config(config, device, args.quick, torch, gpu) for config in chosen]
+    for entry in entries:
+        report.derive(entry, gemm[device]["gflops"])
+        if "warning" in entry:
+            notes.append(f"{entry['config']}: {entry['warning']}")
+
+    machine["cpu_busy_before"] = busy_before
+    machine["cpu_busy_after"] = cpu_busy(0.2 if args.quick else 0.5)
+    busy = {"before the run": busy_before, "after it": machine["cpu_busy_after"]}
+    busy.update({f"during {e['config']}/{v['name']}": v["others_cpu_busy"] for e in entries for v in e["variants"]})
+    busy = {k: b for k, b in busy.items() if b is not None and b > 0.1}
+    if busy:
+        notes.append(
+            "other processes used the CPUs ("
+            + ", ".join(f"{100 * b:.0f}% {k}" for k, b in busy.items())
+            + "): those timings are unreliable, OpenBLAS especially slows down many times over when its "
+            "threads compete for cores"
+        )
+    line = report.machine_line(machine, gemm)
+    table = report.markdown_table(entries)
+    print(line + "\n")
+    print(table)
+    if args.quick:
+        notes.insert(0, "--quick: a few steps each, a smoke test; these numbers are not measurements")
+    for note in notes:
+        print(f"\n- {note}", end="")
+    print()
+    failed = [f"{e['config']}/{v['name']}" for e in entries for v in e["variants"] if "error" in v]
+    failed += [f"{e['config']}/fit" for e in entries if "error" in e.get("fit", {})]
+    if args.json:
+        report.write_json(
+            args.json,
+            {
+                "machine": machine,
+                "gemm": gemm,
+                "settings": {
+                    "device": device,
+                    "quick": args.quick,
+                    "batches_cycled": N_BATCHES,
+                    "seed": backprop_runner.SEED,
+                },
+                "torch": torch is not None,
+                "graph_step": backprop_runner.has_graph_step(),
+                "notes": notes,
+                "results": entries,
+                "failed": failed,
+                "machine_line": line,
+                "table_markdown": table,
+                "wall_s": round(time.perf_counter() - started, 2),
+            },
+        )
+    log(f"done in {time.perf_counter() - started:.1f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

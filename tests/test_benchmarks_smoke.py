@@ -1,0 +1,113 @@
+"""CI smoke test of the benchmark suite: ``benchmarks/run.py --quick`` runs end to end on the
+CPU and writes JSON with every config, variant and field, with sane values.
+
+This is not a timing assertion: nothing here compares one variant's speed with another's.
+The only cross-variant check is that every variant starts from the same loss, i.e. from the
+same initial weights and data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(RUN), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _close(a: float, b: float, rel: float = 1e-9) -> bool:
+    return math.isclose(a, b, rel_tol=rel)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = _run("--quick", "--device", "cpu", "--configs", "xor,mnist-small", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_quick_run_covers_every_config_and_variant(quick_report: tuple[dict, str]) -> None:
+    report, stdout = quick_report
+    assert [e["config"] for e in report["results"]] == ["xor", "mnist-small"]
+    assert report["failed"] == []
+    assert report["settings"] == {**report["settings"], "device": "cpu", "quick": True}
+    expected = ["backprop", "torch eager"] if HAS_TORCH else ["backprop"]
+    for entry in report["results"]:
+        assert entry["device"] == "cpu"
+        assert [v["name"] for v in entry["variants"]] == expected
+    assert report["machine"]["cpu"] and report["machine"]["cores"] >= 1
+    assert report["gemm"]["cpu"]["gflops"] > 0
+    assert stdout.startswith("**Machine:**")
+    assert "| config |" in stdout and "| mnist-small | cpu | backprop |" in stdout
+
+
+def test_quick_run_numbers_are_sane(quick_report: tuple[dict, str]) -> None:
+    report, _ = quick_report
+    for entry in report["results"]:
+        assert entry["flops_per_step"] > 0
+        variants = {v["name"]: v for v in entry["variants"]}
+        for v in variants.values():
+            assert "error" not in v, v
+            assert v["steps"] == 5
+            assert v["others_cpu_busy"] is None or 0.0 <= v["others_cpu_busy"] <= 1.0
+            assert 0 < v["min_ms"] <= v["median_ms"] <= v["max_ms"] < 60_000
+            for key in ("first_loss", "last_loss"):
+                assert math.isfinite(v[key]) and v[key] > 0
+            assert _close(v["tflops"], entry["flops_per_step"] / (v["median_ms"] * 1e-3) / 1e12)
+            assert _close(v["pct_gemm"], 100 * v["tflops"] * 1e3 / report["gemm"]["cpu"]["gflops"])
+            # ratios are this variant's median over each torch variant's median of the same run
+            assert set(v["time_ratio_vs"]) == {n for n in variants if n.startswith("torch")}
+            for name, ratio in v["time_ratio_vs"].items():
+                assert _close(ratio, v["median_ms"] / variants[name]["median_ms"])
+        bp_step = variants["backprop"]
+        if HAS_TORCH:
+            assert variants["torch eager"]["time_ratio_vs"]["torch eager"] == 1.0
+            # same initial weights, data and step sequence: the losses agree (correctness, not timing)
+            assert entry["first_loss_spread"] < 1e-4
+            assert entry["last_loss_spread"] < 1e-3
+        # tracemalloc's peak covers at least the float32 weights and Adam's/SGD's state
+        n_params = sum(a * b + b for a, b in zip(entry["sizes"][:-1], entry["sizes"][1:]))
+        assert bp_step["peak_bytes"] >= 4 * n_params
+        fit = entry["fit"]
+        assert fit["samples"] == 4 * entry["batch"] and fit["samples_per_s"] > 0 and math.isfinite(fit["loss"])
+        assert _close(fit["step_samples_per_s"], entry["batch"] / (bp_step["median_ms"] * 1e-3))
+        assert _close(fit["ratio_to_step"], fit["samples_per_s"] / fit["step_samples_per_s"])
+
+
+def test_without_torch_backprop_runs_alone(tmp_path: Path) -> None:
+    out = tmp_path / "alone.json"
+    proc = _run("--quick", "--configs", "xor", "--no-torch", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["torch"] is False
+    assert [v["name"] for v in report["results"][0]["variants"]] == ["backprop"]
+    assert "backprop alone" in proc.stdout
+
+
+def test_cuda_without_gpu_exits_2() -> None:
+    import backprop as bp  # noqa: PLC0415
+
+    if any(d.type == "cuda" for d in bp.available_devices()):
+        pytest.skip("a GPU is usable here")
+    proc = _run("--quick", "--device", "cuda", timeout=120)
+    assert proc.returncode == 2
+    assert "--device cuda needs a usable CUDA GPU" in proc.stderr
+
+
+def test_bad_config_exits_2() -> None:
+    proc = _run("--quick", "--configs", "nope", timeout=120)
+    assert proc.returncode == 2 and "unknown config" in proc.stderr
