@@ -117,12 +117,11 @@ def softmax_cross_entropy(xp: Any, Z: np.ndarray, labels: np.ndarray) -> tuple[n
 
 
 def bce(xp: Any, P: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`bp.losses.BCE` (each log clamped at -100, as PyTorch) in fewer passes."""
+    """`bp.losses.BCE` (each log clamped at -100, as PyTorch) in fewer passes: clamping the
+    argument at exp(-100) clamps the log, and keeps log(0) from warning."""
     Q = 1 - P
     log_p = np.log(np.maximum(P, _TINY))
     log_q = np.log(np.maximum(Q, _TINY))
-    np.maximum(log_p, -100.0, out=log_p)
-    np.maximum(log_q, -100.0, out=log_q)
     log_p *= T
     log_q *= 1 - T
     log_p += log_q
@@ -153,11 +152,12 @@ def adam_update(
     tmp *= 1.0 - beta2
     v *= beta2
     v += tmp
+    # lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) = lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps*sqrt(bc2)): one pass fewer
+    root_bc2 = math.sqrt(1.0 - beta2**step)
     np.sqrt(v, out=tmp)
-    tmp /= math.sqrt(1.0 - beta2**step)
-    tmp += eps
+    tmp += eps * root_bc2
     np.divide(m, tmp, out=tmp)
-    tmp *= lr / (1.0 - beta1**step)
+    tmp *= lr * root_bc2 / (1.0 - beta1**step)
     p -= tmp
 
 

@@ -52,12 +52,12 @@ class Elementwise(Layer):
         """``(forward, backward, bias_forward)`` for the current backend: its fused kernels
         where it has them, else the generic ``f``, ``df`` and ``bias_f``."""
         bk = self._require_built()
-        name = self.kernel
-        return (
-            bk.kernel(f"{name}_forward", self.f),
-            bk.kernel(f"{name}_backward", self.df),
-            bk.kernel(f"bias_{name}_forward", self.bias_f),
-        )
+        cached = self.__dict__.get("_fused")
+        if cached is None or cached[0] is not bk:  # looked up once per backend: this runs every step
+            names = (f"{self.kernel}_forward", f"{self.kernel}_backward", f"bias_{self.kernel}_forward")
+            cached = self._fused = (bk, tuple(bk.kernel(n, None) for n in names))
+        f, df, bias_f = cached[1]
+        return (f or self.f, df or self.df, bias_f or self.bias_f)
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         xp = self._require_built().xp

@@ -101,6 +101,8 @@ class Layer:
         return self.backend
 
     def _check_input(self, X: Array, features: int) -> None:
+        if X.ndim == 2 and X.shape[1] == features:
+            return
         shape = tuple(X.shape)
         if len(shape) != 2 or shape[1] != features:
             raise ValueError(

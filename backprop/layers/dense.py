@@ -99,12 +99,22 @@ class Dense(Layer):
         self.b = self.add_variable("b", np.zeros(self.out_features), ctx) if self.bias else None
         return self.out_features
 
+    def _linear_kernels(self) -> tuple[Any, Any, Any, Any]:
+        """``(matmul, matmul_tn, matmul_nt, sum_rows)`` of the current backend (fused where it
+        has them), looked up once per backend: this runs every step."""
+        bk = self._require_built()
+        cached = self.__dict__.get("_fused")
+        if cached is None or cached[0] is not bk:
+            generic = {"matmul": matmul, "matmul_tn": matmul_tn, "matmul_nt": matmul_nt, "sum_rows": sum_rows}
+            cached = self._fused = (bk, tuple(bk.kernel(name, f) for name, f in generic.items()))
+        return cached[1]
+
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         bk = self._require_built()
         xp = bk.xp
         self._check_input(X, self.in_features)
         W = self.W.data
-        Y = bk.kernel("matmul", matmul)(xp, X, W)
+        Y = self._linear_kernels()[0](xp, X, W)
         if self.b is not None:
             Y = Y + self.b.data
 
@@ -123,7 +133,7 @@ class Dense(Layer):
         W = self.W.data
         args = act.kernel_args
         f, df, bias_f = act.kernels()
-        Z = bk.kernel("matmul", matmul)(xp, X, W)
+        Z = self._linear_kernels()[0](xp, X, W)
         if self.b is not None and not act.needs_input:
             A, Y = None, bias_f(xp, Z, self.b.data, *args)  # may reuse Z's memory
         else:
@@ -136,16 +146,16 @@ class Dense(Layer):
         return Y, backward
 
     def _backward(self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool) -> Array | None:
-        kernel = self.backend.kernel
-        dW = kernel("matmul_tn", matmul_tn)(xp, X, dY, _grad_slot(self.W))
+        _, mm_tn, mm_nt, sum_rows_ = self._linear_kernels()
+        dW = mm_tn(xp, X, dY, _grad_slot(self.W))
         if self.l1:
             dW = dW + self.l1 * xp.sign(W)
         if self.l2:
             dW = dW + (2.0 * self.l2) * W
         self.W.grad = dW
         if self.b is not None:
-            self.b.grad = kernel("sum_rows", sum_rows)(xp, dY, _grad_slot(self.b))
-        return kernel("matmul_nt", matmul_nt)(xp, dY, W) if need_dX else None
+            self.b.grad = sum_rows_(xp, dY, _grad_slot(self.b))
+        return mm_nt(xp, dY, W) if need_dX else None
 
     def penalty(self, xp: Any) -> Array | float:
         """The regularisation term ``l1 * sum|W| + l2 * sum W^2`` (0.0 when both are zero)."""
