@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .backends import Array, Backend
 from .clip import clip_grad_norm as _clip_grad_norm
 from .early_stopping import EarlyStopping
@@ -119,7 +121,7 @@ def fit(
                 for Xb, Tb in _batches(backend, model, Xd, T, batch_size, shuffle):
                     train_batch(Xb, Tb, sums)
                     progress.step(sums.running_loss)
-                values = sums.read(n, metric_list, params)
+                values = sums.read(metric_list, params)
                 if not math.isfinite(values["loss"]):
                     saver.save_last()
                     raise TrainingDivergedError(
@@ -217,27 +219,36 @@ def evaluate(
 
 
 class _EpochSums:
-    """Device-side running sums of one epoch: loss, metrics, gradient norms."""
+    """One epoch's per-batch results, kept on the device: appending costs no kernel launch,
+    and `read` brings them all to the host at once (one sync)."""
 
     def __init__(self, backend: Backend, n_metrics: int, params: Sequence[Any]):
         self.backend = backend
-        self.loss: Any = 0.0
-        self.metrics: list[Any] = [0.0] * n_metrics
-        self.norms: list[Any] = [0.0] * len(params)
-        self.seen = 0
-        self.steps = 0
+        self.losses: list[Any] = []  # batch means
+        self.sizes: list[int] = []
+        self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch sums
+        self.norms: list[list[Any]] = [[] for _ in params]
+
+    def add(self, L: Array, n: int) -> None:
+        self.losses.append(L)
+        self.sizes.append(n)
 
     def running_loss(self) -> float:
-        return self.backend.scalar(self.loss) / max(self.seen, 1)
+        host = self.backend.to_numpy(self.backend.xp.stack(self.losses))
+        return float(np.dot(host, self.sizes) / sum(self.sizes))
 
-    def read(self, n: int, metrics: Sequence[Metric], params: Sequence[Any]) -> dict[str, float]:
+    def read(self, metrics: Sequence[Metric], params: Sequence[Any]) -> dict[str, float]:
         xp, dtype = self.backend.xp, self.backend.dtype
-        sums = [self.loss, *self.metrics, *self.norms]
-        host = self.backend.to_numpy(xp.stack([xp.asarray(s, dtype=dtype) for s in sums]))  # one sync
-        values = {"loss": float(host[0]) / n}
-        values.update((m.name, float(v) / n) for m, v in zip(metrics, host[1 : 1 + len(metrics)]))
-        if self.norms:
-            values.update((f"grad_norm/{p.name}", float(v) / self.steps) for p, v in zip(params, host[1 + len(metrics) :]))
+        rows = [self.losses, *self.metrics, *self.norms]
+        flat = [xp.asarray(v, dtype=dtype) for row in rows for v in row]
+        host = np.asarray(self.backend.to_numpy(xp.stack(flat)), dtype=np.float64)  # one sync
+        k, n = len(self.losses), sum(self.sizes)
+        values = {"loss": float(np.dot(host[:k], self.sizes)) / n}
+        for i, m in enumerate(metrics):
+            values[m.name] = float(host[k * (i + 1) : k * (i + 2)].sum()) / n
+        start = k * (1 + len(metrics))
+        for i, p in enumerate(params if self.norms else ()):
+            values[f"grad_norm/{p.name}"] = float(host[start + k * i : start + k * (i + 1)].mean())
         return values
 
 
@@ -265,16 +276,13 @@ def _batch_trainer(
         else:
             L, P = model.train_batch(X, T, loss)
             for i, p in enumerate(params):
-                sums.norms[i] = sums.norms[i] + xp.sqrt(xp.sum(p.grad * p.grad))
+                sums.norms[i].append(xp.sqrt(xp.sum(p.grad * p.grad)))
             if clip is not None:
                 _clip_grad_norm(params, clip)
             optimizer.step()
-        nb = X.shape[0]
-        sums.loss = sums.loss + L * nb
+        sums.add(L, X.shape[0])
         for i, metric in enumerate(metrics):
-            sums.metrics[i] = sums.metrics[i] + metric.batch_sum(xp, P, T)
-        sums.seen += nb
-        sums.steps += 1
+            sums.metrics[i].append(metric.batch_sum(xp, P, T))
 
     return train_batch
 
@@ -349,17 +357,26 @@ def _step_scheduler(scheduler: Any, values: dict[str, float]) -> None:
 def _batches(
     backend: Backend, model: Sequential, X: Array, T: Array, batch_size: int, shuffle: bool
 ) -> Iterator[tuple[Array, Array]]:
+    """Mini-batches in a fresh order drawn from the model's host generator (or in order).
+    Shuffled rows are gathered ~8 MiB at a time, then sliced: one gather per many batches keeps
+    the per-batch cost of small batches down without copying the whole data set at once."""
     n = X.shape[0]
-    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     if not shuffle:
-        for start, stop in bounds:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)  # the Array API leaves out-of-range slice ends unspecified
             yield X[start:stop, ...], T[start:stop, ...]
         return
     xp = backend.xp
     order = backend.from_host(model.shuffle_rng.permutation(n), dtype=xp.int64)
-    for start, stop in bounds:
-        idx = order[start:stop]
-        yield xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
+    row_bytes = max(1, X.shape[1] * xp.finfo(X.dtype).bits // 8)
+    group = batch_size * max(1, (8 * 2**20) // (batch_size * row_bytes))
+    for first in range(0, n, group):
+        idx = order[first : min(first + group, n)]
+        Xg, Tg = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
+        size = Xg.shape[0]
+        for start in range(0, size, batch_size):
+            stop = min(start + batch_size, size)
+            yield Xg[start:stop, ...], Tg[start:stop, ...]
 
 
 def _count(value: Any, name: str, minimum: int) -> int:

@@ -84,8 +84,9 @@ def test_quick_run_numbers_are_sane(quick_report: tuple[dict, str]) -> None:
         assert bp_step["peak_bytes"] >= 4 * n_params
         fit = entry["fit"]
         assert fit["samples"] == 4 * entry["batch"] and fit["samples_per_s"] > 0 and math.isfinite(fit["loss"])
-        assert _close(fit["step_samples_per_s"], entry["batch"] / (bp_step["median_ms"] * 1e-3))
+        assert _close(fit["median_step_samples_per_s"], entry["batch"] / (bp_step["median_ms"] * 1e-3))
         assert _close(fit["ratio_to_step"], fit["samples_per_s"] / fit["step_samples_per_s"])
+        assert fit["step_samples_per_s"] > 0 and fit["rounds"] >= 1
 
 
 def test_without_torch_backprop_runs_alone(tmp_path: Path) -> None:

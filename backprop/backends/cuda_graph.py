@@ -85,7 +85,8 @@ class GraphedStep:
         self.optimizer.prepare_replay()
         self._graph.launch()
         self.optimizer.after_replay()
-        return self._outputs
+        # copies: the next replay rewrites the static outputs, and callers may keep these
+        return tuple(o.copy() for o in self._outputs)
 
     def _capture(self, X: Array, T: Array, key: Any) -> None:
         import cupy  # noqa: PLC0415 - only reached on CUDA (see graph_unsupported_reason)
