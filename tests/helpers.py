@@ -30,22 +30,48 @@ def away_from_kinks(x: np.ndarray, margin: float = 0.05) -> np.ndarray:
     return np.where(x >= 0, x + margin, x - margin)
 
 
-def torch_twin(model: bp.Sequential) -> Any:
-    """A ``torch.nn.Sequential`` with the same architecture and weights (float64)."""
+def torch_twin(model: bp.Sequential | list[bp.Layer]) -> Any:
+    """A float64 ``torch.nn.Sequential`` with the same architecture, weights and state
+    (Dense, BatchNorm, LayerNorm, Dropout, Residual and the activations)."""
     import torch
 
-    layers = []
-    for layer in model.layers:
+    class TorchResidual(torch.nn.Module):
+        def __init__(self, block: torch.nn.Module):
+            super().__init__()
+            self.block = block
+
+        def forward(self, x):
+            return x + self.block(x)
+
+    def copy_into(tensor, param: bp.Parameter, transpose: bool = False) -> None:
+        value = host(param.data).astype(np.float64)
+        with torch.no_grad():
+            tensor.copy_(torch.from_numpy(value.T.copy() if transpose else value))
+
+    modules = []
+    for layer in model.layers if isinstance(model, bp.Sequential) else model:
         if isinstance(layer, bp.Dense):
-            lin = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias, dtype=torch.float64)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(host(layer.W.data).T.astype(np.float64)))
-                if layer.bias:
-                    lin.bias.copy_(torch.from_numpy(host(layer.b.data).astype(np.float64)))
-            layers.append(lin)
+            module = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias, dtype=torch.float64)
+            copy_into(module.weight, layer.W, transpose=True)
+            if layer.bias:
+                copy_into(module.bias, layer.b)
+        elif isinstance(layer, bp.BatchNorm):
+            module = torch.nn.BatchNorm1d(layer.features, momentum=layer.momentum, eps=layer.eps, dtype=torch.float64)
+            copy_into(module.running_mean, layer.running_mean)
+            copy_into(module.running_var, layer.running_var)
+        elif isinstance(layer, bp.LayerNorm):
+            module = torch.nn.LayerNorm(layer.features, eps=layer.eps, dtype=torch.float64)
+        elif isinstance(layer, bp.Residual):
+            module = TorchResidual(torch_twin(layer.block.layers))
+        elif isinstance(layer, bp.Dropout):
+            module = torch.nn.Dropout(layer.p)
         else:
-            layers.append(torch_activation(layer))
-    return torch.nn.Sequential(*layers)
+            module = torch_activation(layer)
+        if isinstance(layer, (bp.BatchNorm, bp.LayerNorm)):
+            copy_into(module.weight, layer.gamma)
+            copy_into(module.bias, layer.beta)
+        modules.append(module)
+    return torch.nn.Sequential(*modules)
 
 
 def torch_activation(layer: bp.Layer) -> Any:
@@ -61,11 +87,47 @@ def torch_activation(layer: bp.Layer) -> Any:
 
 
 def torch_params(twin: Any) -> list[np.ndarray]:
-    """Torch parameters in backprop's order and layout (W as (in, out), then b)."""
+    """Torch's parameters in backprop's order and layout (a Linear's W as (in, out))."""
+    import torch
+
     out = []
-    for module in twin:
-        if hasattr(module, "weight"):
+    for module in twin.modules():
+        if isinstance(module, torch.nn.Linear):
             out.append(module.weight.detach().numpy().T)
             if module.bias is not None:
                 out.append(module.bias.detach().numpy())
+        elif isinstance(module, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)):
+            out += [module.weight.detach().numpy(), module.bias.detach().numpy()]
     return out
+
+
+def optimizer_pair(name: str, model: bp.Sequential, twin: Any) -> tuple[Any, Any]:
+    """The same optimizer for ``model`` and its torch ``twin``: "SGD-momentum" or "Adam"."""
+    import torch
+
+    if name == "Adam":
+        return bp.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
+    return (
+        bp.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9),
+    )
+
+
+def assert_trains_like_torch(
+    model: bp.Sequential, twin: Any, ours: Any, theirs: Any, rng: np.random.Generator, shift: float = 0.0, steps: int = 20
+) -> None:
+    """``steps`` MSE training steps on random batches of shape (8, 3) -> (8, 2), side by side:
+    the losses and every parameter agree to float64 tolerance after each step."""
+    import torch
+
+    for step in range(steps):
+        X, y = shift + (1.0 + shift) * rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+        loss = model.backprop(X, y, bp.losses.MSE())
+        ours.step()
+        theirs.zero_grad()
+        tloss = torch.nn.functional.mse_loss(twin(torch.tensor(X)), torch.tensor(y))
+        tloss.backward()
+        theirs.step()
+        assert abs(loss - tloss.item()) <= 1e-12 * abs(tloss.item()), f"step {step}: {loss} != {tloss.item()}"
+        for param, expected in zip(model.parameters(), torch_params(twin), strict=True):
+            np.testing.assert_allclose(host(param.data), expected, rtol=1e-10, atol=1e-13, err_msg=f"{param.name} step {step}")

@@ -10,7 +10,7 @@ import pytest
 
 import backprop as bp
 from backprop.layers import BatchNorm, Dropout, LayerNorm, Residual, layer_config, layer_from_config
-from helpers import central_difference, host, torch_activation
+from helpers import assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
 
 
 def randomise(model: bp.Sequential, rng: np.random.Generator) -> None:
@@ -175,62 +175,6 @@ def test_residual_matches_pytorch(device: bp.Device, rng: np.random.Generator) -
 
 
 # ---------------------------------------------------------------------------- PyTorch trajectories
-def torch_twin(layers: list[bp.Layer]):
-    """A float64 ``torch.nn.Sequential`` with the same architecture, weights and state."""
-    import torch
-
-    class TorchResidual(torch.nn.Module):
-        def __init__(self, block: torch.nn.Module):
-            super().__init__()
-            self.block = block
-
-        def forward(self, x):
-            return x + self.block(x)
-
-    def copy_into(tensor, param: bp.Parameter, transpose: bool = False) -> None:
-        value = host(param.data)
-        with torch.no_grad():
-            tensor.copy_(torch.from_numpy(value.T.copy() if transpose else value))
-
-    modules = []
-    for layer in layers:
-        if isinstance(layer, bp.Dense):
-            module = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias, dtype=torch.float64)
-            copy_into(module.weight, layer.W, transpose=True)
-            if layer.bias:
-                copy_into(module.bias, layer.b)
-        elif isinstance(layer, BatchNorm):
-            module = torch.nn.BatchNorm1d(layer.features, momentum=layer.momentum, eps=layer.eps, dtype=torch.float64)
-            copy_into(module.running_mean, layer.running_mean)
-            copy_into(module.running_var, layer.running_var)
-        elif isinstance(layer, LayerNorm):
-            module = torch.nn.LayerNorm(layer.features, eps=layer.eps, dtype=torch.float64)
-        elif isinstance(layer, Residual):
-            module = TorchResidual(torch_twin(layer.block.layers))
-        else:
-            module = torch_activation(layer)
-        if isinstance(layer, (BatchNorm, LayerNorm)):
-            copy_into(module.weight, layer.gamma)
-            copy_into(module.bias, layer.beta)
-        modules.append(module)
-    return torch.nn.Sequential(*modules)
-
-
-def torch_params(twin) -> list[np.ndarray]:
-    """Torch's parameters in backprop's order and layout (a Linear's W as (in, out))."""
-    import torch
-
-    out = []
-    for module in twin.modules():
-        if isinstance(module, torch.nn.Linear):
-            out.append(module.weight.detach().numpy().T)
-            if module.bias is not None:
-                out.append(module.bias.detach().numpy())
-        elif isinstance(module, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)):
-            out += [module.weight.detach().numpy(), module.bias.detach().numpy()]
-    return out
-
-
 # A bias right before a BatchNorm has an exactly zero gradient (the batch mean removes it);
 # Adam would turn its rounding noise into O(lr) steps, so it is left out, as is usual.
 TRAJECTORY_MODELS = {
@@ -248,22 +192,8 @@ def test_training_matches_pytorch_for_20_steps(
     torch = pytest.importorskip("torch")
     model = bp.Sequential(*TRAJECTORY_MODELS[arch](), device=device, dtype="float64", seed=7)
     twin = torch_twin(model.layers)
-    if opt == "Adam":
-        ours, theirs = bp.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
-    else:
-        ours = bp.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        theirs = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
-    for step in range(20):
-        X, y = 1.0 + 2.0 * rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
-        loss = model.backprop(X, y, bp.losses.MSE())
-        ours.step()
-        theirs.zero_grad()
-        tloss = torch.nn.functional.mse_loss(twin(torch.tensor(X)), torch.tensor(y))
-        tloss.backward()
-        theirs.step()
-        assert loss == pytest.approx(tloss.item(), rel=1e-12), f"step {step}"
-        for p, expected in zip(model.parameters(), torch_params(twin), strict=True):
-            np.testing.assert_allclose(host(p.data), expected, rtol=1e-10, atol=1e-13, err_msg=f"{p.name} step {step}")
+    ours, theirs = optimizer_pair(opt, model, twin)
+    assert_trains_like_torch(model, twin, ours, theirs, rng, shift=1.0)
     # Running statistics and inference-mode outputs agree after the 20 steps too.
     twin_state = {k: v.numpy() for k, v in twin.state_dict().items() if "running" in k}
     ours_state = {k: v for k, v in model.state_dict().items() if "running" in k}

@@ -10,7 +10,7 @@ import pytest
 
 import backprop as bp
 from backprop.layers import Dropout, layer_config, layer_from_config
-from helpers import central_difference, host, torch_activation
+from helpers import assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
 
 
 def forward_backward(model: bp.Sequential, X: np.ndarray, R: np.ndarray, training: bool = True):
@@ -212,42 +212,12 @@ def test_dropout_config_round_trips(layer: Dropout) -> None:
 
 
 # ---------------------------------------------------------------------------- PyTorch
-def torch_twin(model: bp.Sequential):
-    """The same architecture and weights as a float64 ``torch.nn.Sequential``."""
-    import torch
-
-    modules = []
-    for layer in model.layers:
-        if isinstance(layer, bp.Dense):
-            lin = torch.nn.Linear(layer.in_features, layer.out_features, dtype=torch.float64)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(host(layer.W.data).T.copy()))
-                lin.bias.copy_(torch.from_numpy(host(layer.b.data)))
-            modules.append(lin)
-        elif isinstance(layer, Dropout):
-            modules.append(torch.nn.Dropout(layer.p))
-        else:
-            modules.append(torch_activation(layer))
-    return torch.nn.Sequential(*modules)
-
-
-def torch_params(twin) -> list[np.ndarray]:
-    """Torch's Linear parameters in backprop's order and layout (W as (in, out), then b)."""
-    import torch
-
-    out = []
-    for module in twin:
-        if isinstance(module, torch.nn.Linear):
-            out += [module.weight.detach().numpy().T, module.bias.detach().numpy()]
-    return out
-
-
 @pytest.mark.parametrize("opt", ["SGD-momentum", "Adam"])
 @pytest.mark.parametrize("case", ["p=0 training", "p=0.5 eval"])
 def test_disabled_dropout_trains_like_pytorch_for_20_steps(
     case: str, opt: str, device: bp.Device, rng: np.random.Generator
 ) -> None:
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     p = 0.0 if case.startswith("p=0 ") else 0.5
     model = bp.Sequential(
         bp.Dense(3, 6), bp.ReLU(), Dropout(p), bp.Dense(6, 2), device=device, dtype="float64", seed=12
@@ -256,21 +226,5 @@ def test_disabled_dropout_trains_like_pytorch_for_20_steps(
     if case.endswith("eval"):
         model.eval()
         twin.eval()
-    if opt == "Adam":
-        ours, theirs = bp.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
-    else:
-        ours = bp.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        theirs = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
-    for step in range(20):
-        X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
-        loss = model.backprop(X, y, bp.losses.MSE())
-        ours.step()
-        theirs.zero_grad()
-        tloss = torch.nn.functional.mse_loss(twin(torch.tensor(X)), torch.tensor(y))
-        tloss.backward()
-        theirs.step()
-        assert loss == pytest.approx(tloss.item(), rel=1e-12), f"step {step}"
-        for param, expected in zip(model.parameters(), torch_params(twin), strict=True):
-            np.testing.assert_allclose(
-                host(param.data), expected, rtol=1e-10, atol=1e-13, err_msg=f"{param.name} step {step}"
-            )
+    ours, theirs = optimizer_pair(opt, model, twin)
+    assert_trains_like_torch(model, twin, ours, theirs, rng)
