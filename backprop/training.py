@@ -213,7 +213,7 @@ def evaluate(
         totals[0] = totals[0] + loss.value(xp, P, Tb) * P.shape[0]
         for i, metric in enumerate(metrics):
             totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
-    host = backend.to_numpy(xp.stack([xp.asarray(t, dtype=backend.dtype) for t in totals])) / n
+    host = backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals]) / n
     names = ["loss"] + [m.name for m in metrics]
     return {prefix + name: float(v) for name, v in zip(names, host)}
 
@@ -234,22 +234,23 @@ class _EpochSums:
         self.sizes.append(n)
 
     def running_loss(self) -> float:
-        host = self.backend.to_numpy(self.backend.xp.stack(self.losses))
-        return float(np.dot(host, self.sizes) / sum(self.sizes))
+        return _weighted_mean(self.backend.to_floats(self.losses), self.sizes)
 
     def read(self, metrics: Sequence[Metric], params: Sequence[Any]) -> dict[str, float]:
-        xp, dtype = self.backend.xp, self.backend.dtype
         rows = [self.losses, *self.metrics, *self.norms]
-        flat = [xp.asarray(v, dtype=dtype) for row in rows for v in row]
-        host = np.asarray(self.backend.to_numpy(xp.stack(flat)), dtype=np.float64)  # one sync
+        host = self.backend.to_floats([v for row in rows for v in row]).tolist()  # one sync
         k, n = len(self.losses), sum(self.sizes)
-        values = {"loss": float(np.dot(host[:k], self.sizes)) / n}
+        values = {"loss": _weighted_mean(host[:k], self.sizes)}
         for i, m in enumerate(metrics):
-            values[m.name] = float(host[k * (i + 1) : k * (i + 2)].sum()) / n
+            values[m.name] = math.fsum(host[k * (i + 1) : k * (i + 2)]) / n
         start = k * (1 + len(metrics))
         for i, p in enumerate(params if self.norms else ()):
-            values[f"grad_norm/{p.name}"] = float(host[start + k * i : start + k * (i + 1)].mean())
+            values[f"grad_norm/{p.name}"] = math.fsum(host[start + k * i : start + k * (i + 1)]) / k
         return values
+
+
+def _weighted_mean(values: Sequence[float], weights: Sequence[int]) -> float:
+    return math.fsum(v * w for v, w in zip(values, weights)) / sum(weights)
 
 
 def _batch_trainer(
