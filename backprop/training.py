@@ -9,8 +9,6 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .backends import Array, Backend
 from .clip import clip_grad_norm as _clip_grad_norm
 from .early_stopping import EarlyStopping
