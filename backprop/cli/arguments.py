@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 from ..backends import Device
 from ..datasets import SPEC_FORMS, DataError
@@ -15,6 +16,7 @@ from ..losses import get_loss
 
 __all__ = [
     "activation_name",
+    "add_device_argument",
     "data_spec",
     "device_spec",
     "fraction",
@@ -103,6 +105,12 @@ def device_spec(text: str) -> str:
         return Device(text).name
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace(", or a bp.Device", "")) from None
+
+
+def add_device_argument(parser: Any) -> None:
+    """The ``--device`` option every command shares."""
+    parser.add_argument("--device", type=device_spec, default="cpu", metavar="DEVICE",
+                        help="cpu, cuda or cuda:N (default: cpu; see backprop devices)")
 
 
 def activation_name(text: str) -> str:

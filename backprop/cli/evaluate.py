@@ -45,8 +45,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--part", choices=("test", "all"),
                         help="the held-out test part, or all samples (default: test for the training data, "
                         "all for another CSV file)")
-    parser.add_argument("--device", type=types.device_spec, default="cpu", metavar="DEVICE",
-                        help="cpu, cuda or cuda:N (default: cpu)")
+    types.add_device_argument(parser)
     parser.set_defaults(run=run)
 
 

@@ -63,8 +63,7 @@ def register(subparsers: Any) -> None:
                         help="absolute tolerance (default: 1e-9)")
     parser.add_argument("--seed", type=types.non_negative_int, default=0, metavar="N",
                         help="seed of the weights, the batch and the entries sampled (default: 0)")
-    parser.add_argument("--device", type=types.device_spec, default="cpu", metavar="DEVICE",
-                        help="cpu, cuda or cuda:N (default: cpu)")
+    types.add_device_argument(parser)
     parser.set_defaults(run=run)
 
 

@@ -47,8 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--probabilities", metavar="FILE", help="class probabilities: .csv or .npy (classification)")
     parser.add_argument("--batch-size", type=types.positive_int, default=4096, metavar="N",
                         help="samples per forward pass (default: 4096)")
-    parser.add_argument("--device", type=types.device_spec, default="cpu", metavar="DEVICE",
-                        help="cpu, cuda or cuda:N (default: cpu)")
+    types.add_device_argument(parser)
     parser.set_defaults(run=run)
 
 

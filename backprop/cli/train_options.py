@@ -88,8 +88,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                           help=f"seed of the initial weights, batch order and dropout ({_default('seed')})")
 
     run = parser.add_argument_group("running and output")
-    run.add_argument("--device", type=types.device_spec, default="cpu", metavar="DEVICE",
-                     help="cpu, cuda or cuda:N (default: cpu; see backprop devices)")
+    types.add_device_argument(run)
     run.add_argument("--dtype", choices=("float32", "float64"), help=f"({_default('dtype')})")
     run.add_argument("--checkpoint", metavar="PATH",
                      help="save model and training state here every epoch and at the end (with --resume: "
