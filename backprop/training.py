@@ -360,6 +360,9 @@ def _batches(
     Shuffled rows are gathered ~8 MiB at a time, then sliced: one gather per many batches keeps
     the per-batch cost of small batches down without copying the whole data set at once."""
     n = X.shape[0]
+    if n <= batch_size:  # one batch: order does not change its mean loss, nor its gradient
+        yield X, T
+        return
     if not shuffle:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # the Array API leaves out-of-range slice ends unspecified
