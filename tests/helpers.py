@@ -25,6 +25,24 @@ def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
     return grad
 
 
+def assert_parameter_grads_match(
+    model: bp.Sequential, loss_of_input: Callable[[np.ndarray], float], X: np.ndarray, eps: float = 1e-6
+) -> None:
+    """Every parameter's ``.grad`` (already filled by a backward pass on ``X``) against central
+    differences of ``loss_of_input(X)`` with that parameter perturbed; each is restored after."""
+    backend = model.backend
+    for p in model.parameters():
+        theta = host(p.data).copy()
+
+        def loss_of_param(value: np.ndarray, p: bp.Parameter = p) -> float:
+            p.data = backend.from_host(value)
+            return loss_of_input(X)
+
+        numeric = central_difference(loss_of_param, theta, eps)
+        p.data = backend.from_host(theta)
+        np.testing.assert_allclose(host(p.grad), numeric, rtol=1e-7, atol=1e-9, err_msg=p.name)
+
+
 def away_from_kinks(x: np.ndarray, margin: float = 0.05) -> np.ndarray:
     """Push entries at least ``margin`` away from 0, where ReLU-like functions have kinks."""
     return np.where(x >= 0, x + margin, x - margin)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from helpers import away_from_kinks, central_difference, host, torch_activation
+from helpers import assert_parameter_grads_match, away_from_kinks, central_difference, host, torch_activation
 
 LAYERS = {
     "Dense": lambda: bp.Dense(5, 3, init="xavier_normal"),
@@ -42,16 +42,7 @@ def test_layer_matches_central_differences(name: str, device: bp.Device, rng: np
             return float(np.sum(host(model.apply(backend.from_host(Xp), True)[0]) * R))
 
     np.testing.assert_allclose(dX, central_difference(loss_of_input, X), rtol=1e-7, atol=1e-9)
-    for p in model.parameters():
-        theta = host(p.data).copy()
-
-        def loss_of_param(value: np.ndarray, p=p) -> float:
-            p.data = backend.from_host(value)
-            return loss_of_input(X)
-
-        numeric = central_difference(loss_of_param, theta)
-        p.data = backend.from_host(theta)
-        np.testing.assert_allclose(host(p.grad), numeric, rtol=1e-7, atol=1e-9, err_msg=p.name)
+    assert_parameter_grads_match(model, loss_of_input, X)
 
 
 @pytest.mark.parametrize("name", LAYERS)

@@ -10,7 +10,7 @@ import pytest
 
 import backprop as bp
 from backprop.layers import BatchNorm, Dropout, LayerNorm, Residual, layer_config, layer_from_config
-from helpers import assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
+from helpers import assert_parameter_grads_match, assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
 
 
 def randomise(model: bp.Sequential, rng: np.random.Generator) -> None:
@@ -45,16 +45,7 @@ def assert_gradients_match_central_differences(
         _, backward = model.apply(backend.from_host(X), training)
         dX = host(backward(backend.from_host(R), True))
     np.testing.assert_allclose(dX, central_difference(loss_of_input, X, step), rtol=1e-7, atol=1e-9)
-    for p in model.parameters():
-        theta = host(p.data).copy()
-
-        def loss_of_param(value: np.ndarray, p=p) -> float:
-            p.data = backend.from_host(value)
-            return loss_of_input(X)
-
-        numeric = central_difference(loss_of_param, theta, step)
-        p.data = backend.from_host(theta)
-        np.testing.assert_allclose(host(p.grad), numeric, rtol=1e-7, atol=1e-9, err_msg=p.name)
+    assert_parameter_grads_match(model, loss_of_input, X, step)
 
 
 # ---------------------------------------------------------------------------- central differences

@@ -10,7 +10,7 @@ import pytest
 
 import backprop as bp
 from backprop.layers import Dropout, layer_config, layer_from_config
-from helpers import assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
+from helpers import assert_parameter_grads_match, assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
 
 
 def forward_backward(model: bp.Sequential, X: np.ndarray, R: np.ndarray, training: bool = True):
@@ -97,16 +97,7 @@ def test_dropout_in_training_matches_central_differences_with_masks_held(
     model.noise_rng.bit_generator.state = state
     _, dX = forward_backward(model, X, R)
     np.testing.assert_allclose(dX, central_difference(loss, X), rtol=1e-7, atol=1e-9)
-    for p in model.parameters():
-        theta = host(p.data).copy()
-
-        def loss_of_param(value: np.ndarray, p=p) -> float:
-            p.data = backend.from_host(value)
-            return loss(X)
-
-        numeric = central_difference(loss_of_param, theta)
-        p.data = backend.from_host(theta)
-        np.testing.assert_allclose(host(p.grad), numeric, rtol=1e-7, atol=1e-9, err_msg=p.name)
+    assert_parameter_grads_match(model, loss, X)
     # The mask really dropped some hidden units in this batch (else the check proves little).
     model.noise_rng.bit_generator.state = state
     hidden = model.layers[0].apply(backend.from_host(X), True)[0]
