@@ -364,9 +364,7 @@ def _batches(
         yield X, T
         return
     if not shuffle:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)  # the Array API leaves out-of-range slice ends unspecified
-            yield X[start:stop, ...], T[start:stop, ...]
+        yield from _slices(X, T, batch_size)
         return
     xp = backend.xp
     order = backend.from_host(model.shuffle_rng.permutation(n), dtype=xp.int64)
@@ -375,10 +373,19 @@ def _batches(
     for first in range(0, n, group):
         idx = order[first : min(first + group, n)]
         Xg, Tg = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
-        size = Xg.shape[0]
-        for start in range(0, size, batch_size):
-            stop = min(start + batch_size, size)
-            yield Xg[start:stop, ...], Tg[start:stop, ...]
+        yield from _slices(Xg, Tg, batch_size)
+
+
+def _slices(X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
+    """Consecutive batches of ``batch_size`` rows, the last one possibly smaller. (The Array
+    API leaves slice ends past the last row unspecified, so the last batch is cut separately.)"""
+    n = X.shape[0]
+    full = n - n % batch_size
+    for start in range(0, full, batch_size):
+        stop = start + batch_size
+        yield X[start:stop, ...], T[start:stop, ...]
+    if full < n:
+        yield X[full:n, ...], T[full:n, ...]
 
 
 def _count(value: Any, name: str, minimum: int) -> int:

@@ -217,3 +217,25 @@ def test_deep_copied_models_keep_a_consistent_flat_buffer(rng: np.random.Generat
     after = [host(p.data) for p in twin.parameters()]
     assert all(not np.array_equal(a, b) for a, b in zip(before, after))  # the copy really trained
     np.testing.assert_array_equal(host(model.parameters()[0].data), before[0])  # the original did not
+
+
+@pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True}])
+def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(settings: dict, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    """The NumPy Adam walks its arrays in cache-sized chunks; the chunking never changes a bit,
+    including at chunk edges and in a last, shorter chunk."""
+    arguments = {"step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False}
+    arguments.update(settings)
+    p, g, m, v = (rng.standard_normal(45).astype(np.float32) for _ in range(4))
+    v = np.abs(v)
+    g0 = g.copy()
+    results = []
+    for chunk in (7, 45, 1 << 20):
+        monkeypatch.setattr(numpy_kernels, "ADAM_CHUNK", chunk)
+        arrays = [a.copy() for a in (p, g, m, v)]
+        numpy_kernels.adam_update(np, *arrays, fresh=False, **arguments)
+        results.append(arrays)
+        np.testing.assert_array_equal(arrays[1], g0)  # the gradient is read, never written
+    for chunked in results[:2]:
+        for a, b in zip(chunked, results[2]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[2][0], p)  # the step moved the parameters

@@ -139,25 +139,50 @@ def adam_update(
     xp: Any, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, fresh: bool, step: int,
     lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any = None,
 ) -> None:
-    """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place, with one scratch array.
-    (``scalars`` is the device copy of step and lr that GPU kernels read; host values serve here.)"""
-    if weight_decay and decoupled:
-        p *= 1.0 - lr * weight_decay
-    elif weight_decay:
-        g = g + weight_decay * p  # a new array: the caller's gradient stays as backprop left it
-    tmp = np.multiply(g, 1.0 - beta1)
+    """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place.
+    (``scalars`` is the device copy of step and lr that GPU kernels read; host values serve here.)
+
+    The arrays are walked in chunks of `ADAM_CHUNK` elements, so that a chunk of ``p, g, m, v``
+    and the scratch stay in cache across the rule's dozen passes (on 1.9 M parameters this
+    takes 6.4 -> 5.0 ms). Every element sees the same operations in the same order whatever the
+    chunking, so the result is bit-for-bit that of one pass over the whole arrays."""
+    # lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) = lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps*sqrt(bc2)): one pass fewer
+    root_bc2 = math.sqrt(1.0 - beta2**step)
+    constants = (beta1, beta2, eps * root_bc2, lr * root_bc2 / (1.0 - beta1**step))
+    n = p.shape[0]
+    tmp = np.empty(min(n, ADAM_CHUNK), dtype=p.dtype)
+    decay = tmp.copy() if weight_decay and not decoupled else None
+    for start in range(0, n, ADAM_CHUNK):
+        chunk = slice(start, start + ADAM_CHUNK)
+        pc, gc = p[chunk], g[chunk]
+        t = tmp[: pc.shape[0]]
+        if weight_decay and decoupled:
+            pc *= 1.0 - lr * weight_decay
+        elif weight_decay:  # g + wd * p in scratch: the caller's gradient stays as backprop left it
+            gc = np.multiply(pc, weight_decay, out=decay[: pc.shape[0]])
+            gc += g[chunk]
+        _adam_chunk(pc, gc, m[chunk], v[chunk], t, *constants)
+
+
+ADAM_CHUNK = 1 << 17  # 512 KiB of float32 per array: measured best of 2**13..2**20 on 2 EPYC cores
+
+
+def _adam_chunk(
+    p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, tmp: np.ndarray,
+    beta1: float, beta2: float, eps_hat: float, step_size: float,
+) -> None:
+    """``m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= step_size * m / (sqrt(v) + eps_hat)``."""
+    np.multiply(g, 1.0 - beta1, out=tmp)
     m *= beta1
     m += tmp
     np.multiply(g, g, out=tmp)
     tmp *= 1.0 - beta2
     v *= beta2
     v += tmp
-    # lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) = lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps*sqrt(bc2)): one pass fewer
-    root_bc2 = math.sqrt(1.0 - beta2**step)
     np.sqrt(v, out=tmp)
-    tmp += eps * root_bc2
+    tmp += eps_hat
     np.divide(m, tmp, out=tmp)
-    tmp *= lr * root_bc2 / (1.0 - beta1**step)
+    tmp *= step_size
     p -= tmp
 
 
