@@ -6,7 +6,7 @@ import math
 import operator
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backends import Array, Backend
@@ -111,31 +111,38 @@ def fit(
         params = model.parameters()
         train_batch = _batch_trainer(model, loss, optimizer, clip_grad_norm, metric_list, record_grad_norms, graph)
         progress = Progress(epochs, math.ceil(n / batch_size), verbose=verbose, initial_epoch=initial_epoch)
+        results = _Results(backend, len(metric_list), len(params) if record_grad_norms else 0)
         try:
             model.train()
-            for epoch in range(initial_epoch + 1, initial_epoch + epochs + 1):
+            last = initial_epoch + epochs
+            # with nothing that reads an epoch's values when it ends, they are read in blocks
+            defer = not verbose and val is None and scheduler is None and stopper is None and saver.path is None
+            stop = False
+            step_done, running_loss = progress.step, results.running_loss
+            for epoch in range(initial_epoch + 1, last + 1):
                 progress.start_epoch(epoch)
-                sums = _EpochSums(backend, len(metric_list), params if record_grad_norms else [])
                 for Xb, Tb in _batches(backend, model, Xd, T, batch_size, shuffle):
-                    train_batch(Xb, Tb, sums)
-                    progress.step(sums.running_loss)
-                values = sums.read(metric_list, params)
-                if not math.isfinite(values["loss"]):
-                    saver.save_last()
-                    raise TrainingDivergedError(
-                        f"training diverged: the loss became {values['loss']} in epoch {epoch}. Lower the "
-                        f"learning rate (now {optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
-                        "the data's scale." + (f" The last good state is in {saver.path!r}." if saver.path else "")
-                    )
-                values["lr"] = float(optimizer.lr)
-                if val is not None:
-                    values.update(evaluate(model, val[0], val[1], loss, metric_list, batch_size, prefix="val_"))
-                history.append(epoch, values)
-                if scheduler is not None:
-                    _step_scheduler(scheduler, values)
-                saver.epoch_done(epoch)
-                stop = stopper is not None and stopper.update(epoch, values, model)
-                progress.end_epoch(epoch, values)
+                    train_batch(Xb, Tb, results)
+                    step_done(running_loss)
+                results.end_epoch(epoch, float(optimizer.lr))
+                if defer and epoch < last and len(results.losses) < _READ_EVERY:
+                    continue
+                for done, values in results.read(metric_list, params):
+                    if not math.isfinite(values["loss"]):
+                        saver.save_last()
+                        raise TrainingDivergedError(
+                            f"training diverged: the loss became {values['loss']} in epoch {done}. Lower the "
+                            f"learning rate (now {optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
+                            "the data's scale." + (f" The last good state is in {saver.path!r}." if saver.path else "")
+                        )
+                    if val is not None:  # never deferred: these are the weights at the end of `done`
+                        values.update(evaluate(model, val[0], val[1], loss, metric_list, batch_size, prefix="val_"))
+                    history.append(done, values)
+                    if scheduler is not None:
+                        _step_scheduler(scheduler, values)
+                    saver.epoch_done(done)
+                    stop = stopper is not None and stopper.update(done, values, model)
+                    progress.end_epoch(done, values)
                 if stop:
                     break
             saver.save_last()
@@ -211,44 +218,68 @@ def evaluate(
         totals[0] = totals[0] + loss.value(xp, P, Tb) * P.shape[0]
         for i, metric in enumerate(metrics):
             totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
-    host = backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals]) / n
+    host = backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals])
     names = ["loss"] + [m.name for m in metrics]
-    return {prefix + name: float(v) for name, v in zip(names, host)}
+    return {prefix + name: v / n for name, v in zip(names, host)}
 
 
-class _EpochSums:
-    """One epoch's per-batch results, kept on the device: appending costs no kernel launch,
-    and `read` brings them all to the host at once (one sync)."""
+_READ_EVERY = 1024  # batch results kept on the device at most, when nothing needs them sooner
 
-    def __init__(self, backend: Backend, n_metrics: int, params: Sequence[Any]):
+
+class _Results:
+    """Per-batch results of trained epochs, kept on the device until `read`: appending costs
+    no kernel launch, and `read` brings all of them to the host at once (one sync)."""
+
+    def __init__(self, backend: Backend, n_metrics: int, n_norms: int):
         self.backend = backend
         self.losses: list[Any] = []  # batch means
         self.sizes: list[int] = []
         self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch sums
-        self.norms: list[list[Any]] = [[] for _ in params]
+        self.norms: list[list[Any]] = [[] for _ in range(n_norms)]
+        self.epochs: list[tuple[int, int, float]] = []  # (epoch, its end in `losses`, its lr)
 
     def add(self, L: Array, n: int) -> None:
         self.losses.append(L)
         self.sizes.append(n)
 
-    def running_loss(self) -> float:
-        return _weighted_mean(self.backend.to_floats(self.losses), self.sizes)
+    def end_epoch(self, epoch: int, lr: float) -> None:
+        self.epochs.append((epoch, len(self.losses), lr))
 
-    def read(self, metrics: Sequence[Metric], params: Sequence[Any]) -> dict[str, float]:
+    def running_loss(self) -> float:
+        """The mean loss so far of the epoch in progress."""
+        start = self.epochs[-1][1] if self.epochs else 0
+        return _weighted_mean(self.backend.to_floats(self.losses[start:]), self.sizes[start:])
+
+    def read(self, metrics: Sequence[Metric], params: Sequence[Any]) -> list[tuple[int, dict[str, float]]]:
+        """Each ended epoch's values (``loss``, metrics, ``grad_norm/<param>``, ``lr``), and forget them."""
         rows = [self.losses, *self.metrics, *self.norms]
-        host = self.backend.to_floats([v for row in rows for v in row]).tolist()  # one sync
-        k, n = len(self.losses), sum(self.sizes)
-        values = {"loss": _weighted_mean(host[:k], self.sizes)}
-        for i, m in enumerate(metrics):
-            values[m.name] = math.fsum(host[k * (i + 1) : k * (i + 2)]) / n
-        start = k * (1 + len(metrics))
-        for i, p in enumerate(params if self.norms else ()):
-            values[f"grad_norm/{p.name}"] = math.fsum(host[start + k * i : start + k * (i + 1)]) / k
-        return values
+        host = self.backend.to_floats([v for row in rows for v in row] if len(rows) > 1 else self.losses)  # one sync
+        k = len(self.losses)
+        out = []
+        start = 0
+        for epoch, stop, lr in self.epochs:
+            sizes = self.sizes[start:stop]
+            values = {"loss": _weighted_mean(host[start:stop], sizes)}
+            n = sum(sizes)
+            for i, m in enumerate(metrics):
+                values[m.name] = math.fsum(host[k * (1 + i) + start : k * (1 + i) + stop]) / n
+            first = k * (1 + len(metrics))
+            for i, p in enumerate(params if self.norms else ()):
+                values[f"grad_norm/{p.name}"] = math.fsum(host[first + k * i + start : first + k * i + stop]) / (
+                    stop - start
+                )
+            values["lr"] = lr
+            out.append((epoch, values))
+            start = stop
+        for row in rows:
+            row.clear()
+        self.sizes.clear()
+        self.epochs.clear()
+        return out
 
 
 def _weighted_mean(values: Sequence[float], weights: Sequence[int]) -> float:
-    return math.fsum(v * w for v, w in zip(values, weights)) / sum(weights)
+    return math.fsum(map(operator.mul, values, weights)) / sum(weights)
 
 
 def _batch_trainer(
@@ -259,7 +290,7 @@ def _batch_trainer(
     metrics: Sequence[Metric],
     record_grad_norms: bool,
     graph: bool,
-) -> Callable[[Array, Array, _EpochSums], None]:
+) -> Callable[[Array, Array, _Results], None]:
     xp = model.backend.xp
     params = model.parameters()
     # gradient norms are read between backward and clipping, so that step runs eagerly
@@ -269,7 +300,7 @@ def _batch_trainer(
         if reason is not None:
             warnings.warn(f"graph=True: training eagerly because {reason}", stacklevel=3)
 
-    def train_batch(X: Array, T: Array, sums: _EpochSums) -> None:
+    def train_batch(X: Array, T: Array, sums: _Results) -> None:
         if core is not None:
             L, P = core(X, T)
         else:
@@ -355,19 +386,22 @@ def _step_scheduler(scheduler: Any, values: dict[str, float]) -> None:
 
 def _batches(
     backend: Backend, model: Sequential, X: Array, T: Array, batch_size: int, shuffle: bool
-) -> Iterator[tuple[Array, Array]]:
-    """Mini-batches in a fresh order drawn from the model's host generator (or in order).
-    Shuffled rows are gathered ~8 MiB at a time, then sliced: one gather per many batches keeps
-    the per-batch cost of small batches down without copying the whole data set at once."""
-    n = X.shape[0]
-    if n <= batch_size:  # one batch: order does not change its mean loss, nor its gradient
-        yield X, T
-        return
+) -> Iterable[tuple[Array, Array]]:
+    """Mini-batches in a fresh order drawn from the model's host generator (or in order)."""
+    if X.shape[0] <= batch_size:  # one batch: order does not change its mean loss, nor its gradient
+        return ((X, T),)
     if not shuffle:
-        yield from _slices(X, T, batch_size)
-        return
+        return _slices(X, T, batch_size)
+    return _shuffled(backend, model.shuffle_rng.permutation(X.shape[0]), X, T, batch_size)
+
+
+def _shuffled(backend: Backend, order: Any, X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
+    """Batches of the rows in ``order``. Shuffled rows are gathered ~8 MiB at a time, then
+    sliced: one gather per many batches keeps the per-batch cost of small batches down
+    without copying the whole data set at once."""
     xp = backend.xp
-    order = backend.from_host(model.shuffle_rng.permutation(n), dtype=xp.int64)
+    n = X.shape[0]
+    order = backend.from_host(order, dtype=xp.int64)
     row_bytes = max(1, X.shape[1] * xp.finfo(X.dtype).bits // 8)
     group = batch_size * max(1, (8 * 2**20) // (batch_size * row_bytes))
     for first in range(0, n, group):

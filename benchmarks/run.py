@@ -1,6 +1,7 @@
 """Benchmark backprop next to PyTorch: same model, initial weights, data and optimizer, float32.
 
     python benchmarks/run.py [--device cpu|cuda] [--configs xor,mnist-small,...] [--json out.json] [--quick]
+                             [--tutorial path/to/seed_tutorial.py]
 
 Prints the machine and a markdown table on stdout (progress goes to stderr); see
 benchmarks/README.md for what each column means. Exit status: 0 when every variant ran,
@@ -20,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo's backprop importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import backprop_runner, report, torch_runner  # noqa: E402
+from benchmarks import backprop_runner, report, torch_runner, tutorial_runner  # noqa: E402
 from benchmarks.configs import CONFIGS, QUICK, flops_per_step, make_batches  # noqa: E402
 from benchmarks.machine import OthersLoad, cpu_busy, describe_machine, gemm_rate  # noqa: E402
 from benchmarks.timing import Prepared, measure_interleaved  # noqa: E402
@@ -35,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     p.add_argument("--quick", action="store_true", help="a few steps each: a smoke test, not a measurement")
     p.add_argument("--no-torch", action="store_true", help="run backprop alone, as when PyTorch is not installed")
+    p.add_argument(
+        "--tutorial",
+        metavar="PATH",
+        help="also time the tutorial's own NumPy network (its seed_tutorial.py) against backprop on full-batch XOR (CPU)",
+    )
     return p.parse_args(argv)
 
 
@@ -168,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         log(f"error: none of the chosen configs runs on {device}")
         return 2
+    if args.tutorial and device != "cpu":
+        log("error: --tutorial compares NumPy code on the CPU; leave it out with --device cuda")
+        return 2
+    if args.tutorial and not Path(args.tutorial).is_file():
+        log(f"error: --tutorial {args.tutorial!r} is not a file; give the path to the tutorial's seed_tutorial.py")
+        return 2
 
     cupy, gpu = None, None
     if device == "cuda":
@@ -196,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     n, reps = (256, 3) if args.quick else ((2048, 5) if device == "cpu" else (8192, 10))
     gemm = {device: gemm_rate(device, n, reps, torch=torch, cupy=cupy)}
     entries = [run_config(config, device, args.quick, torch, gpu) for config in chosen]
+    tutorial = None
+    if args.tutorial:
+        log("xor against the tutorial's own code ...")
+        try:
+            tutorial = tutorial_runner.run_tutorial_comparison(args.tutorial, *((50, 1) if args.quick else (2000, 9)))
+        except Exception as exc:
+            log(traceback.format_exc())
+            tutorial = {"error": f"{type(exc).__name__}: {exc}"}
     for entry in entries:
         report.derive(entry, gemm[device]["gflops"])
         if "warning" in entry:
@@ -217,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     table = report.markdown_table(entries)
     print(line + "\n")
     print(table)
+    if tutorial is not None:
+        print("\n" + (tutorial_runner.markdown(tutorial) if "error" not in tutorial else f"tutorial: failed, {tutorial['error']}"))
     if args.quick:
         notes.insert(0, "--quick: a few steps each, a smoke test; these numbers are not measurements")
     for note in notes:
@@ -224,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     failed = [f"{e['config']}/{v['name']}" for e in entries for v in e["variants"] if "error" in v]
     failed += [f"{e['config']}/fit" for e in entries if "error" in e.get("fit", {})]
+    failed += ["tutorial"] if tutorial is not None and "error" in tutorial else []
     if args.json:
         report.write_json(
             args.json,
@@ -240,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 "graph_step": backprop_runner.has_graph_step(),
                 "notes": notes,
                 "results": entries,
+                "tutorial": tutorial,
                 "failed": failed,
                 "machine_line": line,
                 "table_markdown": table,

@@ -272,3 +272,50 @@ def test_verbose_lines(capsys: pytest.CaptureFixture[str], rng: np.random.Genera
     assert len(lines) == 3 and all("loss" in line and "accuracy" in line for line in lines)
     model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), epochs=3, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_silent_fit_reads_results_in_blocks_and_records_the_same_history(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], device: bp.Device, rng: np.random.Generator
+) -> None:
+    """verbose=0 with nothing that needs an epoch's values when it ends reads them in blocks
+    (one host transfer per block); the history is exactly the one read epoch by epoch."""
+    from backprop import training
+    from backprop.backends import Backend
+
+    monkeypatch.setattr(training, "_READ_EVERY", 7)  # 4 batches an epoch: a block every 2 epochs
+    reads = []
+    original = Backend.to_floats
+    monkeypatch.setattr(Backend, "to_floats", lambda self, values: reads.append(len(values)) or original(self, values))
+    X, y = blobs(rng)
+    runs = []
+    for verbose in (0, 2):
+        reads.clear()
+        model = classifier(device)
+        history = model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(model.parameters(), lr=0.01), epochs=9,
+                            batch_size=16, metrics=["accuracy"], record_grad_norms=True, verbose=verbose)
+        runs.append((history, model.state_dict(), list(reads)))
+    capsys.readouterr()
+    (silent, weights, silent_reads), (loud, loud_weights, loud_reads) = runs
+    assert len(silent_reads) == 5 and len(loud_reads) == 9  # blocks of 2, 2, 2, 2, 1 epochs against one per epoch
+    assert silent.to_dict() == loud.to_dict()
+    assert list(silent.history) == ["loss", "accuracy", *(f"grad_norm/{p}" for p in weights), "lr"]
+    for name, value in weights.items():
+        np.testing.assert_array_equal(value, loud_weights[name])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_silent_fit_names_the_epoch_that_diverged(rng: np.random.Generator) -> None:
+    """Read in blocks, a diverging loss still names its epoch; the history keeps the epochs before it."""
+    X = rng.standard_normal((60, 4)).astype(np.float32)
+    target = X.sum(axis=1, keepdims=True)
+    found = []
+    for verbose in (0, 2):
+        model = bp.Sequential(bp.Dense(4, 1), device="cpu", seed=0)
+        history = bp.History()
+        with pytest.raises(bp.TrainingDivergedError, match=r"in epoch (\d+)\.") as err:
+            model.fit(X, target, loss="mse", optimizer=bp.optim.SGD(model.parameters(), lr=3.0), epochs=200,
+                      batch_size=16, history=history, verbose=verbose)
+        found.append((str(err.value), history.to_dict()))
+    assert found[0] == found[1]
+    message, history = found[0]
+    assert int(message.split("in epoch ")[1].split(".")[0]) == len(history["epochs"]) + 1 > 1

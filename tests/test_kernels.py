@@ -180,7 +180,7 @@ def test_fused_optimizer_step_matches_the_per_parameter_rule(name: str, device: 
         for m, opt in zip(models, (fused, loop)):
             m.backprop(X, y, "mse")
             opt.step()
-        assert fused._fusable() is not None, "the fused path must actually run"
+        assert fused._fused is not None and fused._fused.valid(fused), "the fused path must actually run"
         for a, b in zip(*(m.parameters() for m in models)):
             np.testing.assert_allclose(host(a.data), host(b.data), rtol=1e-14, atol=1e-16, err_msg=f"{a.name} step {step}")
             assert a.data is a.arenas.data.views[a.index]  # still a view of the flat buffer

@@ -188,12 +188,12 @@ class Backend:
         with self.activate():
             return bool(self.xp.all(self.xp.isfinite(x)))
 
-    def to_floats(self, values: list[Array]) -> np.ndarray:
-        """Many 0-d arrays as one float64 host array: one transfer (and sync) for all of them."""
+    def to_floats(self, values: list[Array]) -> list[float]:
+        """Many 0-d arrays as Python floats: one transfer (and sync) for all of them."""
         if self.device.type == "cpu":  # already on the host: no stacking needed
-            return np.fromiter((float(v) for v in values), dtype=np.float64, count=len(values))
+            return [float(v) for v in values]
         with self.activate():
-            return np.asarray(to_numpy(self.xp.stack(values)), dtype=np.float64)
+            return np.asarray(to_numpy(self.xp.stack(values)), dtype=np.float64).tolist()
 
     def scalar(self, x: Array) -> float:
         """A 0-d device array as a Python float (a device sync on GPUs: call rarely)."""

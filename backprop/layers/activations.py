@@ -55,9 +55,9 @@ class Elementwise(Layer):
         cached = self.__dict__.get("_fused")
         if cached is None or cached[0] is not bk:  # looked up once per backend: this runs every step
             names = (f"{self.kernel}_forward", f"{self.kernel}_backward", f"bias_{self.kernel}_forward")
-            cached = self._fused = (bk, tuple(bk.kernel(n, None) for n in names))
-        f, df, bias_f = cached[1]
-        return (f or self.f, df or self.df, bias_f or self.bias_f)
+            generic = (self.f, self.df, self.bias_f)
+            cached = self._fused = (bk, tuple(bk.kernel(n, g) for n, g in zip(names, generic)))
+        return cached[1]
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         xp = self._require_built().xp

@@ -114,12 +114,13 @@ class Dense(Layer):
         xp = bk.xp
         self._check_input(X, self.in_features)
         W = self.W.data
-        Y = self._linear_kernels()[0](xp, X, W)
+        kernels = self._linear_kernels()
+        Y = kernels[0](xp, X, W)
         if self.b is not None:
             Y = Y + self.b.data
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return self._backward(xp, X, W, dY, need_dX)
+            return self._backward(xp, X, W, dY, need_dX, kernels)
 
         return Y, backward
 
@@ -133,7 +134,8 @@ class Dense(Layer):
         W = self.W.data
         args = act.kernel_args
         f, df, bias_f = act.kernels()
-        Z = self._linear_kernels()[0](xp, X, W)
+        kernels = self._linear_kernels()
+        Z = kernels[0](xp, X, W)
         if self.b is not None and not act.needs_input:
             A, Y = None, bias_f(xp, Z, self.b.data, *args)  # may reuse Z's memory
         else:
@@ -141,12 +143,14 @@ class Dense(Layer):
             Y = f(xp, A, *args)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return self._backward(xp, X, W, df(xp, dY, A, Y, *args), need_dX)
+            return self._backward(xp, X, W, df(xp, dY, A, Y, *args), need_dX, kernels)
 
         return Y, backward
 
-    def _backward(self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool) -> Array | None:
-        _, mm_tn, mm_nt, sum_rows_ = self._linear_kernels()
+    def _backward(
+        self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool, kernels: tuple[Any, ...]
+    ) -> Array | None:
+        _, mm_tn, mm_nt, sum_rows_ = kernels
         dW = mm_tn(xp, X, dY, _grad_slot(self.W))
         if self.l1:
             dW = dW + self.l1 * xp.sign(W)

@@ -38,7 +38,9 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__} got no parameters: pass model.parameters()")
         for p in self.params:
             if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__} takes bp.Parameter objects (model.parameters()); got {type(p).__name__}")
+                raise TypeError(
+                    f"{type(self).__name__} takes bp.Parameter objects (model.parameters()); got {type(p).__name__}"
+                )
         self.lr = _non_negative(lr, "lr")
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
@@ -53,9 +55,11 @@ class Optimizer:
 
     def step(self) -> None:
         """Apply one update to every parameter that has a gradient."""
-        fusable = self._fusable()
-        if fusable is not None:
-            self._fused_step(*fusable)
+        fused = self.__dict__.get("_fused")
+        if fused is None or not fused.valid(self):
+            fused = self._fused = self._fuse()
+        if fused is not None:
+            self._fused_step(fused)
             return
         for p, state in zip(self.params, self.state):
             if p.grad is None:
@@ -74,9 +78,10 @@ class Optimizer:
         """Keyword arguments of the fused kernel for update number ``step`` (1-based)."""
         raise NotImplementedError
 
-    def _fusable(self) -> tuple[ParameterArenas, Any] | None:
-        """The parameters' arenas and the fused kernel, when one update over the flat buffer can
-        replace the per-parameter loop with exactly the same result."""
+    def _fuse(self) -> _Fused | None:
+        """Ready the flat buffers for one update of all parameters at once, when that gives
+        exactly the per-parameter loop's result: every parameter a view of the model's
+        arena, with a gradient, on one backend, all stepped equally often. None otherwise."""
         arenas = self.params[0].arenas
         if not self.fused_kernel or arenas is None or len(arenas.data.views) != len(self.params):
             return None
@@ -89,40 +94,51 @@ class Optimizer:
             step = states[0].get("step", 0)
             if any(s.get("step", 0) != step for s in states):
                 return None  # parameters stepped different numbers of times: only the loop is exact
-        if self.fused_state:
-            present = sum(self.fused_state[0] in s for s in states)
-            if 0 < present < len(states):
-                return None
+        keys = self.fused_state
+        present = sum(keys[0] in s for s in states) if keys else 0
+        if 0 < present < len(states):
+            return None
         kernel = backend.kernel(self.fused_kernel, None)
-        return None if kernel is None else (arenas, kernel)
-
-    def _fused_step(self, arenas: ParameterArenas, kernel: Any) -> None:
-        backend = arenas.data.backend
-        states = self.state
+        if kernel is None:
+            return None
         for state in states:
             if state.get("backend") is not backend:
                 _move_state(state, backend)
-        keys = self.fused_state
-        fresh = bool(keys) and keys[0] not in states[0]
-        step = states[0].get("step", 0) + 1
         params = self.params
+        fresh = bool(keys) and present == 0
         with backend.activate():
             data = arenas.data.gather([p.data for p in params])
             grads = arenas.grad.gather([p.grad for p in params])
             for p, d, g in zip(params, data, grads):
                 p.data, p.grad = d, g
             flats = [self._flat_state(arenas, key, fresh) for key in keys]
-            arguments = self.fused_arguments(step)
-            write_scalars = backend.kernel("write_scalars", None)
+        for i, state in enumerate(states):
+            for key, flat in zip(keys, flats):
+                state[key] = flat.views[i]
+        return _Fused(arenas, kernel, keys, flats, states, fresh)
+
+    def _fused_step(self, fused: _Fused) -> None:
+        backend = fused.arenas.data.backend
+        states = self.state
+        step = states[0].get("step", 0) + 1
+        arguments = self.fused_arguments(step)
+        with backend.activate():
+            write_scalars = fused.write_scalars
             if write_scalars is not None:  # GPU kernels read step and lr from device memory
                 arguments["scalars"] = self._device_scalars(backend)
                 if not backend.capturing():  # a graph replay gets them from `prepare_replay`
                     write_scalars(arguments["scalars"], step, self.lr)
-            kernel(backend.xp, arenas.data.flat, arenas.grad.flat, *[f.flat for f in flats], fresh=fresh, **arguments)
-        for i, state in enumerate(states):
-            for key, flat in zip(keys, flats):
-                state[key] = flat.views[i]
-            if self.counts_steps:
+            fused.kernel(
+                backend.xp,
+                fused.arenas.data.flat,
+                fused.arenas.grad.flat,
+                *fused.state_flats,
+                fresh=fused.fresh,
+                **arguments,
+            )
+        fused.fresh = False
+        if self.counts_steps:
+            for state in states:
                 state["step"] = step
 
     def _device_scalars(self, backend: Backend) -> Any:
@@ -168,7 +184,9 @@ class Optimizer:
             for key, value in s.items():
                 if key == "backend":
                     continue
-                state[f"{i}.{key}"] = np.array(to_numpy(value), copy=True) if not isinstance(value, (int, float)) else value
+                state[f"{i}.{key}"] = (
+                    np.array(to_numpy(value), copy=True) if not isinstance(value, (int, float)) else value
+                )
         return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(), "state": state}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -182,17 +200,58 @@ class Optimizer:
             index, _, name = key.partition(".")
             i = int(index)
             if i >= len(self.params):
-                raise ValueError(f"optimizer state has entry {key!r} but the optimizer has {len(self.params)} parameters")
+                raise ValueError(
+                    f"optimizer state has entry {key!r} but the optimizer has {len(self.params)} parameters"
+                )
             fresh[i][name] = value
         for p, s in zip(self.params, fresh):
             for name, value in s.items():
                 if isinstance(value, np.ndarray) and value.shape != p.shape:
-                    raise ValueError(f"optimizer state {name!r} for {p.name!r} has shape {value.shape}, expected {p.shape}")
+                    raise ValueError(
+                        f"optimizer state {name!r} for {p.name!r} has shape {value.shape}, expected {p.shape}"
+                    )
         self.state = fresh
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+class _Fused:
+    """An optimizer's fused update, kept from step to step while nothing it relies on changed."""
+
+    __slots__ = ("arenas", "fresh", "grads", "kernel", "keys", "state_flats", "state_views", "states", "write_scalars")
+
+    def __init__(
+        self,
+        arenas: ParameterArenas,
+        kernel: Any,
+        keys: tuple[str, ...],
+        flats: list[Arena],
+        states: list[dict[str, Any]],
+        fresh: bool,
+    ):
+        self.arenas, self.kernel, self.keys, self.states, self.fresh = arenas, kernel, keys, states, fresh
+        self.grads = arenas.grad.views
+        self.write_scalars = arenas.data.backend.kernel("write_scalars", None)
+        self.state_flats = [f.flat for f in flats]
+        self.state_views = [[f.views[i] for f in flats] for i in range(len(states))]
+
+    def valid(self, optimizer: Optimizer) -> bool:
+        """Whether every parameter, gradient and state array is still the view it was: the
+        user, `load_state_dict`, `model.to` or a gradient kept outside the arena (l1/l2,
+        `zero_grad`) all replace one, and then the buffers are readied again."""
+        if optimizer.state is not self.states or optimizer.fused_state != self.keys:
+            return False
+        data = self.arenas.data.views
+        for i, p in enumerate(optimizer.params):
+            if p.data is not data[i] or p.grad is not self.grads[i]:
+                return False
+        for state, views in zip(self.states, self.state_views):
+            for key, view in zip(self.keys, views):
+                if state.get(key) is not view:
+                    return False
+        return True
 
 
 def _move_state(state: dict[str, Any], backend: Backend) -> None:
@@ -208,4 +267,3 @@ def _non_negative(value: Any, name: str) -> float:
     if not number >= 0.0:
         raise ValueError(f"{name} must be a non-negative number; got {value!r}")
     return number
-
