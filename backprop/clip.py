@@ -11,7 +11,7 @@ __all__ = ["clip_grad_norm", "clip_grad_value"]
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
-    """Scale all gradients together so their global L2 norm is at most ``max_norm``.
+    """Scale all gradients together, in place, so their global L2 norm is at most ``max_norm``.
 
     ``norm = sqrt(sum_p sum(grad_p^2))``; every gradient is multiplied by
     ``min(1, max_norm / (norm + 1e-6))`` (as ``torch.nn.utils.clip_grad_norm_``).
@@ -30,7 +30,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
         total = xp.sqrt(sum(xp.sum(p.grad * p.grad) for p in with_grad))
         scale = xp.minimum(max_norm / (total + 1e-6), 1.0)
         for p in with_grad:
-            p.grad = p.grad * scale
+            p.grad *= scale  # in place, like torch's clip_grad_norm_: gradients stay in the flat buffer
     return total
 
 
@@ -41,5 +41,6 @@ def clip_grad_value(params: Iterable[Parameter], clip_value: float) -> None:
         raise ValueError(f"clip_value must be positive; got {clip_value}")
     for p in params:
         if p.grad is not None:
+            xp = p.backend.xp
             with p.backend.activate():
-                p.grad = p.backend.xp.clip(p.grad, -clip_value, clip_value)
+                p.grad = xp.minimum(xp.maximum(p.grad, -clip_value), clip_value)  # not clip: a host sync on CuPy

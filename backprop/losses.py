@@ -88,8 +88,8 @@ class BCE(Loss):
         return self.value(xp, P, T), dP
 
     def value(self, xp: Any, P: Array, T: Array) -> Array:
-        log_p = xp.maximum(xp.log(xp.clip(P, _TINY, None)), _LOG_FLOOR)
-        log_q = xp.maximum(xp.log(xp.clip(1.0 - P, _TINY, None)), _LOG_FLOOR)
+        log_p = xp.maximum(xp.log(xp.maximum(P, _TINY)), _LOG_FLOOR)
+        log_q = xp.maximum(xp.log(xp.maximum(1.0 - P, _TINY)), _LOG_FLOOR)
         return -xp.mean(T * log_p + (1.0 - T) * log_q)
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:

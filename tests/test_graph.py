@@ -38,6 +38,10 @@ def test_which_models_can_be_replayed() -> None:
     assert "RMSprop updates parameters out of place" in graph_unsupported_reason(model, bp.optim.RMSprop(model.parameters()))
     with_bn = pretend_cuda(mlp("cpu", bp.BatchNorm(16)))
     assert "running_mean" in graph_unsupported_reason(with_bn, bp.optim.Adam(with_bn.parameters()))
+    host_masks = pretend_cuda(mlp("cpu", bp.Dropout(0.2)))
+    assert "Dropout '2' draws its masks on the host" in graph_unsupported_reason(host_masks, bp.optim.Adam(host_masks.parameters()))
+    for fine in (mlp("cpu", bp.Dropout(0.2, masks="device")), mlp("cpu", bp.Dropout(0.0))):
+        assert graph_unsupported_reason(pretend_cuda(fine), bp.optim.Adam(fine.parameters())) is None
 
 
 def test_graph_request_off_cuda_trains_eagerly_with_a_warning(rng: np.random.Generator) -> None:
@@ -76,10 +80,15 @@ def needs_cuda(device: bp.Device) -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd-momentum"])
-def test_replayed_training_equals_eager_training(optimizer: str, device: bp.Device, rng: np.random.Generator) -> None:
+def test_replayed_training_equals_eager_training(
+    optimizer: str, device: bp.Device, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Same losses and weights with and without graphs over several epochs with a partial last
     batch and a learning rate that changes every epoch (read from device memory on replay)."""
     needs_cuda(device)
+    captured = []
+    capture = GraphedStep._capture
+    monkeypatch.setattr(GraphedStep, "_capture", lambda self, *a: capture(self, *a) or captured.append(self.replaying))
     X, y = data(rng)
     results = []
     for graph in (False, True):
@@ -97,6 +106,7 @@ def test_replayed_training_equals_eager_training(optimizer: str, device: bp.Devi
     for name in w0:
         np.testing.assert_allclose(w1[name], w0[name], rtol=1e-5, atol=1e-7, err_msg=name)
     assert [s.get("step") for s in s1] == [s.get("step") for s in s0]  # host bookkeeping kept up
+    assert captured == [True]  # the graph run really replayed (a failed capture would also warn)
 
 
 def test_graphs_are_really_replayed_and_fall_back_for_unsupported_models(device: bp.Device, rng: np.random.Generator) -> None:
@@ -115,3 +125,20 @@ def test_graphs_are_really_replayed_and_fall_back_for_unsupported_models(device:
     with_bn = mlp(device, bp.BatchNorm(16))
     with pytest.warns(UserWarning, match="running_mean"):
         with_bn.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(with_bn.parameters()), graph=True, verbose=0)
+
+
+def test_device_dropout_masks_are_redrawn_on_every_replay(device: bp.Device, rng: np.random.Generator) -> None:
+    """A replayed Dropout(masks='device') draws new masks each step, exactly as eager steps do."""
+    needs_cuda(device)
+    X, y = data(rng, 64)
+    runs = []
+    for graph in (False, True):
+        model = mlp(device, bp.Dropout(0.3, masks="device"))
+        step = make_step(model, "cross_entropy", bp.optim.SGD(model.parameters(), lr=0.05), graph=graph)
+        backend = model.backend
+        with backend.activate():
+            Xd, T = backend.from_host(X), bp.losses.SoftmaxCrossEntropy().prepare_target(backend, y, 64, 3)
+            runs.append([float(host(step(Xd, T))) for _ in range(8)])
+        if graph:
+            assert step.core.replaying
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-5)  # a replay reusing one mask would drift away

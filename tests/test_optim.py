@@ -91,16 +91,18 @@ def test_clip_grad_norm_matches_torch_during_training(device: bp.Device, rng: np
 def test_clip_grad_norm_scales_globally_and_returns_norm_on_device(device: bp.Device) -> None:
     model = small_model(device)
     model.backprop(np.ones((4, 3)), np.zeros((4, 2)), "mse")
-    grads = [host(p.grad) for p in model.parameters()]
+    grads = [host(p.grad).copy() for p in model.parameters()]
+    slots = [p.grad for p in model.parameters()]
     norm = np.sqrt(sum((g**2).sum() for g in grads))
     returned = bp.clip_grad_norm(model.parameters(), norm / 2)
+    assert all(p.grad is slot for p, slot in zip(model.parameters(), slots))  # in place, as torch's clip_grad_norm_
     assert bp.backends.array_device(returned) in (None, device)
     assert float(host(returned)) == pytest.approx(norm)
     clipped = np.sqrt(sum((host(p.grad) ** 2).sum() for p in model.parameters()))
     assert clipped == pytest.approx(norm / 2, rel=1e-5)
     for g, p in zip(grads, model.parameters()):  # direction unchanged
         np.testing.assert_allclose(host(p.grad), g * (clipped / norm), rtol=1e-12)
-    before = [host(p.grad) for p in model.parameters()]
+    before = [host(p.grad).copy() for p in model.parameters()]
     bp.clip_grad_norm(model.parameters(), 1e9)  # far above: unchanged
     for g, p in zip(before, model.parameters()):
         np.testing.assert_allclose(host(p.grad), g, rtol=1e-12)

@@ -4,7 +4,10 @@
 stream), but cuBLAS itself is capture-safe. This calls ``cublas<S|D>gemm_v2`` through
 ``ctypes`` on the ``libcublas`` that CuPy has loaded, with a handle created outside any
 capture, its own workspace (``cublasSetWorkspace_v2``) and the current stream bound before
-each call. Row-major ``C = op(A) @ op(B)`` is column-major ``C^T = op(B)^T @ op(A)^T``, so
+each call. There is one handle per GPU for the whole process, made on first use and never
+destroyed: ``cublasDestroy`` synchronizes the device, which would break a capture if a
+garbage collection ran it at the wrong moment, and each handle costs a ``cublasCreate`` and a
+32 MiB workspace. One handle is not for concurrent use from several host threads. Row-major ``C = op(A) @ op(B)`` is column-major ``C^T = op(B)^T @ op(A)^T``, so
 the operands are passed swapped: ``gemm(opB, opA, n, m, k, B, A, C)``.
 If the library cannot be found, `cupy.matmul` is used (eager steps only).
 """
@@ -30,18 +33,12 @@ class Gemm:
 
     def __init__(self, backend: Backend):
         self.backend = backend
-        self._lib: Any = None
-        self._handle: Any = None
-        self._workspace: Any = None
-        self._stream = -1
-        self._unavailable = False
 
     def __call__(self, A: Any, B: Any, transpose_a: bool, transpose_b: bool, out: Any = None) -> Any:
         import cupy  # noqa: PLC0415 - only CUDA backends build this
 
-        if self._handle is None and not self._unavailable:
-            self._setup(cupy)
-        if self._unavailable:
+        handle = _handle(self.backend.device.index or 0, cupy)
+        if handle is None:
             C = cupy.matmul(A.T if transpose_a else A, B.T if transpose_b else B)
             if out is not None:
                 out[...] = C
@@ -52,23 +49,37 @@ class Gemm:
         k_b, n = (B.shape[1], B.shape[0]) if transpose_b else B.shape
         if k != k_b:
             raise ValueError(f"matrix product of incompatible shapes {A.shape} and {B.shape}")
-        C = cupy.empty((m, n), dtype=A.dtype) if out is None else out
-        self._bind_stream(cupy.cuda.get_current_stream().ptr)
+        if A.dtype != B.dtype or A.dtype not in (cupy.float32, cupy.float64):
+            raise TypeError(f"gemm takes two float32 or two float64 matrices; got {A.dtype} and {B.dtype}")
+        if out is None:
+            C = cupy.empty((m, n), dtype=A.dtype)
+        elif out.shape != (m, n) or out.dtype != A.dtype or not out.flags.c_contiguous:
+            raise ValueError(
+                f"gemm out must be a C-contiguous {A.dtype} array of shape {(m, n)}; got {out.dtype} {out.shape}"
+            )
+        else:
+            C = out
+        handle.bind(cupy.cuda.get_current_stream().ptr)
         double = A.dtype == cupy.float64
         scalar = ctypes.c_double if double else ctypes.c_float
         one, zero = scalar(1.0), scalar(0.0)
-        gemm = self._lib.cublasDgemm_v2 if double else self._lib.cublasSgemm_v2
+        gemm = handle.lib.cublasDgemm_v2 if double else handle.lib.cublasSgemm_v2
         _check(
             gemm(
-                self._handle,
+                handle.handle,
                 _OP_T if transpose_b else _OP_N,
                 _OP_T if transpose_a else _OP_N,
-                n, m, k,
+                n,
+                m,
+                k,
                 ctypes.byref(one),
-                ctypes.c_void_p(B.data.ptr), B.shape[1],
-                ctypes.c_void_p(A.data.ptr), A.shape[1],
+                ctypes.c_void_p(B.data.ptr),
+                B.shape[1],
+                ctypes.c_void_p(A.data.ptr),
+                A.shape[1],
                 ctypes.byref(zero),
-                ctypes.c_void_p(C.data.ptr), n,
+                ctypes.c_void_p(C.data.ptr),
+                n,
             ),
             "gemm",
         )
@@ -79,62 +90,89 @@ class Gemm:
         calls this on its stream before capturing."""
         import cupy  # noqa: PLC0415
 
-        if self._handle is None and not self._unavailable:
-            self._setup(cupy)
-        if not self._unavailable:
-            self._bind_stream(cupy.cuda.get_current_stream().ptr)
+        handle = _handle(self.backend.device.index or 0, cupy)
+        if handle is not None:
+            handle.bind(cupy.cuda.get_current_stream().ptr)
 
-    def _setup(self, cupy: Any) -> None:
-        path = _libcublas_path()
-        if path is None:
-            self._unavailable = True
-            return
-        lib = ctypes.CDLL(path)
-        for name in ("cublasSgemm_v2", "cublasDgemm_v2"):
-            getattr(lib, name).argtypes = [
-                ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-            ]
-        lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        lib.cublasSetWorkspace_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+
+class _Handle:
+    """A cuBLAS handle on one GPU, its workspace and the stream it is bound to."""
+
+    def __init__(self, lib: Any, cupy: Any):
         handle = ctypes.c_void_p()
         _check(lib.cublasCreate_v2(ctypes.byref(handle)), "create")
-        self._lib, self._handle = lib, handle
-        self._workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)
+        self.lib, self.handle = lib, handle
+        self.workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)
+        self.stream = -1
 
-    def _bind_stream(self, stream: int) -> None:
-        if stream == self._stream:
+    def bind(self, stream: int) -> None:
+        if stream == self.stream:
             return
-        _check(self._lib.cublasSetStream_v2(self._handle, ctypes.c_void_p(stream)), "set stream")
+        _check(self.lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream)), "set stream")
         # setting a stream resets the workspace to cuBLAS's own pool, which is not capture-safe
-        ptr = ctypes.c_void_p(self._workspace.data.ptr)
-        _check(self._lib.cublasSetWorkspace_v2(self._handle, ptr, _WORKSPACE_BYTES), "set workspace")
-        self._stream = stream
-
-    def __del__(self) -> None:
-        if self._handle is not None:
-            try:
-                self._lib.cublasDestroy_v2(self._handle)
-            except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-                pass
+        ptr = ctypes.c_void_p(self.workspace.data.ptr)
+        _check(self.lib.cublasSetWorkspace_v2(self.handle, ptr, _WORKSPACE_BYTES), "set workspace")
+        self.stream = stream
 
 
-def _libcublas_path() -> str | None:
-    """The ``libcublas.so`` CuPy itself loaded (same version as its kernels expect)."""
+# One handle per device id, or None where libcublas could not be found (cupy.matmul then).
+_HANDLES: dict[int, _Handle | None] = {}
+
+
+def _handle(device: int, cupy: Any) -> _Handle | None:
+    if device not in _HANDLES:
+        lib = _load_library(cupy)
+        with cupy.cuda.Device(device):
+            _HANDLES[device] = None if lib is None else _Handle(lib, cupy)
+    return _HANDLES[device]
+
+
+def _load_library(cupy: Any) -> Any:
+    path = _libcublas_path(cupy)
+    if path is None:
+        return None
+    lib = ctypes.CDLL(path)
+    for name in ("cublasSgemm_v2", "cublasDgemm_v2"):
+        getattr(lib, name).argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+        ]
+    lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cublasSetWorkspace_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+def _libcublas_path(cupy: Any) -> str | None:
+    """The ``libcublas.so`` CuPy itself loaded (same version as its kernels expect): of those
+    mapped into this process (PyTorch may bring its own), the one of CuPy's CUDA major version."""
     try:
         import cupy_backends.cuda.libs.cublas  # noqa: F401, PLC0415 - makes CuPy load libcublas
     except ImportError:
         return None
+    paths = []
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 path = line.split()[-1]
-                if "/libcublas.so" in path:
-                    return path
+                if "/libcublas.so" in path and path not in paths:
+                    paths.append(path)
     except OSError:
         pass
-    return ctypes.util.find_library("cublas")
+    major = cupy.cuda.runtime.runtimeGetVersion() // 1000
+    ours = [p for p in paths if f"libcublas.so.{major}" in p]
+    return (ours or paths or [ctypes.util.find_library("cublas")])[0]
 
 
 def _check(status: int, what: str) -> None:

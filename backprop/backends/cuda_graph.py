@@ -13,12 +13,18 @@ cost. What makes replay correct:
 - capture uses a private memory pool, kept for the graph's lifetime, after ``warmup`` eager
   steps (kernels compiled, optimizer state created, cuBLAS bound to the capture stream);
 - a batch of another shape (the last, partial one) runs eagerly on the same memory;
-- any failure to capture falls back to eager steps for good, with the reason recorded.
+- any failure to capture falls back to eager steps for good, with a warning and the reason
+  recorded;
+- the optimizer's constants (betas, eps, momentum, weight decay) are baked into the captured
+  kernels: changing one recaptures; the Python garbage collector is held off during capture
+  (a finalizer that synchronizes the device would invalidate it).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +50,16 @@ def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | N
     frozen = [name for name, p in model.named_variables() if not p.trainable]
     if frozen:
         return f"state updated out of place while training ({', '.join(frozen[:3])}, e.g. BatchNorm statistics)"
+    from ..layers.dropout import Dropout  # noqa: PLC0415 - the layers import the backends
+
+    host_masks = [
+        layer.path for layer in model.walk() if isinstance(layer, Dropout) and layer.p > 0 and layer.masks == "host"
+    ]
+    if host_masks:
+        return (
+            f"Dropout {host_masks[0]!r} draws its masks on the host, and a replay cannot redraw them; "
+            "use Dropout(p, masks='device')"
+        )
     return None
 
 
@@ -61,7 +77,7 @@ class GraphedStep:
         self._arenas: Any = None
         self._static: tuple[Any, Any] | None = None
         self._outputs: tuple[Any, ...] = ()
-        self._pool: Any = None
+        self._pools: list[Any] = []  # every capture's private memory pool, kept for this object's lifetime
 
     @property
     def replaying(self) -> bool:
@@ -70,9 +86,9 @@ class GraphedStep:
 
     def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
         self.calls += 1
-        key = (tuple(X.shape), tuple(T.shape), str(X.dtype), str(T.dtype))
-        if self._graph is not None and self._arenas is not self.optimizer.params[0].arenas:
-            self._drop()  # the model moved or was repacked: the captured addresses are gone
+        key = (tuple(X.shape), tuple(T.shape), str(X.dtype), str(T.dtype), self._constants())
+        if self._graph is not None and (self._arenas is not self.optimizer.params[0].arenas or key[4] != self._key[4]):
+            self._drop()  # the model moved or was repacked, or a baked-in constant changed
         if self.reason is not None or self.calls <= self.warmup or (self._key is not None and key != self._key):
             return self.step(X, T)
         if self._graph is None:
@@ -88,6 +104,10 @@ class GraphedStep:
         # copies: the next replay rewrites the static outputs, and callers may keep these
         return tuple(o.copy() for o in self._outputs)
 
+    def _constants(self) -> tuple[Any, ...]:
+        """The optimizer's settings the captured kernels hold as constants (all but ``lr``)."""
+        return tuple(v for k, v in self.optimizer.hyperparameters().items() if k != "lr")
+
     def _capture(self, X: Array, T: Array, key: Any) -> None:
         import cupy  # noqa: PLC0415 - only reached on CUDA (see graph_unsupported_reason)
 
@@ -96,8 +116,15 @@ class GraphedStep:
         bookkeeping = [{k: v for k, v in s.items() if isinstance(v, (int, float))} for s in self.optimizer.state]
         noise = copy.deepcopy(self.model.noise_rng.bit_generator.state)
         pool = cupy.cuda.MemoryPool()
+        # Kept whatever happens: arrays allocated while capturing live in it.
+        self._pools.append(pool)
         stream = cupy.cuda.Stream(non_blocking=True)
         Xs, Ts = cupy.empty_like(X), cupy.empty_like(T)
+        error: BaseException | None = None
+        graph = None
+        gc.collect()  # what would otherwise be collected mid-capture (a cuBLAS handle's finalizer syncs)
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             with stream:
                 bind = backend.kernel("bind_stream", None)
@@ -108,22 +135,31 @@ class GraphedStep:
                     stream.begin_capture()
                     try:
                         outputs = self.step(Xs, Ts)
+                    except Exception as exc:  # noqa: BLE001 - the first error is the one to report
+                        error = exc
                     finally:
-                        graph = stream.end_capture()
+                        try:
+                            graph = stream.end_capture()
+                        except Exception as exc:  # noqa: BLE001
+                            error = error or exc
+                            graph = None
         except Exception as exc:  # noqa: BLE001 - anything that breaks capture means: stay eager
-            self.reason = f"capture failed: {type(exc).__name__}: {exc}"
-            graph = None
+            error = error or exc
         finally:
+            if collecting:
+                gc.enable()
             for state, saved in zip(self.optimizer.state, bookkeeping):
                 state.update(saved)
             self.model.noise_rng.bit_generator.state = noise
-        if graph is None:
+        if error is not None or graph is None:
+            self.reason = f"capture failed: {type(error).__name__}: {error}"
+            warnings.warn(f"graph=True: training eagerly because the {self.reason}", stacklevel=4)
             return
-        self._graph, self._key, self._pool = graph, key, pool
+        self._graph, self._key = graph, key
         self._static, self._outputs = (Xs, Ts), tuple(outputs)
         self._arenas = self.optimizer.params[0].arenas
 
     def _drop(self) -> None:
-        self._graph = self._key = self._arenas = self._static = self._pool = None
-        self._outputs = ()
+        self._graph = self._key = self._arenas = self._static = None
+        self._outputs = ()  # the pools stay: arrays made while capturing (a gradient) may outlive the graph
         self.calls = 0

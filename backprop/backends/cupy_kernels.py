@@ -3,8 +3,14 @@
 Each kernel has the signature of its generic twin (tests compare them on a GPU). Elementwise
 work is written as `cupy.ElementwiseKernel`s; matrix products go through a cuBLAS handle of
 our own (`cublas.Gemm`), which, unlike ``cupy.matmul``, may be captured in a CUDA graph.
-Step-dependent optimizer scalars (the step count, the learning rate) are read from device
-memory (``scalars``), so a captured graph replays them correctly.
+Step-dependent optimizer scalars (the learning rate, Adam's bias corrections, computed on the
+host exactly as the reference rule computes them) are read from device memory (``scalars``),
+so a captured graph replays them correctly.
+
+Every kernel is compiled with ``--fmad=false``: NVRTC would otherwise contract ``a * b + c``
+into one fused multiply-add, rounding once where the generic path rounds twice, and the
+fused kernels would no longer give the generic path's numbers (``1 - y * y`` in tanh's
+backward differs by up to 1e-4 relative in float32 near |y| = 1).
 
 Kernels are made per `Backend` by `make_kernels` (the cuBLAS handle belongs to one device).
 """
@@ -18,6 +24,8 @@ if TYPE_CHECKING:
     from .backend import Backend
 
 __all__ = ["make_kernels"]
+
+_OPTIONS = ("--fmad=false",)
 
 _ACTIVATIONS = {
     # name: (forward Y = f(X), backward dX = df(dY, X, Y), whether df reads X)
@@ -49,15 +57,20 @@ def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
     return kernels
 
 
+def _elementwise(cupy: Any, *args: Any) -> Any:
+    """``cupy.ElementwiseKernel(*args)`` compiled without multiply-add contraction."""
+    return cupy.ElementwiseKernel(*args, options=_OPTIONS)
+
+
 def _activation_kernels(cupy: Any, name: str, forward: str, backward: str) -> dict[str, Callable[..., Any]]:
     extra = ", float64 alpha" if name == "leaky_relu" else ""
-    fwd = cupy.ElementwiseKernel(f"T x{extra}", "T y", forward, f"bp_{name}_forward")
+    fwd = _elementwise(cupy, f"T x{extra}", "T y", forward, f"bp_{name}_forward")
     # Z is a temporary of the caller (a fresh matrix product): the fused bias kernel writes
     # the activation over it, so the pair costs one pass and no allocation.
-    bias_fwd = cupy.ElementwiseKernel(
-        f"T b{extra}", "T z", f"T x = z + b; T y; {forward}; z = y", f"bp_bias_{name}_forward"
+    bias_fwd = _elementwise(
+        cupy, f"T b{extra}", "T z", f"T x = z + b; T y; {forward}; z = y", f"bp_bias_{name}_forward"
     )
-    bwd = cupy.ElementwiseKernel(f"T dy, T x, T y{extra}", "T dx", backward, f"bp_{name}_backward")
+    bwd = _elementwise(cupy, f"T dy, T x, T y{extra}", "T dx", backward, f"bp_{name}_backward")
 
     def forward_kernel(xp: Any, X: Any, *args: float) -> Any:
         return fwd(X, *args)
@@ -77,13 +90,15 @@ def _activation_kernels(cupy: Any, name: str, forward: str, backward: str) -> di
 
 
 def _loss_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
-    ce_grad = cupy.ElementwiseKernel(
+    ce_grad = _elementwise(
+        cupy,
         "T z, T zmax, T s, int64 label, int64 n_classes, T inv_n",
         "T dz",
         "dz = (exp(z - zmax) / s - (T)(i % n_classes == label)) * inv_n",
         "bp_softmax_ce_grad",
     )
-    bce_terms = cupy.ElementwiseKernel(
+    bce_terms = _elementwise(
+        cupy,
         "T p, T t, T scale",
         "T term, T dp",
         """
@@ -113,25 +128,27 @@ def _loss_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
 
 
 def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
-    adam = cupy.ElementwiseKernel(
+    adam = _elementwise(
+        cupy,
         "T g, raw float64 scalars, float64 beta1, float64 beta2, float64 eps, float64 wd, bool decoupled",
         "T p, T m, T v",
         """
-        const double t = scalars[0], lr = scalars[1];
+        const double lr = scalars[0], step_size = scalars[1], root_bc2 = scalars[2];
         T grad = g;
         if (wd != 0) { if (decoupled) p = p * (T)(1.0 - lr * wd); else grad = grad + (T)wd * p; }
         m = (T)beta1 * m + (T)(1.0 - beta1) * grad;
-        v = (T)beta2 * v + (T)(1.0 - beta2) * grad * grad;
-        T denom = sqrt(v) / (T)sqrt(1.0 - pow(beta2, t)) + (T)eps;
-        p = p - (T)(lr / (1.0 - pow(beta1, t))) * (m / denom);
+        v = (T)beta2 * v + (T)(1.0 - beta2) * (grad * grad);
+        T denom = sqrt(v) / (T)root_bc2 + (T)eps;
+        p = p - (T)step_size * (m / denom);
         """,
         "bp_adam_update",
     )
-    sgd_momentum = cupy.ElementwiseKernel(
+    sgd_momentum = _elementwise(
+        cupy,
         "T g, raw float64 scalars, float64 momentum, float64 dampening, bool nesterov, float64 wd, bool fresh",
         "T p, T buf",
         """
-        const double lr = scalars[1];
+        const double lr = scalars[0];
         T grad = g;
         if (wd != 0) grad = grad + (T)wd * p;
         buf = fresh ? grad : (T)momentum * buf + (T)(1.0 - dampening) * grad;
@@ -140,26 +157,54 @@ def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
         """,
         "bp_sgd_momentum_update",
     )
-    sgd_plain = cupy.ElementwiseKernel(
+    sgd_plain = _elementwise(
+        cupy,
         "T g, raw float64 scalars, float64 wd",
         "T p",
-        "T grad = g; if (wd != 0) grad = grad + (T)wd * p; p = p - (T)scalars[1] * grad",
+        "T grad = g; if (wd != 0) grad = grad + (T)wd * p; p = p - (T)scalars[0] * grad",
         "bp_sgd_update",
     )
-    set_scalars = cupy.ElementwiseKernel("float64 t, float64 lr", "raw float64 s", "s[0] = t; s[1] = lr", "bp_set_scalars")
+    set_scalars = _elementwise(
+        cupy, "float64 a, float64 b, float64 c", "raw float64 s", "s[0] = a; s[1] = b; s[2] = c", "bp_set_scalars"
+    )
 
-    def write_scalars(scalars: Any, step: int, lr: float) -> None:
-        set_scalars(float(step), float(lr), scalars, size=1)
+    def write_scalars(scalars: Any, values: tuple[float, ...]) -> None:
+        """Write up to three host floats into the device array ``scalars`` (one launch, no copy
+        from host memory, so it may precede a graph replay on the same stream)."""
+        a, b, c = (*map(float, values), 0.0, 0.0, 0.0)[:3]
+        set_scalars(a, b, c, scalars, size=1)
 
     def adam_update(
-        xp: Any, p: Any, g: Any, m: Any, v: Any, *, fresh: bool, step: int, lr: float, beta1: float,
-        beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any,
+        xp: Any,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        *,
+        fresh: bool,
+        step: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        scalars: Any,
     ) -> None:
         adam(g, scalars, beta1, beta2, eps, weight_decay, decoupled, p, m, v)
 
     def sgd_update(
-        xp: Any, p: Any, g: Any, *buf: Any, fresh: bool, lr: float, momentum: float, dampening: float,
-        nesterov: bool, weight_decay: float, scalars: Any,
+        xp: Any,
+        p: Any,
+        g: Any,
+        *buf: Any,
+        fresh: bool,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        nesterov: bool,
+        weight_decay: float,
+        scalars: Any,
     ) -> None:
         if buf:
             sgd_momentum(g, scalars, momentum, dampening, nesterov, weight_decay, fresh, p, buf[0])
@@ -170,8 +215,11 @@ def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
 
 
 def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
-    kernel = cupy.ElementwiseKernel(
-        "T x, T u, float64 keep", "T y, T scale", "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale",
+    kernel = _elementwise(
+        cupy,
+        "T x, T u, float64 keep",
+        "T y, T scale",
+        "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale",
         "bp_dropout_forward",
     )
 
@@ -179,4 +227,3 @@ def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
         return kernel(X, U, keep)
 
     return dropout_forward
-

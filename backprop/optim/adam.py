@@ -52,6 +52,12 @@ class Adam(Optimizer):
             "weight_decay": self.weight_decay, "decoupled": self.decoupled_weight_decay,
         }
 
+    def step_scalars(self, step: int) -> tuple[float, ...]:
+        """``(lr, lr / (1 - beta1^t), sqrt(1 - beta2^t))``: the bias corrections are computed on
+        the host, exactly as `_adam_step` computes them."""
+        beta1, beta2 = self.betas
+        return (self.lr, self.lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step))
+
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
         g = p.grad
         if self.weight_decay:

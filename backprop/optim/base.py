@@ -124,10 +124,10 @@ class Optimizer:
         arguments = self.fused_arguments(step)
         with backend.activate():
             write_scalars = fused.write_scalars
-            if write_scalars is not None:  # GPU kernels read step and lr from device memory
+            if write_scalars is not None:  # GPU kernels read step-dependent scalars from device memory
                 arguments["scalars"] = self._device_scalars(backend)
                 if not backend.capturing():  # a graph replay gets them from `prepare_replay`
-                    write_scalars(arguments["scalars"], step, self.lr)
+                    write_scalars(arguments["scalars"], self.step_scalars(step))
             fused.kernel(
                 backend.xp,
                 fused.arenas.data.flat,
@@ -141,21 +141,26 @@ class Optimizer:
             for state in states:
                 state["step"] = step
 
+    def step_scalars(self, step: int) -> tuple[float, ...]:
+        """The values of update number ``step`` that change from step to step, as GPU kernels
+        read them from device memory (at most three): here ``(lr,)``."""
+        return (self.lr,)
+
     def _device_scalars(self, backend: Backend) -> Any:
-        """A float64 ``[step, lr]`` array on the device, made once per backend."""
+        """A float64 array of three on the device for `step_scalars`, made once per backend."""
         held = self.__dict__.get("_scalars")
         if held is None or held[0] is not backend:
-            held = self._scalars = (backend, backend.zeros((2,), dtype=backend.xp.float64))
+            held = self._scalars = (backend, backend.zeros((3,), dtype=backend.xp.float64))
         return held[1]
 
     def prepare_replay(self) -> None:
-        """Before a captured step is replayed: write the coming step number and the current
-        ``lr`` where the captured kernels read them."""
+        """Before a captured step is replayed: write the coming step's `step_scalars` where
+        the captured kernels read them."""
         backend = self.params[0].backend
         write_scalars = backend.kernel("write_scalars", None)
         if write_scalars is not None:
             with backend.activate():
-                write_scalars(self._device_scalars(backend), self.state[0].get("step", 0) + 1, self.lr)
+                write_scalars(self._device_scalars(backend), self.step_scalars(self.state[0].get("step", 0) + 1))
 
     def after_replay(self) -> None:
         """After a captured step was replayed: the host-side bookkeeping its Python did once,
