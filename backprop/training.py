@@ -166,7 +166,7 @@ def make_step(
     ``graph=True``: replayed from a CUDA graph where possible (`GraphedStep`)."""
     loss = get_loss(loss)
     model._check_loss(loss)
-    core = _device_step(model, loss, optimizer, clip_grad_norm, graph)
+    core = _device_step(model, loss, optimizer, clip_grad_norm, graph, keep=1)
 
     def step(X: Array, T: Array) -> Array:
         return core(X, T)[0]
@@ -177,9 +177,10 @@ def make_step(
 
 
 def _device_step(
-    model: Sequential, loss: Loss, optimizer: Optimizer, clip: float | None, graph: bool
+    model: Sequential, loss: Loss, optimizer: Optimizer, clip: float | None, graph: bool, keep: int = 2
 ) -> Callable[[Array, Array], tuple[Array, Array]]:
-    """``(X, T) -> (L, P)``: the part of a step that runs on the device, graph-replayed if asked."""
+    """``(X, T) -> (L, P)``: the part of a step that runs on the device, graph-replayed if asked
+    (a replay returns only the first ``keep`` of them, the rest as ``None``)."""
     params = model.parameters()
 
     def core(X: Array, T: Array) -> tuple[Array, Array]:
@@ -193,7 +194,7 @@ def _device_step(
         return core
     from .backends.cuda_graph import GraphedStep  # noqa: PLC0415
 
-    return GraphedStep(core, model, optimizer)
+    return GraphedStep(core, model, optimizer, keep=keep)
 
 
 def evaluate(
@@ -294,7 +295,7 @@ def _batch_trainer(
     xp = model.backend.xp
     params = model.parameters()
     # gradient norms are read between backward and clipping, so that step runs eagerly
-    core = None if record_grad_norms else _device_step(model, loss, optimizer, clip, graph)
+    core = None if record_grad_norms else _device_step(model, loss, optimizer, clip, graph, keep=2 if metrics else 1)
     if graph:
         reason = "record_grad_norms=True reads gradients mid-step" if core is None else getattr(core, "reason", None)
         if reason is not None:

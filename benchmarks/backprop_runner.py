@@ -23,7 +23,9 @@ from backprop.training import make_step
 from .configs import Config, Counts, make_dataset
 from .timing import Prepared
 
-__all__ = ["SEED", "build", "has_graph_step", "initial_state", "prepare_step_variant", "release", "run_fit"]
+__all__ = [
+    "SEED", "build", "has_graph_step", "initial_state", "prepare_step_variant", "release", "run_fit", "warm_device"
+]
 
 SEED = 1234  # the initial weights: torch gets a copy of exactly these
 
@@ -122,7 +124,10 @@ def _peak_memory(device: str) -> Iterator[_Peak]:
     with hook:
         yield peak
     peak.bytes = hook.peak
-    peak.what = "peak bytes in use in CuPy memory pools (memory hook) over build, data and first steps"
+    peak.what = (
+        "peak bytes in use in CuPy memory pools (memory hook) over build, data, first steps (and capture); "
+        "not the process-wide 32 MiB cuBLAS workspace"
+    )
 
 
 def prepare_step_variant(config: Config, device: str, batches: list, counts: Counts, graph: bool = False) -> Prepared:
@@ -146,6 +151,8 @@ def prepare_step_variant(config: Config, device: str, batches: list, counts: Cou
 
             first_loss = _to_float(run_step(0))
             done = 1 + min(2, max(0, counts.warmup - 1))  # a few steps inside the memory measurement
+            if graph:  # ... and the capture, whose private pool holds the graph's memory
+                done = max(done, step.core.warmup + 1) if hasattr(step.core, "warmup") else done
             for i in range(1, done):
                 run_step(i)
             sync()
@@ -154,10 +161,35 @@ def prepare_step_variant(config: Config, device: str, batches: list, counts: Cou
         with backend.activate():
             return run_step(i)
 
-    return Prepared(
-        activated, sync, _to_float, first_loss=first_loss, done=done,
-        finish=lambda: {"peak_bytes": peak.bytes, "peak_what": peak.what},
-    )
+    def finish() -> dict[str, Any]:
+        result: dict[str, Any] = {"peak_bytes": peak.bytes, "peak_what": peak.what}
+        if graph:  # a capture that failed leaves the variant eager: say so rather than time it silently
+            core = step.core
+            result["graph_replaying"] = bool(getattr(core, "replaying", False))
+            result["graph_reason"] = getattr(core, "reason", "make_step has no graph replay")
+            if not result["graph_replaying"]:
+                result["warnings"] = [f"not replayed from a CUDA graph: {result['graph_reason']}"]
+        return result
+
+    return Prepared(activated, sync, _to_float, first_loss=first_loss, done=done, finish=finish)
+
+
+def warm_device(device: str) -> None:
+    """Make the process-wide GPU resources backprop creates once (the cuBLAS handle and its 32 MiB
+    workspace, CuPy's contexts) before anything is measured, so no one configuration is charged."""
+    if device == "cpu":
+        return
+    backend = bp.Sequential(bp.Dense(2, 2), device=device, dtype="float32", seed=0).backend
+    with backend.activate():
+        A = backend.zeros((2, 2))
+        backend.kernel("matmul", lambda xp, a, b: a @ b)(backend.xp, A, A)
+        _sync_device(backend)
+
+
+def _sync_device(backend: Any) -> None:
+    import cupy  # noqa: PLC0415 - only on GPU runs
+
+    cupy.cuda.Device(backend.device.index or 0).synchronize()
 
 
 def run_fit(config: Config, device: str, counts: Counts, rounds: int = 5) -> dict[str, Any]:

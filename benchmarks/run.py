@@ -133,6 +133,8 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
         result["others_cpu_busy"] = busy
         shown = f"{result['median_ms']:.3f} ms/step" if "median_ms" in result else result["error"]
         log(f"    {name:15s} {shown}")
+        for warning in result.get("warnings", []):
+            log(f"    WARNING: {name}: {warning}")
         entry["variants"].append(result)
     log(f"    (all variants interleaved in {seconds:.1f} s)")
     prepared.clear()
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     busy_before = cpu_busy(0.2 if args.quick else 0.5)
     machine = describe_machine(torch, cupy, 0 if gpu else None)
+    backprop_runner.warm_device(gpu or "cpu")
     log("measuring the GEMM rate ...")
     n, reps = (256, 3) if args.quick else ((2048, 5) if device == "cpu" else (8192, 10))
     gemm = {device: gemm_rate(device, n, reps, torch=torch, cupy=cupy)}
@@ -220,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         report.derive(entry, gemm[device]["gflops"])
         if "warning" in entry:
             notes.append(f"{entry['config']}: {entry['warning']}")
+        for v in entry["variants"]:
+            notes.extend(f"{entry['config']}/{v['name']}: {w}" for w in v.get("warnings", []))
 
     machine["cpu_busy_before"] = busy_before
     machine["cpu_busy_after"] = cpu_busy(0.2 if args.quick else 0.5)

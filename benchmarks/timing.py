@@ -87,6 +87,10 @@ def measure_interleaved(
         for key in ("first_loss", "last_loss"):
             if result[key] is not None and not math.isfinite(result[key]):
                 result.setdefault("warnings", []).append(f"{key} is {result[key]}")
-        result.update(v.finish())
+        extra = v.finish()
+        result.setdefault("warnings", []).extend(extra.pop("warnings", []))
+        if not result["warnings"]:
+            del result["warnings"]
+        result.update(extra)
         results[name] = result
     return results

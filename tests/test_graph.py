@@ -73,6 +73,46 @@ def test_graphed_step_runs_the_eager_step_until_warm_and_when_unsupported(rng: n
     assert calls == [(8, 6), (8, 6), (8, 6), (5, 6)] and not graphed.replaying and "CUDA" in graphed.reason
 
 
+def test_graphed_step_captures_the_first_calls_shape_and_recaptures_when_a_constant_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The orchestration, with capture and replay stubbed (they need a GPU): the shape of the
+    first call is the one captured, after ``warmup`` calls of it; other shapes (a partial last
+    batch) run eagerly and do not count; a changed optimizer constant means a new capture."""
+    model = mlp("cpu")
+    opt = bp.optim.Adam(model.parameters(), lr=0.01)
+    eager, captures, launches = [], [], []
+
+    class Graph:
+        def launch(self) -> None:
+            launches.append(1)
+
+    def fake_capture(self: GraphedStep, X: np.ndarray, T: np.ndarray) -> None:
+        captures.append(X.shape[0])
+        self._graph, self._baked, self._arenas = Graph(), self._constants(), opt.params[0].arenas
+        self._static, self._outputs = (np.empty_like(X), np.empty_like(T)), (np.float32(1.5), np.ones((X.shape[0], 3)))
+
+    monkeypatch.setattr(GraphedStep, "_capture", fake_capture)
+    graphed = GraphedStep(lambda X, T: eager.append(X.shape[0]) or (np.float32(0.5), None), model, opt, warmup=2, keep=1)
+    graphed.reason = None  # as if on a GPU
+    batch = lambda n: (np.zeros((n, 6), np.float32), np.zeros(n, np.int64))  # noqa: E731
+    outputs = [graphed(*batch(n)) for n in (8, 5, 8, 5, 8, 8, 5)]
+    assert eager == [8, 5, 8, 5, 5] and captures == [8] and len(launches) == 2
+    assert outputs[4] == (1.5, None) and graphed.replaying  # keep=1: the loss only
+    opt.betas = (0.8, 0.99)  # baked into the captured kernels
+    for n in (8, 8, 8):
+        graphed(*batch(n))
+    assert eager[5:] == [8, 8] and captures == [8, 8] and len(launches) == 3
+
+
+def test_graphs_need_the_optimizer_to_update_exactly_the_models_parameters() -> None:
+    model = pretend_cuda(mlp("cpu"))
+    some = bp.optim.Adam(model.parameters()[2:])
+    assert "exactly the model's parameters" in graph_unsupported_reason(model, some)
+    reordered = bp.optim.Adam(model.parameters()[::-1])
+    assert "in order" in graph_unsupported_reason(model, reordered)
+
+
 # ---------------------------------------------------------------------------- on a GPU
 def needs_cuda(device: bp.Device) -> None:
     if device.type != "cuda":

@@ -45,6 +45,9 @@ def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | N
         return f"CUDA graphs need a CUDA device; the model is on {model.device.name}"
     if not optimizer.fused_kernel:
         return f"{type(optimizer).__name__} updates parameters out of place; use SGD, Adam or AdamW"
+    params = model.parameters()
+    if len(optimizer.params) != len(params) or any(a is not b for a, b in zip(optimizer.params, params)):
+        return "the optimizer does not update exactly the model's parameters, in order (only that is one fused update)"
     if any(p.arenas is None for p in optimizer.params):
         return "the parameters are not in the model's flat buffer"
     frozen = [name for name, p in model.named_variables() if not p.trainable]
@@ -64,16 +67,19 @@ def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | N
 
 
 class GraphedStep:
-    """``step(X, T) -> outputs`` replayed from a CUDA graph for the batch shape it first sees
-    after ``warmup`` eager calls. ``reason`` is ``None`` while graphs are in use, else why not."""
+    """``step(X, T) -> outputs`` replayed from a CUDA graph for the batch shape of its first
+    call (a data set's full batches), captured after ``warmup`` eager calls of that shape;
+    other shapes (the last, partial batch) run eagerly. The first ``keep`` outputs are returned
+    (copies), the rest as ``None``. ``reason`` is ``None`` while graphs are in use, else why not."""
 
-    def __init__(self, step: StepFn, model: Sequential, optimizer: Optimizer, warmup: int = 3):
+    def __init__(self, step: StepFn, model: Sequential, optimizer: Optimizer, warmup: int = 3, keep: int = 2):
         self.step, self.model, self.optimizer = step, model, optimizer
-        self.warmup = warmup
+        self.warmup, self.keep = warmup, keep
         self.reason = graph_unsupported_reason(model, optimizer)
-        self.calls = 0
+        self.calls = 0  # calls of the shape to capture, since it was chosen
         self._graph: Any = None
-        self._key: Any = None
+        self._shape: Any = None  # (X shape, T shape, dtypes) of the batches replayed
+        self._baked: Any = None  # the optimizer constants in the captured kernels
         self._arenas: Any = None
         self._static: tuple[Any, Any] | None = None
         self._outputs: tuple[Any, ...] = ()
@@ -85,14 +91,22 @@ class GraphedStep:
         return self._graph is not None
 
     def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
-        self.calls += 1
-        key = (tuple(X.shape), tuple(T.shape), str(X.dtype), str(T.dtype), self._constants())
-        if self._graph is not None and (self._arenas is not self.optimizer.params[0].arenas or key[4] != self._key[4]):
+        if self.reason is not None:
+            return self.step(X, T)
+        shape = (tuple(X.shape), tuple(T.shape), str(X.dtype), str(T.dtype))
+        if self._graph is not None and (
+            self._arenas is not self.optimizer.params[0].arenas or self._constants() != self._baked
+        ):
             self._drop()  # the model moved or was repacked, or a baked-in constant changed
-        if self.reason is not None or self.calls <= self.warmup or (self._key is not None and key != self._key):
+        if self._shape is None:
+            self._shape = shape
+        if shape != self._shape:
             return self.step(X, T)
         if self._graph is None:
-            self._capture(X, T, key)
+            self.calls += 1
+            if self.calls <= self.warmup:
+                return self.step(X, T)
+            self._capture(X, T)
             if self._graph is None:
                 return self.step(X, T)
         Xs, Ts = self._static
@@ -102,13 +116,14 @@ class GraphedStep:
         self._graph.launch()
         self.optimizer.after_replay()
         # copies: the next replay rewrites the static outputs, and callers may keep these
-        return tuple(o.copy() for o in self._outputs)
+        kept = tuple(o.copy() for o in self._outputs[: self.keep])
+        return kept + (None,) * (len(self._outputs) - len(kept))
 
     def _constants(self) -> tuple[Any, ...]:
         """The optimizer's settings the captured kernels hold as constants (all but ``lr``)."""
         return tuple(v for k, v in self.optimizer.hyperparameters().items() if k != "lr")
 
-    def _capture(self, X: Array, T: Array, key: Any) -> None:
+    def _capture(self, X: Array, T: Array) -> None:
         import cupy  # noqa: PLC0415 - only reached on CUDA (see graph_unsupported_reason)
 
         backend = self.model.backend
@@ -151,15 +166,20 @@ class GraphedStep:
             for state, saved in zip(self.optimizer.state, bookkeeping):
                 state.update(saved)
             self.model.noise_rng.bit_generator.state = noise
+        fused = getattr(self.optimizer, "_fused", None)
+        if error is None and (fused is None or not fused.valid(self.optimizer)):
+            # an update that rebinds arrays (a parameter without a gradient falls back to the
+            # per-parameter rule) would replay from stale inputs
+            error = RuntimeError("the optimizer did not update every parameter in one fused step")
         if error is not None or graph is None:
             self.reason = f"capture failed: {type(error).__name__}: {error}"
             warnings.warn(f"graph=True: training eagerly because the {self.reason}", stacklevel=4)
             return
-        self._graph, self._key = graph, key
+        self._graph, self._baked = graph, self._constants()
         self._static, self._outputs = (Xs, Ts), tuple(outputs)
         self._arenas = self.optimizer.params[0].arenas
 
     def _drop(self) -> None:
-        self._graph = self._key = self._arenas = self._static = None
+        self._graph = self._baked = self._arenas = self._static = None
         self._outputs = ()  # the pools stay: arrays made while capturing (a gradient) may outlive the graph
         self.calls = 0

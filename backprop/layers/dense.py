@@ -152,10 +152,11 @@ class Dense(Layer):
     ) -> Array | None:
         _, mm_tn, mm_nt, sum_rows_ = kernels
         dW = mm_tn(xp, X, dY, _grad_slot(self.W))
-        if self.l1:
-            dW = dW + self.l1 * xp.sign(W)
+        # in place: dW is ours (the gradient slot or a fresh product), and stays in the flat buffer
+        if self.l1:  # sign(W) without xp.sign, which CuPy's Array API wrapper syncs with the host for
+            dW += self.l1 * (xp.astype(W > 0, W.dtype) - xp.astype(W < 0, W.dtype))
         if self.l2:
-            dW = dW + (2.0 * self.l2) * W
+            dW += (2.0 * self.l2) * W
         self.W.grad = dW
         if self.b is not None:
             self.b.grad = sum_rows_(xp, dY, _grad_slot(self.b))
