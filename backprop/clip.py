@@ -26,12 +26,31 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
         raise ValueError("no parameter has a gradient yet: call model.backprop(...) first")
     backend = with_grad[0].backend
     xp = backend.xp
+    flat = _flat_gradients(with_grad)
     with backend.activate():
-        total = xp.sqrt(sum(xp.sum(p.grad * p.grad) for p in with_grad))
+        if flat is not None:  # all of a model's gradients, in its flat buffer: one reduction, one scaling
+            total = xp.sqrt(xp.sum(flat * flat))
+        else:
+            total = xp.sqrt(sum(xp.sum(p.grad * p.grad) for p in with_grad))
         scale = xp.minimum(max_norm / (total + 1e-6), 1.0)
-        for p in with_grad:
-            p.grad *= scale  # in place, like torch's clip_grad_norm_: gradients stay in the flat buffer
+        for g in [flat] if flat is not None else [p.grad for p in with_grad]:
+            g *= scale  # in place, like torch's clip_grad_norm_: gradients stay in the flat buffer
     return total
+
+
+def _flat_gradients(params: list[Parameter]) -> Array | None:
+    """The flat gradient buffer, when ``params`` are exactly its parameters and every gradient is
+    in it."""
+    arenas = params[0].arenas
+    if arenas is None or len(params) != len(arenas.grad.views):
+        return None
+    views = arenas.grad.views
+    seen = set()
+    for p in params:
+        if p.arenas is not arenas or p.grad is not views[p.index] or p.index in seen:
+            return None
+        seen.add(p.index)
+    return arenas.grad.flat
 
 
 def clip_grad_value(params: Iterable[Parameter], clip_value: float) -> None:

@@ -243,3 +243,21 @@ def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(settings: dict, monke
         for a, b in zip(chunked, results[2]):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(results[2][0], p)  # the step moved the parameters
+
+
+def test_every_layers_gradients_land_in_the_flat_buffer(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    """Dense (with l1/l2), BatchNorm and LayerNorm write their gradients into the flat buffer,
+    so the optimizer's fused update is planned once, not re-gathered every step."""
+    from backprop.optim import base
+
+    plans = []
+    fuse = base.Optimizer._fuse
+    monkeypatch.setattr(base.Optimizer, "_fuse", lambda self: plans.append(1) or fuse(self))
+    model = bp.Sequential(bp.Dense(3, 8, l1=0.01, l2=0.01), bp.BatchNorm(8), bp.ReLU(), bp.LayerNorm(8), bp.Dense(8, 2),
+                          device="cpu", dtype="float64", seed=0)
+    opt = bp.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(4):
+        model.backprop(rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), "mse")
+        opt.step()
+    assert len(plans) == 1
+    assert all(p.grad is p.arenas.grad.views[p.index] for p in model.parameters())

@@ -108,6 +108,18 @@ def test_clip_grad_norm_scales_globally_and_returns_norm_on_device(device: bp.De
         np.testing.assert_allclose(host(p.grad), g, rtol=1e-12)
 
 
+def test_clip_grad_norm_of_some_parameters_leaves_the_others_alone(device: bp.Device) -> None:
+    model = small_model(device)
+    model.backprop(np.ones((4, 3)), np.zeros((4, 2)), "mse")
+    before = [host(p.grad).copy() for p in model.parameters()]
+    first = model.parameters()[:1]
+    norm = float(host(bp.clip_grad_norm(first, 1e-3)))
+    assert norm == pytest.approx(float(np.sqrt((before[0] ** 2).sum())))
+    np.testing.assert_allclose(host(first[0].grad), before[0] * (1e-3 / (norm + 1e-6)), rtol=1e-6)
+    for g, p in zip(before[1:], model.parameters()[1:]):
+        np.testing.assert_array_equal(host(p.grad), g)
+
+
 def test_clip_grad_value(device: bp.Device) -> None:
     model = small_model(device)
     model.backprop(5 * np.ones((4, 3)), np.full((4, 2), 9.0), "mse")

@@ -18,7 +18,7 @@ import numpy as np
 from ..backends import Array, Backend
 from ..parameter import Parameter
 
-__all__ = ["Backward", "BuildContext", "Layer"]
+__all__ = ["Backward", "BuildContext", "Layer", "grad_slot", "set_column_sum_grad"]
 
 Backward = Callable[[Array, bool], "Array | None"]
 
@@ -109,3 +109,16 @@ class Layer:
                 f"{self.describe()} expects inputs of shape (batch, {features}); got shape {shape}. "
                 "Inputs are batch-first: one row per sample, one column per feature."
             )
+
+
+def grad_slot(p: Parameter) -> Array | None:
+    """Where ``p``'s gradient lives in the model's flat gradient buffer, if it has one: writing
+    it there saves the optimizer a copy, and keeps its fused update ready from step to step."""
+    return None if p.arenas is None else p.arenas.grad.views[p.index]
+
+
+def set_column_sum_grad(p: Parameter, xp: Any, A: Array) -> Array:
+    """``p.grad = sum_n A[n, :]``, written into ``p``'s gradient slot where it has one; returns it."""
+    kernel = p.backend.kernel("sum_rows", None)
+    p.grad = xp.sum(A, axis=0) if kernel is None else kernel(xp, A, grad_slot(p))
+    return p.grad

@@ -8,9 +8,8 @@ import numpy as np
 
 from ..backends import Array
 from ..init import Initializer, get_initializer
-from ..parameter import Parameter
 from .activations import Elementwise
-from .base import Backward, BuildContext, Layer
+from .base import Backward, BuildContext, Layer, grad_slot
 
 __all__ = ["Dense"]
 
@@ -33,12 +32,6 @@ def matmul_nt(xp: Any, A: Array, B: Array) -> Array:
 def sum_rows(xp: Any, A: Array, out: Array | None = None) -> Array:
     """``sum_n A[n, :]`` (the bias gradient); a fused kernel may write it into ``out``."""
     return xp.sum(A, axis=0)
-
-
-def _grad_slot(p: Parameter) -> Array | None:
-    """Where ``p``'s gradient lives in the model's flat gradient buffer, if it has one: writing
-    it there saves the optimizer a copy."""
-    return None if p.arenas is None else p.arenas.grad.views[p.index]
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -151,7 +144,7 @@ class Dense(Layer):
         self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool, kernels: tuple[Any, ...]
     ) -> Array | None:
         _, mm_tn, mm_nt, sum_rows_ = kernels
-        dW = mm_tn(xp, X, dY, _grad_slot(self.W))
+        dW = mm_tn(xp, X, dY, grad_slot(self.W))
         # in place: dW is ours (the gradient slot or a fresh product), and stays in the flat buffer
         if self.l1:  # sign(W) without xp.sign, which CuPy's Array API wrapper syncs with the host for
             dW += self.l1 * (xp.astype(W > 0, W.dtype) - xp.astype(W < 0, W.dtype))
@@ -159,7 +152,7 @@ class Dense(Layer):
             dW += (2.0 * self.l2) * W
         self.W.grad = dW
         if self.b is not None:
-            self.b.grad = sum_rows_(xp, dY, _grad_slot(self.b))
+            self.b.grad = sum_rows_(xp, dY, grad_slot(self.b))
         return mm_nt(xp, dY, W) if need_dX else None
 
     def penalty(self, xp: Any) -> Array | float:

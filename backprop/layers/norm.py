@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Array
-from .base import Backward, BuildContext, Layer
+from .base import Backward, BuildContext, Layer, set_column_sum_grad
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -101,8 +101,8 @@ class BatchNorm(_Norm):
             Y = gamma * xhat + self.beta.data
 
             def backward_eval(dY: Array, need_dX: bool = True) -> Array | None:
-                self.gamma.grad = xp.sum(dY * xhat, axis=0)
-                self.beta.grad = xp.sum(dY, axis=0)
+                set_column_sum_grad(self.gamma, xp, dY * xhat)
+                set_column_sum_grad(self.beta, xp, dY)
                 return dY * (gamma * inv_std) if need_dX else None
 
             return Y, backward_eval
@@ -126,10 +126,8 @@ class BatchNorm(_Norm):
         self.running_var.data = (1.0 - m) * self.running_var.data + (m * N / (N - 1)) * var
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            sum_dY = xp.sum(dY, axis=0)
-            sum_dY_xhat = xp.sum(dY * xhat, axis=0)
-            self.gamma.grad = sum_dY_xhat
-            self.beta.grad = sum_dY
+            sum_dY_xhat = set_column_sum_grad(self.gamma, xp, dY * xhat)
+            sum_dY = set_column_sum_grad(self.beta, xp, dY)
             if not need_dX:
                 return None
             return (gamma * inv_std / N) * (N * dY - sum_dY - xhat * sum_dY_xhat)
@@ -172,8 +170,8 @@ class LayerNorm(_Norm):
         Y = gamma * xhat + self.beta.data
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            self.gamma.grad = xp.sum(dY * xhat, axis=0)
-            self.beta.grad = xp.sum(dY, axis=0)
+            set_column_sum_grad(self.gamma, xp, dY * xhat)
+            set_column_sum_grad(self.beta, xp, dY)
             if not need_dX:
                 return None
             g = dY * gamma
