@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tutorial:
         log("xor against the tutorial's own code ...")
         try:
-            tutorial = tutorial_runner.run_tutorial_comparison(args.tutorial, *((50, 1) if args.quick else (2000, 9)))
+            tutorial = tutorial_runner.run_tutorial_comparison(args.tutorial, *((50, 1) if args.quick else (200, 50)))
         except Exception as exc:
             log(traceback.format_exc())
             tutorial = {"error": f"{type(exc).__name__}: {exc}"}

@@ -4,8 +4,9 @@ The tutorial's ``NeuralNetwork([2, 4, 1]).train(X, Y, epochs, lr=0.1)`` is a Num
 full-batch epochs of XOR: 2-4-1, ReLU, sigmoid output, BCE, plain SGD, float64. backprop runs
 the same network the two ways a user would: ``model.fit(X, y, epochs=E, batch_size=4)`` (each
 epoch one step on the four points, with fit's per-epoch bookkeeping) and ``E`` bare
-`make_step` calls. The three are timed in interleaved rounds of ``E`` epochs; the result is
-the median time per epoch of each and the ratios to the tutorial.
+`make_step` calls. The three are timed in many short interleaved rounds of ``E`` epochs (a
+slow spell of a shared machine then hits all three alike); the result is the median time per
+epoch of each and the ratios to the tutorial.
 
 The tutorial is not part of this project: give the path to its ``seed_tutorial.py``.
 """
@@ -41,7 +42,7 @@ def load_tutorial(path: str | os.PathLike[str]) -> ModuleType:
     return module
 
 
-def run_tutorial_comparison(path: str | os.PathLike[str], epochs: int = 2000, rounds: int = 9) -> dict[str, Any]:
+def run_tutorial_comparison(path: str | os.PathLike[str], epochs: int = 200, rounds: int = 50) -> dict[str, Any]:
     tutorial = load_tutorial(path)
     net = tutorial.NeuralNetwork([2, 4, 1])
     fit_model, step_model = (

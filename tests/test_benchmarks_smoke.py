@@ -112,3 +112,37 @@ def test_cuda_without_gpu_exits_2() -> None:
 def test_bad_config_exits_2() -> None:
     proc = _run("--quick", "--configs", "nope", timeout=120)
     assert proc.returncode == 2 and "unknown config" in proc.stderr
+
+
+FAKE_TUTORIAL = '''
+import numpy as np
+
+class NeuralNetwork:  # the tutorial's interface: layers, then train(X, Y, epochs, lr, verbose) on (features, samples)
+    def __init__(self, layers):
+        self.W = np.random.default_rng(0).standard_normal((layers[-1], layers[0]))
+
+    def train(self, X, Y, epochs=1000, lr=0.01, verbose=True):
+        for _ in range(epochs):
+            self.W -= lr * (self.W @ X - Y) @ X.T / X.shape[1]
+'''
+
+
+def test_tutorial_comparison(tmp_path: Path) -> None:
+    """--tutorial times the given tutorial file's NeuralNetwork.train against fit and bare steps."""
+    tutorial = tmp_path / "tutorial.py"
+    tutorial.write_text(FAKE_TUTORIAL)
+    out = tmp_path / "tutorial.json"
+    proc = _run("--quick", "--configs", "xor", "--no-torch", "--tutorial", str(tutorial), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())["tutorial"]
+    per_epoch = result["median_ms_per_epoch"]
+    assert set(per_epoch) == {"tutorial", "backprop fit", "backprop step"} and all(v > 0 for v in per_epoch.values())
+    for name in ("backprop fit", "backprop step"):
+        assert _close(result["ratio_to_tutorial"][name], per_epoch[name] / per_epoch["tutorial"])
+    assert "| backprop fit |" in proc.stdout
+    missing = _run("--quick", "--configs", "xor", "--tutorial", str(tmp_path / "nope.py"), timeout=120)
+    assert missing.returncode == 2 and "is not a file" in missing.stderr
+    not_it = tmp_path / "other.py"
+    not_it.write_text("x = 1\n")
+    wrong = _run("--quick", "--configs", "xor", "--no-torch", "--tutorial", str(not_it), timeout=120)
+    assert wrong.returncode == 1 and "has no NeuralNetwork class" in wrong.stdout + wrong.stderr
