@@ -192,7 +192,7 @@ def _sync_device(backend: Any) -> None:
     cupy.cuda.Device(backend.device.index or 0).synchronize()
 
 
-def run_fit(config: Config, device: str, counts: Counts, rounds: int = 5) -> dict[str, Any]:
+def run_fit(config: Config, device: str, counts: Counts, rounds: int = 20) -> dict[str, Any]:
     """Samples/s of ``model.fit(..., epochs=1, batch_size=config.batch, verbose=0)`` over an epoch
     of synthetic samples (shuffling and batching included), against the bare steps over the
     same samples (`make_step` on contiguous device batches), timed alternately for ``rounds``

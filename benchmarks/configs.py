@@ -50,7 +50,7 @@ QUICK = Counts(warmup=2, steps=5, fit_samples=0)  # fit_samples 0: four batches
 CONFIGS: dict[str, Config] = {
     c.name: c
     for c in (
-        Config("xor", (2, 4, 1), 4, "sigmoid-bce", "sgd", 0.1, {"cpu": Counts(500, 5000, 8000)}),
+        Config("xor", (2, 4, 1), 4, "sigmoid-bce", "sgd", 0.1, {"cpu": Counts(500, 5000, 2000)}),
         Config(
             "mnist-small",
             (784, 256, 256, 10),
@@ -58,7 +58,7 @@ CONFIGS: dict[str, Config] = {
             "softmax-ce",
             "adam",
             1e-3,
-            {"cpu": Counts(30, 1000, 25_600), "cuda": Counts(50, 1000, 60_000)},
+            {"cpu": Counts(30, 1000, 6400), "cuda": Counts(50, 1000, 60_000)},
         ),
         Config(
             "mnist-wide",
@@ -67,7 +67,7 @@ CONFIGS: dict[str, Config] = {
             "softmax-ce",
             "adam",
             1e-3,
-            {"cpu": Counts(5, 300, 20_480), "cuda": Counts(50, 1000, 60_000)},
+            {"cpu": Counts(5, 300, 5120), "cuda": Counts(50, 1000, 60_000)},
         ),
         Config(
             "deep-4096",

@@ -143,7 +143,7 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
         torch.cuda.empty_cache()
     t0 = time.perf_counter()
     try:
-        entry["fit"] = backprop_runner.run_fit(config, bp_device, counts, rounds=1 if quick else 5)
+        entry["fit"] = backprop_runner.run_fit(config, bp_device, counts, rounds=1 if quick else 20)
         log(f"    fit             {entry['fit']['samples_per_s']:.4g} samples/s   ({time.perf_counter() - t0:.1f} s)")
     except Exception as exc:
         log(traceback.format_exc())
