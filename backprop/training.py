@@ -61,7 +61,11 @@ def fit(
     ``batch_size`` (the last one may be smaller); each batch is forward, loss, backward,
     optional global-norm clipping (``clip_grad_norm=max_norm``) and ``optimizer.step()``.
     Losses and metrics stay on the device and are read once per epoch (a progress bar reads
-    the running loss at most twice a second).
+    the running loss at most twice a second). With ``verbose=0`` and nothing that needs an
+    epoch's values as it ends (validation data, a scheduler, early stopping, checkpoints), they
+    are read in blocks of up to 1024 batches: many tiny epochs then cost no host sync each, and
+    a diverging loss is reported when its block is read (the model then holds the weights of
+    the block's end).
 
     Per epoch the returned `History` gets ``"loss"`` (mean training loss, including `Dense`
     l1/l2 penalties), each metric (``metrics=["accuracy"]``: the running value over the
@@ -147,6 +151,10 @@ def fit(
                     break
             saver.save_last()
         except KeyboardInterrupt:
+            for done, values in results.read(metric_list, params):  # completed epochs not read yet
+                if not math.isfinite(values["loss"]):
+                    break
+                history.append(done, values)
             saver.save_last()
             raise
         finally:

@@ -1,15 +1,16 @@
 """Fused CuPy kernels: one launch where the generic path makes several (see `Backend.kernel`).
 
 Each kernel has the signature of its generic twin (tests compare them on a GPU). Elementwise
-work is written as `cupy.ElementwiseKernel`s; matrix products go through a cuBLAS handle of
-our own (`cublas.Gemm`), which, unlike ``cupy.matmul``, may be captured in a CUDA graph.
-Step-dependent optimizer scalars (the learning rate, Adam's bias corrections, computed on the
-host exactly as the reference rule computes them) are read from device memory (``scalars``),
-so a captured graph replays them correctly.
+work is written as `cupy.ElementwiseKernel`s, whose sources are the data `DEFINITIONS` (so a
+test can compile every one with NVRTC, without a GPU); matrix products go through a cuBLAS
+handle of our own (`cublas.Gemm`), which, unlike ``cupy.matmul``, may be captured in a CUDA
+graph. Step-dependent optimizer scalars (the learning rate, Adam's bias corrections, computed on
+the host exactly as the reference rule computes them) are read from device memory
+(``scalars``), so a captured graph replays them correctly.
 
-Every kernel is compiled with ``--fmad=false``: NVRTC would otherwise contract ``a * b + c``
-into one fused multiply-add, rounding once where the generic path rounds twice, and the
-fused kernels would no longer give the generic path's numbers (``1 - y * y`` in tanh's
+Every kernel is compiled with ``--fmad=false`` (`OPTIONS`): NVRTC would otherwise contract
+``a * b + c`` into one fused multiply-add, rounding once where the generic path rounds twice,
+and the fused kernels would no longer give the generic path's numbers (``1 - y * y`` in tanh's
 backward differs by up to 1e-4 relative in float32 near |y| = 1).
 
 Kernels are made per `Backend` by `make_kernels` (the cuBLAS handle belongs to one device).
@@ -18,21 +19,110 @@ Kernels are made per `Backend` by `make_kernels` (the cuBLAS handle belongs to o
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["make_kernels"]
+__all__ = ["DEFINITIONS", "OPTIONS", "Definition", "make_kernels"]
 
-_OPTIONS = ("--fmad=false",)
+OPTIONS = ("--fmad=false",)
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One ``cupy.ElementwiseKernel``: its input and output parameters, its body, and which
+    inputs its callers pass as scalars (the others are arrays)."""
+
+    inputs: str
+    outputs: str
+    body: str
+    scalars: tuple[str, ...] = ()
+
 
 _ACTIVATIONS = {
-    # name: (forward Y = f(X), backward dX = df(dY, X, Y), whether df reads X)
+    # name: (forward Y = f(X), backward dX = df(dY, X, Y))
     "relu": ("y = x > 0 ? x : (T)0", "dx = y > 0 ? dy : (T)0"),
     "sigmoid": ("y = (T)1 / ((T)1 + exp(-x))", "dx = dy * y * ((T)1 - y)"),
     "tanh": ("y = tanh(x)", "dx = dy * ((T)1 - y * y)"),
     "leaky_relu": ("y = x > 0 ? x : (T)alpha * x", "dx = x > 0 ? dy : (T)alpha * dy"),
+}
+
+
+def _activation_definitions() -> dict[str, Definition]:
+    out = {}
+    for name, (forward, backward) in _ACTIVATIONS.items():
+        extra, scalars = (", float64 alpha", ("alpha",)) if name == "leaky_relu" else ("", ())
+        out[f"bp_{name}_forward"] = Definition(f"T x{extra}", "T y", forward, scalars)
+        # Z is a temporary of the caller (a fresh matrix product): the fused bias kernel writes
+        # the activation over it, so the pair costs one pass and no allocation.
+        out[f"bp_bias_{name}_forward"] = Definition(
+            f"T b{extra}", "T z", f"T x = z + b; T y; {forward}; z = y", scalars
+        )
+        out[f"bp_{name}_backward"] = Definition(f"T dy, T x, T y{extra}", "T dx", backward, scalars)
+    return out
+
+
+DEFINITIONS: dict[str, Definition] = {
+    **_activation_definitions(),
+    "bp_softmax_ce_grad": Definition(
+        "T z, T zmax, T s, int64 label, int64 n_classes, T inv_n",
+        "T dz",
+        "dz = (exp(z - zmax) / s - (T)(i % n_classes == label)) * inv_n",
+        ("n_classes", "inv_n"),
+    ),
+    "bp_bce": Definition(
+        "T p, T t, T scale",
+        "T term, T dp",
+        """
+        T q = (T)1 - p;
+        T log_p = p > 0 ? max(log(p), (T)-100) : (T)-100;
+        T log_q = q > 0 ? max(log(q), (T)-100) : (T)-100;
+        term = t * log_p + ((T)1 - t) * log_q;
+        dp = (p - t) / (max(p * q, (T)1e-12) * scale);
+        """,
+        ("scale",),
+    ),
+    "bp_adam_update": Definition(
+        "T g, raw float64 scalars, float64 beta1, float64 beta2, float64 eps, float64 wd, bool decoupled",
+        "T p, T m, T v",
+        """
+        const double lr = scalars[0], step_size = scalars[1], root_bc2 = scalars[2];
+        T grad = g;
+        if (wd != 0) { if (decoupled) p = p * (T)(1.0 - lr * wd); else grad = grad + (T)wd * p; }
+        m = (T)beta1 * m + (T)(1.0 - beta1) * grad;
+        v = (T)beta2 * v + (T)(1.0 - beta2) * (grad * grad);
+        T denom = sqrt(v) / (T)root_bc2 + (T)eps;
+        p = p - (T)step_size * (m / denom);
+        """,
+        ("beta1", "beta2", "eps", "wd", "decoupled"),
+    ),
+    "bp_sgd_momentum_update": Definition(
+        "T g, raw float64 scalars, float64 momentum, float64 dampening, bool nesterov, float64 wd, bool fresh",
+        "T p, T buf",
+        """
+        const double lr = scalars[0];
+        T grad = g;
+        if (wd != 0) grad = grad + (T)wd * p;
+        buf = fresh ? grad : (T)momentum * buf + (T)(1.0 - dampening) * grad;
+        grad = nesterov ? grad + (T)momentum * buf : buf;
+        p = p - (T)lr * grad;
+        """,
+        ("momentum", "dampening", "nesterov", "wd", "fresh"),
+    ),
+    "bp_sgd_update": Definition(
+        "T g, raw float64 scalars, float64 wd",
+        "T p",
+        "T grad = g; if (wd != 0) grad = grad + (T)wd * p; p = p - (T)scalars[0] * grad",
+        ("wd",),
+    ),
+    "bp_set_scalars": Definition(
+        "float64 a, float64 b, float64 c", "raw float64 s", "s[0] = a; s[1] = b; s[2] = c", ("a", "b", "c")
+    ),
+    "bp_dropout_forward": Definition(
+        "T x, T u, float64 keep", "T y, T scale", "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale", ("keep",)
+    ),
 }
 
 
@@ -43,8 +133,8 @@ def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
     from .cublas import Gemm  # noqa: PLC0415
 
     kernels: dict[str, Callable[..., Any]] = {}
-    for name, (forward, backward) in _ACTIVATIONS.items():
-        kernels.update(_activation_kernels(cupy, name, forward, backward))
+    for name in _ACTIVATIONS:
+        kernels.update(_activation_kernels(cupy, name))
     gemm = Gemm(backend)
     kernels["matmul"] = lambda xp, A, B: gemm(A, B, False, False)
     kernels["matmul_tn"] = lambda xp, A, B, out=None: gemm(A, B, True, False, out)
@@ -57,20 +147,16 @@ def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
     return kernels
 
 
-def _elementwise(cupy: Any, *args: Any) -> Any:
-    """``cupy.ElementwiseKernel(*args)`` compiled without multiply-add contraction."""
-    return cupy.ElementwiseKernel(*args, options=_OPTIONS)
+def _elementwise(cupy: Any, name: str) -> Any:
+    """The ``cupy.ElementwiseKernel`` of ``DEFINITIONS[name]``."""
+    d = DEFINITIONS[name]
+    return cupy.ElementwiseKernel(d.inputs, d.outputs, d.body, name, options=OPTIONS)
 
 
-def _activation_kernels(cupy: Any, name: str, forward: str, backward: str) -> dict[str, Callable[..., Any]]:
-    extra = ", float64 alpha" if name == "leaky_relu" else ""
-    fwd = _elementwise(cupy, f"T x{extra}", "T y", forward, f"bp_{name}_forward")
-    # Z is a temporary of the caller (a fresh matrix product): the fused bias kernel writes
-    # the activation over it, so the pair costs one pass and no allocation.
-    bias_fwd = _elementwise(
-        cupy, f"T b{extra}", "T z", f"T x = z + b; T y; {forward}; z = y", f"bp_bias_{name}_forward"
-    )
-    bwd = _elementwise(cupy, f"T dy, T x, T y{extra}", "T dx", backward, f"bp_{name}_backward")
+def _activation_kernels(cupy: Any, name: str) -> dict[str, Callable[..., Any]]:
+    fwd = _elementwise(cupy, f"bp_{name}_forward")
+    bias_fwd = _elementwise(cupy, f"bp_bias_{name}_forward")
+    bwd = _elementwise(cupy, f"bp_{name}_backward")
 
     def forward_kernel(xp: Any, X: Any, *args: float) -> Any:
         return fwd(X, *args)
@@ -90,26 +176,8 @@ def _activation_kernels(cupy: Any, name: str, forward: str, backward: str) -> di
 
 
 def _loss_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
-    ce_grad = _elementwise(
-        cupy,
-        "T z, T zmax, T s, int64 label, int64 n_classes, T inv_n",
-        "T dz",
-        "dz = (exp(z - zmax) / s - (T)(i % n_classes == label)) * inv_n",
-        "bp_softmax_ce_grad",
-    )
-    bce_terms = _elementwise(
-        cupy,
-        "T p, T t, T scale",
-        "T term, T dp",
-        """
-        T q = (T)1 - p;
-        T log_p = p > 0 ? max(log(p), (T)-100) : (T)-100;
-        T log_q = q > 0 ? max(log(q), (T)-100) : (T)-100;
-        term = t * log_p + ((T)1 - t) * log_q;
-        dp = (p - t) / (max(p * q, (T)1e-12) * scale);
-        """,
-        "bp_bce",
-    )
+    ce_grad = _elementwise(cupy, "bp_softmax_ce_grad")
+    bce_terms = _elementwise(cupy, "bp_bce")
 
     def softmax_cross_entropy(xp: Any, Z: Any, labels: Any) -> tuple[Any, Any]:
         n, c = Z.shape
@@ -128,45 +196,10 @@ def _loss_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
 
 
 def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
-    adam = _elementwise(
-        cupy,
-        "T g, raw float64 scalars, float64 beta1, float64 beta2, float64 eps, float64 wd, bool decoupled",
-        "T p, T m, T v",
-        """
-        const double lr = scalars[0], step_size = scalars[1], root_bc2 = scalars[2];
-        T grad = g;
-        if (wd != 0) { if (decoupled) p = p * (T)(1.0 - lr * wd); else grad = grad + (T)wd * p; }
-        m = (T)beta1 * m + (T)(1.0 - beta1) * grad;
-        v = (T)beta2 * v + (T)(1.0 - beta2) * (grad * grad);
-        T denom = sqrt(v) / (T)root_bc2 + (T)eps;
-        p = p - (T)step_size * (m / denom);
-        """,
-        "bp_adam_update",
-    )
-    sgd_momentum = _elementwise(
-        cupy,
-        "T g, raw float64 scalars, float64 momentum, float64 dampening, bool nesterov, float64 wd, bool fresh",
-        "T p, T buf",
-        """
-        const double lr = scalars[0];
-        T grad = g;
-        if (wd != 0) grad = grad + (T)wd * p;
-        buf = fresh ? grad : (T)momentum * buf + (T)(1.0 - dampening) * grad;
-        grad = nesterov ? grad + (T)momentum * buf : buf;
-        p = p - (T)lr * grad;
-        """,
-        "bp_sgd_momentum_update",
-    )
-    sgd_plain = _elementwise(
-        cupy,
-        "T g, raw float64 scalars, float64 wd",
-        "T p",
-        "T grad = g; if (wd != 0) grad = grad + (T)wd * p; p = p - (T)scalars[0] * grad",
-        "bp_sgd_update",
-    )
-    set_scalars = _elementwise(
-        cupy, "float64 a, float64 b, float64 c", "raw float64 s", "s[0] = a; s[1] = b; s[2] = c", "bp_set_scalars"
-    )
+    adam = _elementwise(cupy, "bp_adam_update")
+    sgd_momentum = _elementwise(cupy, "bp_sgd_momentum_update")
+    sgd_plain = _elementwise(cupy, "bp_sgd_update")
+    set_scalars = _elementwise(cupy, "bp_set_scalars")
 
     def write_scalars(scalars: Any, values: tuple[float, ...]) -> None:
         """Write up to three host floats into the device array ``scalars`` (one launch, no copy
@@ -215,13 +248,7 @@ def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
 
 
 def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
-    kernel = _elementwise(
-        cupy,
-        "T x, T u, float64 keep",
-        "T y, T scale",
-        "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale",
-        "bp_dropout_forward",
-    )
+    kernel = _elementwise(cupy, "bp_dropout_forward")
 
     def dropout_forward(xp: Any, X: Any, U: Any, keep: float) -> tuple[Any, Any]:
         return kernel(X, U, keep)
