@@ -52,7 +52,8 @@ def test_cupy_kernel_compiles(name: str, dtype: str) -> None:
     from cupy.cuda import compiler
 
     source = _source(cupy, name, cupy_kernels.DEFINITIONS[name], np.dtype(dtype))
-    options = core.assemble_cupy_compiler_options((*cupy_kernels.OPTIONS, "-arch=compute_80"))
+    # CuPy adds -ftz=true to every kernel it compiles (cupy/cuda/compiler.py)
+    options = core.assemble_cupy_compiler_options((*cupy_kernels.OPTIONS, "-arch=compute_80", "-ftz=true"))
     try:
         compiler._NVRTCProgram(source, name=f"{name}.cu").compile(options=options)
     except compiler.CompileException as exc:
