@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-__all__ = ["erf"]
+__all__ = ["INV_SQRT2", "INV_SQRT_2PI", "erf"]
 
 # W. J. Cody's rational Chebyshev approximations ("Rational Chebyshev approximations for the
 # error function", Math. Comp. 1969): ~1e-17 relative accuracy in float64, so GELU's
@@ -23,6 +24,8 @@ _D = (
 _P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
 _Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2, 2.33520497626869185e-3)
 _INV_SQRT_PI = 0.56418958354775628695
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _ratio(t: Any, num: tuple[float, ...], den: tuple[float, ...], lead: float) -> Any:

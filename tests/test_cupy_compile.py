@@ -30,7 +30,7 @@ def _source(cupy: Any, name: str, definition: cupy_kernels.Definition, dtype: np
     """The CUDA source CuPy generates for the kernel called with ``dtype`` arrays."""
     from cupy._core import _carray, _kernel, _scalar, core
 
-    kernel = cupy.ElementwiseKernel(definition.inputs, definition.outputs, definition.body, name)
+    kernel = cupy.ElementwiseKernel(definition.inputs, definition.outputs, definition.body, name, preamble=definition.preamble)
     in_types = tuple(dtype if p.dtype is None else np.dtype(p.dtype) for p in kernel.in_params)
     _, out_types, type_map = kernel._decide_params_type(in_types, ())
     args = []
@@ -40,7 +40,9 @@ def _source(cupy: Any, name: str, definition: cupy_kernels.Definition, dtype: np
         else:
             args.append(_kernel._ArgInfo(_NDARRAY, cupy.ndarray, t.type, 1, True, True))
     args.append(_kernel._ArgInfo(_INDEXER, _carray.Indexer, None, 1, True, True))
-    code = _kernel._get_elementwise_kernel_code(tuple(args), type_map, kernel.params, kernel.operation, name, "")
+    code = _kernel._get_elementwise_kernel_code(
+        tuple(args), type_map, kernel.params, kernel.operation, name, definition.preamble
+    )
     return "".join(f"#include <{h}>\n" for h in core._cupy_header_list) + code
 
 

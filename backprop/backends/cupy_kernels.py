@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._math import INV_SQRT2, INV_SQRT_2PI
+
 if TYPE_CHECKING:
     from .backend import Backend
 
@@ -32,21 +34,68 @@ OPTIONS = ("--fmad=false",)
 
 @dataclass(frozen=True)
 class Definition:
-    """One ``cupy.ElementwiseKernel``: its input and output parameters, its body, and which
-    inputs its callers pass as scalars (the others are arrays)."""
+    """One ``cupy.ElementwiseKernel``: its input and output parameters, its body, which inputs
+    its callers pass as scalars (the others are arrays), and code it needs before the kernel."""
 
     inputs: str
     outputs: str
     body: str
     scalars: tuple[str, ...] = ()
+    preamble: str = ""
 
 
+def _horner(var: str, t: str, num: tuple[float, ...], den: tuple[float, ...], lead: float) -> str:
+    """C for `backprop._math._ratio`, operation for operation (constants rounded to T as the
+    generic path's Python floats are)."""
+    lines = [f"T {var}_n = (T){lead!r} * {t};", f"T {var}_d = {t};"]
+    for a, b in zip(num[:-1], den[:-1]):
+        lines += [f"{var}_n = ({var}_n + (T){a!r}) * {t};", f"{var}_d = ({var}_d + (T){b!r}) * {t};"]
+    lines.append(f"const T {var} = ({var}_n + (T){num[-1]!r}) / ({var}_d + (T){den[-1]!r});")
+    return "\n    ".join(lines)
+
+
+def _erf_preamble() -> str:
+    """``bp_erf``: `backprop._math.erf` as a device function, the same operations in the same
+    order, so the fused GELU kernels give the generic path's numbers."""
+    from .._math import _A, _B, _C, _D, _INV_SQRT_PI, _P, _Q  # noqa: PLC0415 - one source for the constants
+
+    return f"""
+template <typename T> __device__ T bp_exp_neg_square(T y) {{
+    const T head = floor(y * (T)16.0) / (T)16.0;
+    return exp(-head * head) * exp(-(y - head) * (y + head));
+}}
+template <typename T> __device__ T bp_erf(T x) {{
+    const T y = fabs(x);
+    const T small = min(y, (T)0.46875);
+    const T t = small * small;
+    {_horner("small_ratio", "t", _A[:4], _B, _A[4])}
+    const T r_small = small * small_ratio;
+    const T mid = min(max(y, (T)0.46875), (T)4.0);
+    {_horner("mid_ratio", "mid", _C[:8], _D, _C[8])}
+    const T erfc_mid = bp_exp_neg_square(mid) * mid_ratio;
+    const T big = min(max(y, (T)4.0), (T)27.0);
+    const T z = (T)1.0 / (big * big);
+    {_horner("big_ratio", "z", _P[:5], _Q, _P[5])}
+    const T tail = z * big_ratio;
+    const T erfc_big = bp_exp_neg_square(big) * (((T){_INV_SQRT_PI!r} - tail) / big);
+    const T r = y <= (T)0.46875 ? r_small : (y <= (T)4.0 ? (T)1.0 - erfc_mid : (T)1.0 - erfc_big);
+    return x < 0 ? -r : r;
+}}
+"""
+
+
+_GELU_PHI = "(T)0.5 * ((T)1.0 + bp_erf(x * (T)" + repr(INV_SQRT2) + "))"
 _ACTIVATIONS = {
-    # name: (forward Y = f(X), backward dX = df(dY, X, Y))
+    # name: (forward Y = f(X), backward dX = df(dY, X, Y)), as the generic f and df compute them
     "relu": ("y = x > 0 ? x : (T)0", "dx = y > 0 ? dy : (T)0"),
     "sigmoid": ("y = (T)1 / ((T)1 + exp(-x))", "dx = dy * y * ((T)1 - y)"),
     "tanh": ("y = tanh(x)", "dx = dy * ((T)1 - y * y)"),
     "leaky_relu": ("y = x > 0 ? x : (T)alpha * x", "dx = x > 0 ? dy : (T)alpha * dy"),
+    "gelu": (
+        f"y = x * ({_GELU_PHI})",
+        "const T xc = min(max(x, (T)-40.0), (T)40.0); "
+        f"dx = dy * ({_GELU_PHI} + x * (exp((T)-0.5 * xc * xc) * (T){INV_SQRT_2PI!r}))",
+    ),
 }
 
 
@@ -54,13 +103,13 @@ def _activation_definitions() -> dict[str, Definition]:
     out = {}
     for name, (forward, backward) in _ACTIVATIONS.items():
         extra, scalars = (", float64 alpha", ("alpha",)) if name == "leaky_relu" else ("", ())
-        out[f"bp_{name}_forward"] = Definition(f"T x{extra}", "T y", forward, scalars)
+        preamble = _erf_preamble() if name == "gelu" else ""
+        out[f"bp_{name}_forward"] = Definition(f"T x{extra}", "T y", forward, scalars, preamble)
         # Z is a temporary of the caller (a fresh matrix product): the fused bias kernel writes
         # the activation over it, so the pair costs one pass and no allocation.
-        out[f"bp_bias_{name}_forward"] = Definition(
-            f"T b{extra}", "T z", f"T x = z + b; T y; {forward}; z = y", scalars
-        )
-        out[f"bp_{name}_backward"] = Definition(f"T dy, T x, T y{extra}", "T dx", backward, scalars)
+        bias = f"T x = z + b; T y; {forward}; z = y"
+        out[f"bp_bias_{name}_forward"] = Definition(f"T b{extra}", "T z", bias, scalars, preamble)
+        out[f"bp_{name}_backward"] = Definition(f"T dy, T x, T y{extra}", "T dx", backward, scalars, preamble)
     return out
 
 
@@ -150,7 +199,7 @@ def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
 def _elementwise(cupy: Any, name: str) -> Any:
     """The ``cupy.ElementwiseKernel`` of ``DEFINITIONS[name]``."""
     d = DEFINITIONS[name]
-    return cupy.ElementwiseKernel(d.inputs, d.outputs, d.body, name, options=OPTIONS)
+    return cupy.ElementwiseKernel(d.inputs, d.outputs, d.body, name, options=OPTIONS, preamble=d.preamble)
 
 
 def _activation_kernels(cupy: Any, name: str) -> dict[str, Callable[..., Any]]:

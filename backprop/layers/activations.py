@@ -6,11 +6,10 @@ Shapes: X, Y, dY, dX are all ``(N, features)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-from .._math import erf
+from .._math import INV_SQRT2, INV_SQRT_2PI, erf
 from ..backends import Array
 from .base import Backward, Layer
 
@@ -128,8 +127,6 @@ class Tanh(Elementwise):
         return dY * (1.0 - Y * Y)
 
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class GELU(Elementwise):
@@ -140,13 +137,13 @@ class GELU(Elementwise):
     needs_input = True
 
     def f(self, xp: Any, X: Array) -> Array:
-        return X * (0.5 * (1.0 + erf(xp, X * _INV_SQRT2)))
+        return X * (0.5 * (1.0 + erf(xp, X * INV_SQRT2)))
 
     def df(self, xp: Any, dY: Array, X: Array, Y: Array) -> Array:
-        Phi = 0.5 * (1.0 + erf(xp, X * _INV_SQRT2))
+        Phi = 0.5 * (1.0 + erf(xp, X * INV_SQRT2))
         # Clamping keeps X*X finite; beyond |X| = 40 the density is exactly 0 anyway.
         Xc = xp.minimum(xp.maximum(X, -40.0), 40.0)  # not clip: a host sync on CuPy
-        return dY * (Phi + X * (xp.exp(-0.5 * Xc * Xc) * _INV_SQRT_2PI))
+        return dY * (Phi + X * (xp.exp(-0.5 * Xc * Xc) * INV_SQRT_2PI))
 
 
 class Softmax(Layer):
