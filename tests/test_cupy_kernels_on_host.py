@@ -1,0 +1,269 @@
+"""The math of every fused CuPy kernel, checked without a GPU: each kernel body (and preamble)
+is compiled as host C++ (float64, no contraction, as on the GPU) and run elementwise on NumPy
+arrays, then compared with the generic path it replaces. This proves the formulas, constants
+and argument order; tests/test_kernels.py repeats the comparison on a GPU, where the kernels
+really run, and tests/test_cupy_compile.py checks that NVRTC compiles them. Needs a C++
+compiler (skipped without one)."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat.numpy as xp
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.backends.cupy_kernels import DEFINITIONS, Definition
+from backprop.layers.dropout import dropout_forward
+
+_CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bool"}
+_PRELUDE = """
+#include <cmath>
+using std::exp; using std::log; using std::tanh; using std::floor; using std::fabs; using std::sqrt;
+template <typename A> A min(A a, A b) { return a < b ? a : b; }
+template <typename A> A max(A a, A b) { return a > b ? a : b; }
+#define __device__
+typedef double T;
+"""
+
+
+def _params(spec: str) -> list[tuple[str, str, bool]]:
+    """``"T x, raw float64 s"`` -> ``[("x", "double", False), ("s", "double", True)]``."""
+    out = []
+    for part in spec.split(","):
+        words = part.split()
+        raw = words[0] == "raw"
+        out.append((words[-1], _CTYPES[words[-2]], raw))
+    return out
+
+
+def _source(name: str, d: Definition) -> str:
+    args, loads = ["long long n"], []
+    for (pname, ctype, raw), is_out in [(p, False) for p in _params(d.inputs)] + [
+        (p, True) for p in _params(d.outputs)
+    ]:
+        const = "" if is_out else "const "
+        if pname in d.scalars:
+            args.append(f"{ctype} {pname}")
+        elif raw:
+            args.append(f"{const}{ctype}* {pname}")
+        else:
+            args.append(f"{const}{ctype}* _raw_{pname}")
+            loads.append(
+                f"{ctype}& {pname} = _raw_{pname}[i];" if is_out else f"const {ctype} {pname} = _raw_{pname}[i];"
+            )
+    return f'extern "C" void {name}({", ".join(args)}) {{\n  for (long long i = 0; i < n; ++i) {{ {" ".join(loads)} {d.body}; }}\n}}\n'
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to run the kernel bodies on the host")
+    folder = tmp_path_factory.mktemp("kernels")
+    preambles = dict.fromkeys(d.preamble for d in DEFINITIONS.values())  # each once, in order
+    kernels = [_source(name, d) for name, d in DEFINITIONS.items()]
+    (folder / "kernels.cpp").write_text("\n".join([_PRELUDE, *preambles, *kernels]))
+    out = folder / "kernels.so"
+    subprocess.run(
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-ffp-contract=off",
+            "-fno-fast-math",
+            "-o",
+            str(out),
+            str(folder / "kernels.cpp"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return ctypes.CDLL(str(out))
+
+
+def run(library: ctypes.CDLL, name: str, n: int, **values: Any) -> dict[str, np.ndarray]:
+    """Call kernel ``name`` over ``n`` elements; arrays (already broadcast to ``n``) by name,
+    scalars by name; returns the output arrays (fresh ones unless given)."""
+    d = DEFINITIONS[name]
+    call: list[Any] = [ctypes.c_longlong(n)]
+    outputs = {}
+    for (pname, ctype, raw), is_out in [(p, False) for p in _params(d.inputs)] + [
+        (p, True) for p in _params(d.outputs)
+    ]:
+        dtype = {"double": np.float64, "long long": np.int64, "bool": np.bool_}[ctype]
+        if pname in d.scalars:
+            call.append(
+                {"double": ctypes.c_double, "long long": ctypes.c_longlong, "bool": ctypes.c_bool}[ctype](values[pname])
+            )
+            continue
+        array = values.get(pname)
+        array = np.zeros(n if not raw else 3, dtype) if array is None else np.ascontiguousarray(array, dtype=dtype)
+        if is_out:
+            outputs[pname] = array
+        call.append(array.ctypes.data_as(ctypes.c_void_p))
+    getattr(library, name)(*call)
+    return outputs
+
+
+ACTIVATIONS: dict[str, Callable[[], bp.layers.Elementwise]] = {
+    "relu": bp.ReLU,
+    "sigmoid": bp.Sigmoid,
+    "tanh": bp.Tanh,
+    "leaky_relu": lambda: bp.LeakyReLU(0.1),
+    "gelu": bp.GELU,
+}
+
+
+def test_every_kernel_is_checked_here() -> None:
+    checked = {f"bp_{a}_{k}" for a in ACTIVATIONS for k in ("forward", "backward")} | {
+        f"bp_bias_{a}_forward" for a in ACTIVATIONS
+    }
+    checked |= {
+        "bp_softmax_ce_grad",
+        "bp_bce",
+        "bp_adam_update",
+        "bp_sgd_momentum_update",
+        "bp_sgd_update",
+        "bp_set_scalars",
+        "bp_dropout_forward",
+    }
+    assert set(DEFINITIONS) == checked
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_kernels(name: str, library: ctypes.CDLL, rng: np.random.Generator) -> None:
+    layer = ACTIVATIONS[name]()
+    bp.Sequential(layer, seed=0, dtype="float64")
+    args = layer.kernel_args
+    scalars = {"alpha": args[0]} if args else {}
+    X = np.concatenate(
+        [rng.standard_normal(300) * 4, [-1000.0, -40.5, -30.0, -5.0, 0.0, 0.46875, 4.0, 27.0, 30.0, 1000.0]]
+    )
+    dY, b = rng.standard_normal(X.size), rng.standard_normal(X.size)
+    n = X.size
+    Y = run(library, f"bp_{name}_forward", n, x=X, **scalars)["y"]
+    np.testing.assert_allclose(Y, layer.f(xp, X, *args), rtol=1e-13, atol=1e-300)
+    dX = run(library, f"bp_{name}_backward", n, dy=dY, x=X, y=Y, **scalars)["dx"]
+    np.testing.assert_allclose(dX, layer.df(xp, dY, X, Y, *args), rtol=1e-12, atol=1e-15)
+    Z = X.copy()
+    fused = run(library, f"bp_bias_{name}_forward", n, b=b, z=Z, **scalars)["z"]
+    np.testing.assert_allclose(fused, layer.f(xp, X + b, *args), rtol=1e-13, atol=1e-300)
+
+
+def test_loss_kernels(library: ctypes.CDLL, rng: np.random.Generator) -> None:
+    Z = rng.standard_normal((7, 4)) * 5
+    Z[0] = [1000.0, -1000.0, 0.0, 3.0]
+    labels = rng.integers(0, 4, 7)
+    T = bp.losses.SoftmaxCrossEntropy().prepare_target(bp.backends.Backend("cpu", "float64"), labels, 7, 4)
+    zmax = Z.max(axis=1, keepdims=True)
+    S = np.exp(Z - zmax).sum(axis=1, keepdims=True)
+    full = lambda a: np.broadcast_to(a, Z.shape).ravel()  # noqa: E731 - the kernel sees broadcast inputs
+    dZ = run(
+        library,
+        "bp_softmax_ce_grad",
+        Z.size,
+        z=Z.ravel(),
+        zmax=full(zmax),
+        s=full(S),
+        label=full(labels[:, None]),
+        n_classes=4,
+        inv_n=1 / 7,
+    )["dz"]
+    _, dZ_ref = bp.losses.SoftmaxCrossEntropy().value_and_grad(xp, Z, T)
+    np.testing.assert_allclose(dZ.reshape(Z.shape), dZ_ref, rtol=1e-14, atol=1e-17)
+
+    P = np.concatenate([rng.uniform(0.01, 0.99, 12), [0.0, 1.0, 1e-300]])
+    Tb = np.concatenate([rng.uniform(0, 1, 12), [1.0, 0.0, 1.0]])
+    out = run(library, "bp_bce", P.size, p=P, t=Tb, scale=float(P.size))
+    L_ref, dP_ref = bp.losses.BCE().value_and_grad(xp, P, Tb)
+    assert -out["term"].mean() == pytest.approx(float(L_ref), rel=1e-14)
+    np.testing.assert_allclose(out["dp"], dP_ref, rtol=1e-14)
+
+
+OPTIMIZERS = {
+    "Adam": (bp.optim.Adam, {"lr": 0.01}),
+    "Adam-wd": (bp.optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1}),
+    "AdamW": (bp.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}),
+    "SGD": (bp.optim.SGD, {"lr": 0.1, "weight_decay": 0.01}),
+    "SGD-momentum": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
+    "SGD-nesterov": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_kernels_follow_the_reference_rule(name: str, library: ctypes.CDLL, rng: np.random.Generator) -> None:
+    """Five steps of the kernel (fed `step_scalars`, as on a GPU) against the per-parameter rule."""
+    cls, kwargs = OPTIMIZERS[name]
+    model = bp.Sequential(bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2), dtype="float64", seed=3)
+    reference = cls(model.parameters(), **kwargs)
+    reference.fused_kernel = ""  # the per-parameter rule
+    p = np.concatenate([np.ravel(q.data) for q in model.parameters()])
+    state = {"m": np.zeros_like(p), "v": np.zeros_like(p), "buf": np.zeros_like(p)}
+    for step in range(1, 6):
+        model.backprop(rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), "mse")
+        g = np.concatenate([np.ravel(q.grad) for q in model.parameters()])
+        reference.step()
+        scalars = np.array([*reference.step_scalars(step), 0.0, 0.0][:3])
+        if cls is bp.optim.SGD and reference.momentum:
+            run(
+                library,
+                "bp_sgd_momentum_update",
+                p.size,
+                g=g,
+                scalars=scalars,
+                momentum=reference.momentum,
+                dampening=reference.dampening,
+                nesterov=reference.nesterov,
+                wd=reference.weight_decay,
+                fresh=step == 1,
+                p=p,
+                buf=state["buf"],
+            )
+        elif cls is bp.optim.SGD:
+            run(library, "bp_sgd_update", p.size, g=g, scalars=scalars, wd=reference.weight_decay, p=p)
+        else:
+            beta1, beta2 = reference.betas
+            run(
+                library,
+                "bp_adam_update",
+                p.size,
+                g=g,
+                scalars=scalars,
+                beta1=beta1,
+                beta2=beta2,
+                eps=reference.eps,
+                wd=reference.weight_decay,
+                decoupled=reference.decoupled_weight_decay,
+                p=p,
+                m=state["m"],
+                v=state["v"],
+            )
+        expected = np.concatenate([np.ravel(q.data) for q in model.parameters()])
+        np.testing.assert_allclose(p, expected, rtol=1e-14, atol=1e-16, err_msg=f"step {step}")
+        for q, start in zip(model.parameters(), np.cumsum([0] + [q.data.size for q in model.parameters()])):
+            q.data = p[start : start + q.data.size].reshape(q.data.shape).copy()  # both go on from the same weights
+
+
+def test_set_scalars_and_dropout_kernels(library: ctypes.CDLL, rng: np.random.Generator) -> None:
+    s = run(library, "bp_set_scalars", 1, a=0.5, b=2.0, c=-3.0)["s"]
+    np.testing.assert_array_equal(s, [0.5, 2.0, -3.0])
+    X, U = rng.standard_normal(40), rng.random(40)
+    out = run(library, "bp_dropout_forward", 40, x=X, u=U, keep=0.7)
+    Y_ref, scale_ref = dropout_forward(xp, X, U, 0.7)
+    np.testing.assert_allclose(out["y"], Y_ref, rtol=1e-15)
+    np.testing.assert_allclose(out["scale"], scale_ref, rtol=1e-15)
+
+
+def test_a_wrong_kernel_is_caught(library: ctypes.CDLL) -> None:
+    """The harness itself can fail: the sigmoid body fed to the ReLU comparison differs."""
+    X = np.linspace(-3, 3, 13)
+    Y = run(library, "bp_sigmoid_forward", X.size, x=X)["y"]
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(Y, bp.ReLU().f(xp, X), rtol=1e-13)
