@@ -137,7 +137,7 @@ class GraphedStep:
         Xs, Ts = cupy.empty_like(X), cupy.empty_like(T)
         error: BaseException | None = None
         graph = None
-        gc.collect()  # what would otherwise be collected mid-capture (a cuBLAS handle's finalizer syncs)
+        gc.collect()  # collect now what could otherwise be collected mid-capture: a finalizer that syncs would break it
         collecting = gc.isenabled()
         gc.disable()
         try:
