@@ -559,3 +559,28 @@ def test_load_weights_refuses_another_architecture(model: bp.Sequential, message
 def test_load_weights_reports_a_bad_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="there is no such file"):
         load_weights(mlp(), tmp_path / "nothing.npz")
+
+
+def test_a_resumed_run_never_repeats_masks_drawn_on_a_gpu(tmp_path) -> None:
+    """A GPU generator's state cannot be saved (a stand-in plays one here): the checkpoint records
+    how many device streams Dropout(masks="device") started, and the loaded model starts a new one."""
+
+    class GpuGenerator:  # what CuPy's generator is to the checkpoint: not a NumPy generator
+        pass
+
+    model = bp.Sequential(bp.Dense(4, 8), bp.Dropout(0.5, masks="device"), bp.Dense(8, 2), seed=0)
+    dropout = model.layers[1]
+    assert dropout.stream_state() is None  # a host generator: its exact state is saved instead
+    dropout._device_rng = GpuGenerator()
+    assert dropout.stream_state() == {"spawned": 1}
+    path = tmp_path / "gpu.npz"
+    bp.save_checkpoint(path, model)
+    loaded = bp.load_checkpoint(path).model.layers[1]
+    assert loaded._seeds.n_children_spawned == 1 and loaded._device_rng is None  # the next stream is a new one
+    loaded._generator(loaded.backend)
+    assert loaded._seeds.n_children_spawned == 2
+    fresh = bp.Sequential(bp.Dense(4, 8), bp.Dropout(0.5, masks="device"), bp.Dense(8, 2), seed=0).layers[1]
+    X = np.ones((3, 8))
+    first_masks = host(fresh.apply(X, True)[0])
+    resumed_masks = host(loaded.apply(X, True)[0])
+    assert not np.array_equal(first_masks, resumed_masks)

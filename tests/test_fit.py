@@ -319,3 +319,34 @@ def test_silent_fit_names_the_epoch_that_diverged(rng: np.random.Generator) -> N
     assert found[0] == found[1]
     message, history = found[0]
     assert int(message.split("in epoch ")[1].split(".")[0]) == len(history["epochs"]) + 1 > 1
+
+
+def test_ctrl_c_in_a_silent_fit_keeps_the_completed_epochs_in_the_history(
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
+    """Results read in blocks are not lost to Ctrl-C: the epochs completed before it are recorded,
+    with the values an uninterrupted run records for them."""
+    X, y = blobs(rng)
+    histories = []
+    real_step = bp.optim.SGD.step
+    for interrupt_at in (None, 4 * 6 + 2):  # 4 batches an epoch: the 2nd step of epoch 7
+        calls = {"n": 0}
+
+        def step(self: bp.optim.SGD, calls: dict = calls, interrupt_at: int | None = interrupt_at) -> None:
+            calls["n"] += 1
+            if calls["n"] == interrupt_at:
+                raise KeyboardInterrupt
+            real_step(self)
+
+        monkeypatch.setattr(bp.optim.SGD, "step", step)
+        model, history = classifier(), bp.History()
+        run = lambda: model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1),  # noqa: E731
+                                epochs=6 if interrupt_at is None else 20, batch_size=16, history=history, verbose=0)
+        if interrupt_at is None:
+            run()
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                run()
+        histories.append(history.to_dict())
+    assert histories[1]["epochs"] == [1, 2, 3, 4, 5, 6]
+    assert histories[1] == histories[0]

@@ -4,7 +4,9 @@ A model's ``shuffle_rng`` orders the mini-batches and its ``noise_rng`` feeds st
 layers; a layer may also keep a host generator of its own (found by looking for
 `numpy.random.Generator` attributes). Restoring their states in place, after the model is
 rebuilt, makes a resumed run draw exactly the numbers the uninterrupted run would have.
-Generators that live on a GPU (CuPy's) are not captured.
+Generators that live on a GPU (CuPy's) cannot be captured; a layer that draws from one
+(`Dropout(masks="device")`) saves how many streams it has started instead, and a resumed
+run starts a fresh one (``"<layer path>:streams"``): new masks, never repeated ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ def rng_states(model: Sequential) -> dict[str, Any]:
     states = {"shuffle": model.shuffle_rng.bit_generator.state, "noise": model.noise_rng.bit_generator.state}
     for key, generator in _layer_generators(model):
         states[key] = generator.bit_generator.state
+    for layer in model.walk():
+        stream = getattr(layer, "stream_state", None)
+        state = stream() if stream is not None and layer is not model else None
+        if state is not None:
+            states[f"{layer.path}:streams"] = state
     return states
 
 
@@ -37,10 +44,13 @@ def restore_rng_states(model: Sequential, states: dict[str, Any]) -> None:
     model.shuffle_rng.bit_generator.state = states["shuffle"]
     model.noise_rng.bit_generator.state = states["noise"]
     own = dict(_layer_generators(model))
+    layers = {layer.path: layer for layer in model.walk() if layer is not model}
     for key, state in states.items():
-        if key in ("shuffle", "noise") or key not in own:
-            continue
-        own[key].bit_generator.state = state
+        path, _, attribute = key.rpartition(":")
+        if attribute == "streams" and path in layers and hasattr(layers[path], "restore_stream_state"):
+            layers[path].restore_stream_state(state)
+        elif key not in ("shuffle", "noise") and key in own:
+            own[key].bit_generator.state = state
 
 
 def _layer_generators(model: Sequential) -> Iterator[tuple[str, np.random.Generator]]:

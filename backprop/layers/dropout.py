@@ -105,6 +105,29 @@ class Dropout(Layer):
             self._device_rng_backend = backend
         return self._device_rng
 
+    def stream_state(self) -> dict[str, int] | None:
+        """For a checkpoint: how many device streams this layer has started, when its generator
+        lives on a GPU (its state cannot be saved); ``None`` otherwise (host masks, or a host
+        generator, whose exact state is saved with the model's others)."""
+        if self._seeds is None or self._device_rng is None or isinstance(self._device_rng, np.random.Generator):
+            return None
+        return {"spawned": int(self._seeds.n_children_spawned)}
+
+    def restore_stream_state(self, state: dict[str, int]) -> None:
+        """After loading a checkpoint: the next device generator starts a stream this layer has
+        never used, so a resumed run does not repeat the masks drawn before it was saved."""
+        seeds = self._seeds
+        if seeds is None:
+            raise ValueError(f"{self!r} keeps no device streams; the checkpoint's stream state is for another layer")
+        self._seeds = np.random.SeedSequence(
+            seeds.entropy,
+            spawn_key=seeds.spawn_key,
+            pool_size=seeds.pool_size,
+            n_children_spawned=max(int(state["spawned"]), seeds.n_children_spawned),
+        )
+        self._device_rng = None
+        self._device_rng_backend = None
+
     def __getstate__(self) -> dict[str, Any]:
         # A CuPy generator cannot be copied (bp.gradcheck deep-copies the model): drop it and
         # let `_generator` make a new one. NumPy generators copy with their state.
