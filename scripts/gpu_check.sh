@@ -8,6 +8,9 @@
 # Full logs go to LOG_DIR (six files); CuPy's compiled kernels are kept in .cupy_cache so a
 # rerun on the same machine skips compiling.
 #   scripts/gpu_check.sh LOG_DIR
+# On a lent GPU machine without array-api-compat/array-api-strict, carry wheels of both in .whl/
+# and first: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#   export PYTHONPATH=$PWD:/tmp/site
 set -uo pipefail
 out=${1:?usage: scripts/gpu_check.sh LOG_DIR}
 mkdir -p "$out"
@@ -20,8 +23,11 @@ pytest_args=(-q -rs -p no:cacheprovider --durations=10)
   date -u
   nvidia-smi || echo "nvidia-smi not found"
   python3 -c "import sys, numpy, cupy; print(sys.version); print('numpy', numpy.__version__, 'cupy', cupy.__version__)"
+  python3 -c "import array_api_compat, array_api_strict, backprop; print('backprop', backprop.__version__)"
   timeout 120 python3 -c "import cupy; x = cupy.arange(10.0); assert float((x @ x).get()) == 285.0; print('cupy computes on', cupy.cuda.runtime.getDeviceProperties(0)['name'])"
-} > "$out/machine.txt" 2>&1 || { cat "$out/machine.txt"; echo "CuPy cannot compute on this machine: stopping"; exit 1; }
+} > "$out/machine.txt" 2>&1 || { cat "$out/machine.txt"; echo "backprop or CuPy cannot run here (see above): stopping"; exit 1; }
+# the suite turns warnings into errors: one from importing CuPy would fail every CuPy test
+python3 -W error -c "import cupy" >> "$out/machine.txt" 2>&1 || echo "WARNING: importing CuPy warns; the CuPy tests will fail with it" | tee -a "$out/machine.txt"
 python3 -c "import backprop as bp; print('devices', [d.name for d in bp.available_devices()])" >> "$out/machine.txt" 2>&1
 cat "$out/machine.txt"
 
