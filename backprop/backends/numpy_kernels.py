@@ -140,7 +140,8 @@ def adam_update(
     lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any = None,
 ) -> None:
     """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place.
-    (``scalars`` is the device copy of step and lr that GPU kernels read; host values serve here.)
+    (``scalars`` is the device copy of `Optimizer.step_scalars` that GPU kernels read; the host
+    values serve here.)
 
     The arrays are walked in chunks of `ADAM_CHUNK` elements, so that a chunk of ``p, g, m, v``
     and the scratch stay in cache across the rule's dozen passes (on 1.9 M parameters this
