@@ -91,6 +91,19 @@ def gradcheck(
     eps = float(eps)
     if not eps > 0:
         raise ValueError(f"eps must be positive; got {eps}")
+    if model.training:
+        from .layers.dropout import Dropout  # noqa: PLC0415 - the layers package imports this module's users
+
+        drawn = [
+            layer.path
+            for layer in model.walk()
+            if isinstance(layer, Dropout) and layer.p > 0 and layer.masks == "device"
+        ]
+        if drawn:
+            raise ValueError(
+                f"gradcheck cannot hold the masks of Dropout {drawn[0]!r} fixed: masks='device' draws new ones "
+                "on every call. Check in eval mode (model.eval()) or with Dropout(p, masks='host')."
+            )
     clone = _float64_clone(model)
     backend = clone.backend
     rng = np.random.default_rng(seed)

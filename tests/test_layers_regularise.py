@@ -115,6 +115,14 @@ def test_gradcheck_holds_host_masks_fixed(device: bp.Device, rng: np.random.Gene
     assert model.training and model.dtype == "float32"
 
 
+def test_gradcheck_refuses_device_masks_in_training_mode(rng: np.random.Generator) -> None:
+    model = bp.Sequential(bp.Dense(3, 8), bp.Tanh(), Dropout(0.3, masks="device"), bp.Dense(8, 2), seed=4)
+    X, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    with pytest.raises(ValueError, match=r"cannot hold the masks of Dropout '2' fixed.*model.eval\(\)"):
+        bp.gradcheck(model, X, y, "mse")
+    assert bp.gradcheck(model.eval(), X, y, "mse").ok  # in eval mode dropout is the identity
+
+
 def test_eval_mode_is_the_identity_and_draws_nothing(device: bp.Device, rng: np.random.Generator) -> None:
     model = bp.Sequential(Dropout(0.7), device=device, dtype="float64", seed=1).eval()
     X, R = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
