@@ -340,13 +340,13 @@ def test_ctrl_c_in_a_silent_fit_keeps_the_completed_epochs_in_the_history(
 
         monkeypatch.setattr(bp.optim.SGD, "step", step)
         model, history = classifier(), bp.History()
-        run = lambda: model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1),  # noqa: E731
-                                epochs=6 if interrupt_at is None else 20, batch_size=16, history=history, verbose=0)
+        options = {"loss": "cross_entropy", "optimizer": bp.optim.SGD(model.parameters(), lr=0.1), "batch_size": 16,
+                   "epochs": 6 if interrupt_at is None else 20, "history": history, "verbose": 0}
         if interrupt_at is None:
-            run()
+            model.fit(X, y, **options)
         else:
             with pytest.raises(KeyboardInterrupt):
-                run()
+                model.fit(X, y, **options)
         histories.append(history.to_dict())
     assert histories[1]["epochs"] == [1, 2, 3, 4, 5, 6]
     assert histories[1] == histories[0]
