@@ -6,12 +6,14 @@ import math
 import operator
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .backends import Array, Backend
+from .backends import Array
+from .batching import batches
 from .clip import clip_grad_norm as _clip_grad_norm
 from .early_stopping import EarlyStopping
+from .epoch_results import EpochResults
 from .history import History
 from .losses import Loss, get_loss
 from .metrics import Metric, get_metrics
@@ -115,7 +117,7 @@ def fit(
         params = model.parameters()
         train_batch = _batch_trainer(model, loss, optimizer, clip_grad_norm, metric_list, record_grad_norms, graph)
         progress = Progress(epochs, math.ceil(n / batch_size), verbose=verbose, initial_epoch=initial_epoch)
-        results = _Results(backend, len(metric_list), len(params) if record_grad_norms else 0)
+        results = EpochResults(backend, len(metric_list), len(params) if record_grad_norms else 0)
         try:
             model.train()
             last = initial_epoch + epochs
@@ -125,11 +127,11 @@ def fit(
             step_done, running_loss = progress.step, results.running_loss
             for epoch in range(initial_epoch + 1, last + 1):
                 progress.start_epoch(epoch)
-                for Xb, Tb in _batches(backend, model, Xd, T, batch_size, shuffle):
+                for Xb, Tb in batches(backend, model, Xd, T, batch_size, shuffle):
                     train_batch(Xb, Tb, results)
                     step_done(running_loss)
                 results.end_epoch(epoch, float(optimizer.lr))
-                if defer and epoch < last and len(results.losses) < _READ_EVERY:
+                if defer and epoch < last and not results.full():
                     continue
                 for done, values in results.read(metric_list, params):
                     if not math.isfinite(values["loss"]):
@@ -232,65 +234,6 @@ def evaluate(
     return {prefix + name: v / n for name, v in zip(names, host)}
 
 
-_READ_EVERY = 1024  # batch results kept on the device at most, when nothing needs them sooner
-
-
-class _Results:
-    """Per-batch results of trained epochs, kept on the device until `read`: appending costs
-    no kernel launch, and `read` brings all of them to the host at once (one sync)."""
-
-    def __init__(self, backend: Backend, n_metrics: int, n_norms: int):
-        self.backend = backend
-        self.losses: list[Any] = []  # batch means
-        self.sizes: list[int] = []
-        self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch sums
-        self.norms: list[list[Any]] = [[] for _ in range(n_norms)]
-        self.epochs: list[tuple[int, int, float]] = []  # (epoch, its end in `losses`, its lr)
-
-    def add(self, L: Array, n: int) -> None:
-        self.losses.append(L)
-        self.sizes.append(n)
-
-    def end_epoch(self, epoch: int, lr: float) -> None:
-        self.epochs.append((epoch, len(self.losses), lr))
-
-    def running_loss(self) -> float:
-        """The mean loss so far of the epoch in progress."""
-        start = self.epochs[-1][1] if self.epochs else 0
-        return _weighted_mean(self.backend.to_floats(self.losses[start:]), self.sizes[start:])
-
-    def read(self, metrics: Sequence[Metric], params: Sequence[Any]) -> list[tuple[int, dict[str, float]]]:
-        """Each ended epoch's values (``loss``, metrics, ``grad_norm/<param>``, ``lr``), and forget them."""
-        rows = [self.losses, *self.metrics, *self.norms]
-        host = self.backend.to_floats([v for row in rows for v in row] if len(rows) > 1 else self.losses)  # one sync
-        k = len(self.losses)
-        out = []
-        start = 0
-        for epoch, stop, lr in self.epochs:
-            sizes = self.sizes[start:stop]
-            values = {"loss": _weighted_mean(host[start:stop], sizes)}
-            n = sum(sizes)
-            for i, m in enumerate(metrics):
-                values[m.name] = math.fsum(host[k * (1 + i) + start : k * (1 + i) + stop]) / n
-            first = k * (1 + len(metrics))
-            for i, p in enumerate(params if self.norms else ()):
-                values[f"grad_norm/{p.name}"] = math.fsum(host[first + k * i + start : first + k * i + stop]) / (
-                    stop - start
-                )
-            values["lr"] = lr
-            out.append((epoch, values))
-            start = stop
-        for row in rows:
-            row.clear()
-        self.sizes.clear()
-        self.epochs.clear()
-        return out
-
-
-def _weighted_mean(values: Sequence[float], weights: Sequence[int]) -> float:
-    return math.fsum(map(operator.mul, values, weights)) / sum(weights)
-
-
 def _batch_trainer(
     model: Sequential,
     loss: Loss,
@@ -299,7 +242,7 @@ def _batch_trainer(
     metrics: Sequence[Metric],
     record_grad_norms: bool,
     graph: bool,
-) -> Callable[[Array, Array, _Results], None]:
+) -> Callable[[Array, Array, EpochResults], None]:
     xp = model.backend.xp
     params = model.parameters()
     # gradient norms are read between backward and clipping, so that step runs eagerly
@@ -309,7 +252,7 @@ def _batch_trainer(
         if reason is not None:
             warnings.warn(f"graph=True: training eagerly because {reason}", stacklevel=3)
 
-    def train_batch(X: Array, T: Array, sums: _Results) -> None:
+    def train_batch(X: Array, T: Array, sums: EpochResults) -> None:
         if core is not None:
             L, P = core(X, T)
         else:
@@ -391,44 +334,6 @@ def _step_scheduler(scheduler: Any, values: dict[str, float]) -> None:
         scheduler.step(values.get("val_loss", values["loss"]))
     else:
         scheduler.step()
-
-
-def _batches(
-    backend: Backend, model: Sequential, X: Array, T: Array, batch_size: int, shuffle: bool
-) -> Iterable[tuple[Array, Array]]:
-    """Mini-batches in a fresh order drawn from the model's host generator (or in order)."""
-    if X.shape[0] <= batch_size:  # one batch: order does not change its mean loss, nor its gradient
-        return ((X, T),)
-    if not shuffle:
-        return _slices(X, T, batch_size)
-    return _shuffled(backend, model.shuffle_rng.permutation(X.shape[0]), X, T, batch_size)
-
-
-def _shuffled(backend: Backend, order: Any, X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
-    """Batches of the rows in ``order``. Shuffled rows are gathered ~8 MiB at a time, then
-    sliced: one gather per many batches keeps the per-batch cost of small batches down
-    without copying the whole data set at once."""
-    xp = backend.xp
-    n = X.shape[0]
-    order = backend.from_host(order, dtype=xp.int64)
-    row_bytes = max(1, X.shape[1] * xp.finfo(X.dtype).bits // 8)
-    group = batch_size * max(1, (8 * 2**20) // (batch_size * row_bytes))
-    for first in range(0, n, group):
-        idx = order[first : min(first + group, n)]
-        Xg, Tg = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
-        yield from _slices(Xg, Tg, batch_size)
-
-
-def _slices(X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
-    """Consecutive batches of ``batch_size`` rows, the last one possibly smaller. (The Array
-    API leaves slice ends past the last row unspecified, so the last batch is cut separately.)"""
-    n = X.shape[0]
-    full = n - n % batch_size
-    for start in range(0, full, batch_size):
-        stop = start + batch_size
-        yield X[start:stop, ...], T[start:stop, ...]
-    if full < n:
-        yield X[full:n, ...], T[full:n, ...]
 
 
 def _count(value: Any, name: str, minimum: int) -> int:

@@ -279,10 +279,10 @@ def test_silent_fit_reads_results_in_blocks_and_records_the_same_history(
 ) -> None:
     """verbose=0 with nothing that needs an epoch's values when it ends reads them in blocks
     (one host transfer per block); the history is exactly the one read epoch by epoch."""
-    from backprop import training
+    from backprop import epoch_results
     from backprop.backends import Backend
 
-    monkeypatch.setattr(training, "_READ_EVERY", 7)  # 4 batches an epoch: a block every 2 epochs
+    monkeypatch.setattr(epoch_results, "READ_EVERY", 7)  # 4 batches an epoch: a block every 2 epochs
     reads = []
     original = Backend.to_floats
     monkeypatch.setattr(Backend, "to_floats", lambda self, values: reads.append(len(values)) or original(self, values))

@@ -1,0 +1,48 @@
+"""The mini-batches `fit` trains on: in order, or shuffled by the model's host generator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .backends import Array, Backend
+
+__all__ = ["batches", "slices"]
+
+
+def batches(
+    backend: Backend, model: Any, X: Array, T: Array, batch_size: int, shuffle: bool
+) -> Iterable[tuple[Array, Array]]:
+    """Mini-batches in a fresh order drawn from the model's host generator (or in order)."""
+    if X.shape[0] <= batch_size:  # one batch: order does not change its mean loss, nor its gradient
+        return ((X, T),)
+    if not shuffle:
+        return slices(X, T, batch_size)
+    return _shuffled(backend, model.shuffle_rng.permutation(X.shape[0]), X, T, batch_size)
+
+
+def _shuffled(backend: Backend, order: Any, X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
+    """Batches of the rows in ``order``. Shuffled rows are gathered ~8 MiB at a time, then
+    sliced: one gather per many batches keeps the per-batch cost of small batches down
+    without copying the whole data set at once."""
+    xp = backend.xp
+    n = X.shape[0]
+    order = backend.from_host(order, dtype=xp.int64)
+    row_bytes = max(1, X.shape[1] * xp.finfo(X.dtype).bits // 8)
+    group = batch_size * max(1, (8 * 2**20) // (batch_size * row_bytes))
+    for first in range(0, n, group):
+        idx = order[first : min(first + group, n)]
+        Xg, Tg = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
+        yield from slices(Xg, Tg, batch_size)
+
+
+def slices(X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
+    """Consecutive batches of ``batch_size`` rows, the last one possibly smaller. (The Array
+    API leaves slice ends past the last row unspecified, so the last batch is cut separately.)"""
+    n = X.shape[0]
+    full = n - n % batch_size
+    for start in range(0, full, batch_size):
+        stop = start + batch_size
+        yield X[start:stop, ...], T[start:stop, ...]
+    if full < n:
+        yield X[full:n, ...], T[full:n, ...]
