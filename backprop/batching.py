@@ -1,9 +1,11 @@
-"""The mini-batches `fit` trains on: in order, or shuffled by the model's host generator."""
+"""The mini-batches `fit` trains on: in order, or shuffled by a host generator."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+import numpy as np
 
 from .backends import Array, Backend
 
@@ -11,14 +13,14 @@ __all__ = ["batches", "slices"]
 
 
 def batches(
-    backend: Backend, model: Any, X: Array, T: Array, batch_size: int, shuffle: bool
+    backend: Backend, rng: np.random.Generator, X: Array, T: Array, batch_size: int, shuffle: bool
 ) -> Iterable[tuple[Array, Array]]:
-    """Mini-batches in a fresh order drawn from the model's host generator (or in order)."""
+    """Mini-batches of ``(X, T)`` rows in a fresh order drawn from ``rng`` (or in order)."""
     if X.shape[0] <= batch_size:  # one batch: order does not change its mean loss, nor its gradient
         return ((X, T),)
     if not shuffle:
         return slices(X, T, batch_size)
-    return _shuffled(backend, model.shuffle_rng.permutation(X.shape[0]), X, T, batch_size)
+    return _shuffled(backend, rng.permutation(X.shape[0]), X, T, batch_size)
 
 
 def _shuffled(backend: Backend, order: Any, X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:

@@ -127,7 +127,7 @@ def fit(
             step_done, running_loss = progress.step, results.running_loss
             for epoch in range(initial_epoch + 1, last + 1):
                 progress.start_epoch(epoch)
-                for Xb, Tb in batches(backend, model, Xd, T, batch_size, shuffle):
+                for Xb, Tb in batches(backend, model.shuffle_rng, Xd, T, batch_size, shuffle):
                     train_batch(Xb, Tb, results)
                     step_done(running_loss)
                 results.end_epoch(epoch, float(optimizer.lr))
