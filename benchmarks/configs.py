@@ -58,7 +58,7 @@ CONFIGS: dict[str, Config] = {
             "softmax-ce",
             "adam",
             1e-3,
-            {"cpu": Counts(30, 1000, 6400), "cuda": Counts(50, 1000, 60_000)},
+            {"cpu": Counts(30, 1000, 6400), "cuda": Counts(50, 1000, 16_384)},
         ),
         Config(
             "mnist-wide",
@@ -67,7 +67,7 @@ CONFIGS: dict[str, Config] = {
             "softmax-ce",
             "adam",
             1e-3,
-            {"cpu": Counts(5, 300, 5120), "cuda": Counts(50, 1000, 60_000)},
+            {"cpu": Counts(5, 300, 5120), "cuda": Counts(50, 1000, 16_384)},
         ),
         Config(
             "deep-4096",
@@ -76,7 +76,7 @@ CONFIGS: dict[str, Config] = {
             "softmax-ce",
             "adam",
             1e-3,
-            {"cuda": Counts(10, 100, 40_960)},
+            {"cuda": Counts(10, 100, 16_384)},
         ),
     )
 }

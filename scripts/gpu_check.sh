@@ -32,20 +32,20 @@ python3 -c "import backprop as bp; print('devices', [d.name for d in bp.availabl
 cat "$out/machine.txt"
 
 echo "== GPU-specific tests"
-timeout "${GPU_TESTS_TIMEOUT:-240}" python3 -m pytest "${pytest_args[@]}" tests/test_kernels.py tests/test_graph.py \
+timeout "${GPU_TESTS_TIMEOUT:-180}" python3 -m pytest "${pytest_args[@]}" tests/test_kernels.py tests/test_graph.py \
   tests/test_devices.py > "$out/tests-gpu.log" 2>&1 || status=1
 tail -n 25 "$out/tests-gpu.log"
 
 if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== GPU benchmarks"
-  timeout "${BENCH_TIMEOUT:-200}" python3 benchmarks/run.py --device cuda ${QUICK_BENCH:+--quick} \
+  timeout "${BENCH_TIMEOUT:-150}" python3 benchmarks/run.py --device cuda ${QUICK_BENCH:+--quick} \
     --json "$out/bench-gpu.json" > "$out/bench-gpu.md" 2> "$out/bench-gpu.log" || status=1
   cat "$out/bench-gpu.md"
   tail -n 5 "$out/bench-gpu.log"
 fi
 
 echo "== the rest of the suite"
-timeout "${SUITE_TIMEOUT:-240}" python3 -m pytest "${pytest_args[@]}" tests --ignore=tests/test_kernels.py \
+timeout "${SUITE_TIMEOUT:-180}" python3 -m pytest "${pytest_args[@]}" tests --ignore=tests/test_kernels.py \
   --ignore=tests/test_graph.py --ignore=tests/test_devices.py > "$out/tests-rest.log" 2>&1 || status=1
 tail -n 25 "$out/tests-rest.log"
 exit $status
