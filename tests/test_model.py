@@ -145,6 +145,22 @@ def test_state_dict_round_trip_and_to(device: bp.Device, rng: np.random.Generato
     assert source.dtype == "float32" and host(source.parameters()[0].data).dtype == np.float32
 
 
+def test_state_dict_holds_copies_of_every_variable(device: bp.Device) -> None:
+    """Read from one copy of the flat buffer, plus what lives outside it (BatchNorm's statistics,
+    a parameter rebound by the user): every value right, none sharing the model's memory."""
+    model = bp.Sequential(bp.Dense(3, 4), bp.BatchNorm(4), bp.Dense(4, 2), device=device, dtype="float64", seed=0)
+    rebound = model.parameters()[-1]
+    rebound.data = model.backend.from_host(np.full(rebound.shape, 0.5))
+    state = model.state_dict()
+    assert list(state) == [name for name, _ in model.named_variables()]
+    for name, p in model.named_variables():
+        np.testing.assert_array_equal(state[name], host(p.data))
+        assert isinstance(state[name], np.ndarray) and state[name].shape == p.shape
+    for value in state.values():
+        value[...] = 7.0
+    assert all(not np.any(host(p.data) == 7.0) for _, p in model.named_variables())
+
+
 def test_load_state_dict_lists_every_mismatch_and_changes_nothing() -> None:
     model = mlp("cpu")
     before = model.state_dict()

@@ -12,6 +12,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .backend import to_numpy
+
 if TYPE_CHECKING:
     from .backend import Array, Backend
 
@@ -37,6 +41,17 @@ class Arena:
 
     def __len__(self) -> int:
         return len(self.views)
+
+    def to_host(self) -> list[np.ndarray]:
+        """Host NumPy copies of every view, from one copy of the flat buffer (one transfer and
+        sync on a GPU, instead of one per view); they share that copy, not the arena's memory."""
+        flat = np.array(to_numpy(self.flat), copy=True)
+        out, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            out.append(flat[start : start + size].reshape(shape))
+            start += size
+        return out
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Arena:
         """A copy whose views are views of the copied buffer (a plain deep copy would copy
