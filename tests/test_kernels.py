@@ -193,8 +193,14 @@ def test_fused_optimizer_step_matches_the_per_parameter_rule(name: str, device: 
         assert sa.keys() - {"backend"} == sb.keys() - {"backend"}
         for key in sa.keys() - {"backend"}:
             np.testing.assert_allclose(host(sa[key]), host(sb[key]), rtol=1e-14, atol=1e-16)
-    saved = fused.state_dict()  # per-parameter views save like separate arrays
-    assert all(v.shape == fused.params[int(k.split(".")[0])].shape for k, v in saved["state"].items() if hasattr(v, "shape"))
+    saved = fused.state_dict()  # per-parameter views save like separate arrays: right values, copies
+    for key, value in saved["state"].items():
+        index, name = key.split(".")
+        if hasattr(value, "shape"):
+            assert value.shape == fused.params[int(index)].shape
+            np.testing.assert_array_equal(value, host(fused.state[int(index)][name]))
+            value[...] = 0.5
+    assert not any(np.any(host(v) == 0.5) for s in fused.state for k, v in s.items() if k not in ("backend", "step"))
 
 
 def test_replaced_parameter_arrays_are_gathered_back_into_the_flat_buffer(rng: np.random.Generator) -> None:

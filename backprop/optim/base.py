@@ -183,15 +183,22 @@ class Optimizer:
         return arena
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and per-parameter state, arrays as host NumPy copies."""
+        """Hyperparameters and per-parameter state, arrays as host NumPy copies (state kept in
+        flat buffers is read with one copy of each buffer: one sync on a GPU, not one per array)."""
+        hosted: dict[int, np.ndarray] = {}
+        for key, arena in self.__dict__.get("_flat_cache", {}).items():
+            if len(arena.views) == len(self.state) and all(s.get(key) is v for s, v in zip(self.state, arena.views)):
+                hosted.update((id(view), host) for view, host in zip(arena.views, arena.to_host()))
         state = {}
         for i, s in enumerate(self.state):
             for key, value in s.items():
                 if key == "backend":
                     continue
-                state[f"{i}.{key}"] = (
-                    np.array(to_numpy(value), copy=True) if not isinstance(value, (int, float)) else value
-                )
+                if isinstance(value, (int, float)):
+                    state[f"{i}.{key}"] = value
+                else:
+                    held = hosted.get(id(value))
+                    state[f"{i}.{key}"] = held if held is not None else np.array(to_numpy(value), copy=True)
         return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(), "state": state}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
