@@ -97,7 +97,7 @@ class Backend:
         """Context in which kernels launch on this backend's device (the GPU for CUDA)."""
         if self._cupy is not None:
             return self._cupy.cuda.Device(self.device.index)
-        return contextlib.nullcontext()
+        return _NOTHING
 
     def capturing(self) -> bool:
         """Whether work is being recorded into a CUDA graph right now (never off CUDA)."""
@@ -198,6 +198,9 @@ class Backend:
     def scalar(self, x: Array) -> float:
         """A 0-d device array as a Python float (a device sync on GPUs: call rarely)."""
         return float(to_numpy(x))
+
+
+_NOTHING = contextlib.nullcontext()  # reusable, and entered every step: made once
 
 
 def _dtype_name(dtype: Any) -> str:

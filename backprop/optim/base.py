@@ -232,7 +232,7 @@ class Optimizer:
 class _Fused:
     """An optimizer's fused update, kept from step to step while nothing it relies on changed."""
 
-    __slots__ = ("arenas", "fresh", "grads", "kernel", "keys", "state_flats", "state_views", "states", "write_scalars")
+    __slots__ = ("arenas", "fresh", "kernel", "keys", "pairs", "state_flats", "state_views", "states", "write_scalars")
 
     def __init__(
         self,
@@ -244,7 +244,7 @@ class _Fused:
         fresh: bool,
     ):
         self.arenas, self.kernel, self.keys, self.states, self.fresh = arenas, kernel, keys, states, fresh
-        self.grads = arenas.grad.views
+        self.pairs = list(zip(arenas.data.views, arenas.grad.views))  # each parameter's value and gradient views
         self.write_scalars = arenas.data.backend.kernel("write_scalars", None)
         self.state_flats = [f.flat for f in flats]
         self.state_views = [[f.views[i] for f in flats] for i in range(len(states))]
@@ -255,9 +255,8 @@ class _Fused:
         `zero_grad`) all replace one, and then the buffers are readied again."""
         if optimizer.state is not self.states or optimizer.fused_state != self.keys:
             return False
-        data = self.arenas.data.views
-        for i, p in enumerate(optimizer.params):
-            if p.data is not data[i] or p.grad is not self.grads[i]:
+        for p, (data, grad) in zip(optimizer.params, self.pairs):
+            if p.data is not data or p.grad is not grad:
                 return False
         for state, views in zip(self.states, self.state_views):
             for key, view in zip(self.keys, views):
