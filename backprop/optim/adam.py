@@ -53,8 +53,8 @@ class Adam(Optimizer):
         }
 
     def step_scalars(self, step: int) -> tuple[float, ...]:
-        """``(lr, lr / (1 - beta1^t), sqrt(1 - beta2^t))``: the bias corrections are computed on
-        the host, exactly as `_adam_step` computes them."""
+        """``(lr, lr / (1 - beta1^t), sqrt(1 - beta2^t))``: the bias corrections, computed on the
+        host for the GPU kernel exactly as for the reference rule (`_adam_step` uses them too)."""
         beta1, beta2 = self.betas
         return (self.lr, self.lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step))
 
@@ -72,5 +72,6 @@ class Adam(Optimizer):
         v = state["exp_avg_sq"] = (
             beta2 * state["exp_avg_sq"] + (1.0 - beta2) * (g * g) if "exp_avg_sq" in state else (1.0 - beta2) * (g * g)
         )
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
-        p.data = p.data - (self.lr / (1.0 - beta1**t)) * (m / denom)
+        _, step_size, root_bc2 = self.step_scalars(t)
+        denom = xp.sqrt(v) / root_bc2 + self.eps
+        p.data = p.data - step_size * (m / denom)
