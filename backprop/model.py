@@ -250,15 +250,15 @@ class Sequential(Layer):
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter and saved state array as a host NumPy copy, by dotted name. The
         parameters in the flat buffer come from one copy of it (one sync on a GPU)."""
-        arenas = next((p.arenas for p in self.parameters() if p.arenas is not None), None)
-        flat = arenas.data.to_host() if arenas is not None else None
-        out = {}
-        for name, p in self.named_variables():
-            if flat is not None and p.arenas is arenas and p.data is arenas.data.views[p.index]:
-                out[name] = flat[p.index]
-            else:  # state outside the buffer (BatchNorm statistics) or a parameter rebound since
-                out[name] = np.array(to_numpy(p.data), copy=True)
-        return out
+        params = self.parameters()
+        arenas = params[0].arenas if params else None
+        copies = arenas.data.host_copies([p.data for p in params]) if arenas is not None else []
+        hosted = {id(p): c for p, c in zip(params, copies) if c is not None}
+        # the rest: state outside the buffer (BatchNorm statistics), a parameter rebound since
+        return {
+            name: hosted[id(p)] if id(p) in hosted else np.array(to_numpy(p.data), copy=True)
+            for name, p in self.named_variables()
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy values into the parameters (cast to the model dtype). Names and shapes must

@@ -31,27 +31,21 @@ class Arena:
     def __init__(self, backend: Backend, shapes: Sequence[tuple[int, ...]]):
         self.backend = backend
         self.shapes = [tuple(s) for s in shapes]
-        sizes = [math.prod(s) for s in self.shapes]
-        self.flat = backend.zeros((sum(sizes),))
-        self.views: list[Array] = []
-        start = 0
-        for shape, size in zip(self.shapes, sizes):
-            self.views.append(self.flat[start : start + size].reshape(shape))
-            start += size
+        self.flat = backend.zeros((sum(math.prod(s) for s in self.shapes),))
+        self.views: list[Array] = _cut(self.flat, self.shapes)
 
     def __len__(self) -> int:
         return len(self.views)
 
-    def to_host(self) -> list[np.ndarray]:
-        """Host NumPy copies of every view, from one copy of the flat buffer (one transfer and
-        sync on a GPU, instead of one per view); they share that copy, not the arena's memory."""
-        flat = np.array(to_numpy(self.flat), copy=True)
-        out, start = [], 0
-        for shape in self.shapes:
-            size = math.prod(shape)
-            out.append(flat[start : start + size].reshape(shape))
-            start += size
-        return out
+    def host_copies(self, arrays: Sequence[Any]) -> list[np.ndarray | None]:
+        """For each of ``arrays`` (``arrays[i]`` against ``views[i]``): a host NumPy copy when it is
+        that view, else ``None``. All come from one copy of the flat buffer (one transfer and sync
+        on a GPU, instead of one per view); they share that copy, not the arena's memory."""
+        held = [a is v for a, v in zip(arrays, self.views)]
+        if not any(held):
+            return [None] * len(arrays)
+        host = _cut(np.array(to_numpy(self.flat), copy=True), self.shapes)
+        return [h if is_view else None for h, is_view in zip(host, held)] + [None] * (len(arrays) - len(held))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Arena:
         """A copy whose views are views of the copied buffer (a plain deep copy would copy
@@ -61,14 +55,9 @@ class Arena:
         new.backend = self.backend
         new.shapes = list(self.shapes)
         new.flat = self.flat.copy()
-        new.views = []
-        start = 0
-        for old, shape in zip(self.views, self.shapes):
-            size = math.prod(shape)
-            view = new.flat[start : start + size].reshape(shape)
+        new.views = _cut(new.flat, new.shapes)
+        for old, view in zip(self.views, new.views):
             memo[id(old)] = view
-            new.views.append(view)
-            start += size
         return new
 
     def gather(self, arrays: Sequence[Array]) -> list[Array]:
@@ -78,6 +67,16 @@ class Arena:
             if array is not view:
                 view[...] = array
         return self.views
+
+
+def _cut(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
+    """Consecutive views of ``flat``, one of each shape."""
+    views, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(flat[start : start + size].reshape(shape))
+        start += size
+    return views
 
 
 class ParameterArenas:

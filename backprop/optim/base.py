@@ -187,8 +187,8 @@ class Optimizer:
         flat buffers is read with one copy of each buffer: one sync on a GPU, not one per array)."""
         hosted: dict[int, np.ndarray] = {}
         for key, arena in self.__dict__.get("_flat_cache", {}).items():
-            if len(arena.views) == len(self.state) and all(s.get(key) is v for s, v in zip(self.state, arena.views)):
-                hosted.update((id(view), host) for view, host in zip(arena.views, arena.to_host()))
+            values = [s.get(key) for s in self.state]
+            hosted.update((id(v), c) for v, c in zip(values, arena.host_copies(values)) if c is not None)
         state = {}
         for i, s in enumerate(self.state):
             for key, value in s.items():
