@@ -7,8 +7,9 @@ capture, its own workspace (``cublasSetWorkspace_v2``) and the current stream bo
 each call. There is one handle per GPU for the whole process, made on first use and never
 destroyed: ``cublasDestroy`` synchronizes the device, which would break a capture if a
 garbage collection ran it at the wrong moment, and each handle costs a ``cublasCreate`` and a
-32 MiB workspace. One handle is not for concurrent use from several host threads. Row-major ``C = op(A) @ op(B)`` is column-major ``C^T = op(B)^T @ op(A)^T``, so
-the operands are passed swapped: ``gemm(opB, opA, n, m, k, B, A, C)``.
+32 MiB workspace. One handle is not for concurrent use from several host threads.
+Row-major ``C = op(A) @ op(B)`` is column-major ``C^T = op(B)^T @ op(A)^T``, so the operands
+are passed swapped: ``gemm(opB, opA, n, m, k, B, A, C)``.
 If the library cannot be found, `cupy.matmul` is used (eager steps only).
 """
 

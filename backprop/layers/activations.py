@@ -127,8 +127,6 @@ class Tanh(Elementwise):
         return dY * (1.0 - Y * Y)
 
 
-
-
 class GELU(Elementwise):
     """Exact GELU: ``Y = X * Phi(X)``, ``Phi(X) = (1 + erf(X / sqrt 2)) / 2``;
     ``dX = dY * (Phi(X) + X * phi(X))`` with the normal density ``phi(X) = exp(-X^2/2) / sqrt(2 pi)``."""
