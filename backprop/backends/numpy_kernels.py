@@ -34,19 +34,24 @@ def sum_rows(xp: Any, A: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 
 
 def relu_forward(xp: Any, X: np.ndarray) -> np.ndarray:
-    return np.maximum(X, _zero_row(X))
+    return np.maximum(X, _zero(X))
 
 
 def bias_relu_forward(xp: Any, Z: np.ndarray, b: np.ndarray) -> np.ndarray:
     Z += b
-    return np.maximum(Z, _zero_row(Z), out=Z)
+    return np.maximum(Z, _zero(Z), out=Z)
 
 
-def _zero_row(X: np.ndarray) -> np.ndarray:
-    """Zeros shaped as X's last axis. NumPy (2.4) runs ``maximum`` of two arrays in its SIMD
-    loop but ``maximum`` against the scalar 0 in a plain one: on a (512, 1024) float32 ReLU the
-    broadcast row takes 0.13 ms where the scalar takes 0.44 ms, for the same numbers."""
-    return np.zeros(X.shape[-1:], X.dtype)
+def _zero(X: np.ndarray) -> np.ndarray | int:
+    """The 0 to take ``maximum`` with: zeros shaped as X's last axis for large arrays, else 0.
+    NumPy (2.4) runs ``maximum`` of two arrays in its SIMD loop but ``maximum`` against a
+    scalar in a plain one: on a (512, 1024) float32 ReLU the broadcast row takes 0.13 ms where
+    the scalar takes 0.44 ms. Below a few thousand elements making the row and broadcasting it
+    cost more (about 1 us) than they save. Same numbers either way."""
+    return np.zeros(X.shape[-1:], X.dtype) if X.size >= _ZERO_ROW_FROM else 0
+
+
+_ZERO_ROW_FROM = 4096
 
 
 def relu_backward(xp: Any, dY: np.ndarray, X: Any, Y: np.ndarray) -> np.ndarray:
