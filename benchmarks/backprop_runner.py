@@ -1,8 +1,9 @@
 """backprop's side: build the model, time the bare step (`make_step`, eager, and with
-``graph=True`` where `make_step` has that keyword), measure its peak memory, time `fit`.
+``graph=True`` where `make_step` has that keyword) and the step's matrix products alone,
+measure its peak memory, time `fit`.
 
 Public API only: `bp.Sequential`, the layers, `bp.losses`, `bp.optim`,
-`backprop.training.make_step`, `model.backend`, `bp.to_numpy`.
+`backprop.training.make_step`, `model.backend` (and its `kernel` lookup), `bp.to_numpy`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from .configs import Config, Counts, make_dataset
 from .timing import Prepared
 
 __all__ = [
-    "SEED", "build", "has_graph_step", "initial_state", "prepare_step_variant", "release", "run_fit", "warm_device"
+    "SEED",
+    "build",
+    "has_graph_step",
+    "initial_state",
+    "prepare_gemm_variant",
+    "prepare_step_variant",
+    "release",
+    "run_fit",
+    "warm_device",
 ]
 
 SEED = 1234  # the initial weights: torch gets a copy of exactly these
@@ -172,6 +181,43 @@ def prepare_step_variant(config: Config, device: str, batches: list, counts: Cou
         return result
 
     return Prepared(activated, sync, _to_float, first_loss=first_loss, done=done, finish=finish)
+
+
+_GENERIC_PRODUCTS = {  # what `Dense` falls back to where a backend has no kernel of its own
+    "matmul": lambda xp, A, B: xp.matmul(A, B),
+    "matmul_tn": lambda xp, A, B, out=None: xp.matmul(xp.matrix_transpose(A), B),
+    "matmul_nt": lambda xp, A, B: xp.matmul(A, xp.matrix_transpose(B)),
+}
+
+
+def prepare_gemm_variant(config: Config, device: str) -> Prepared:
+    """The step's matrix products alone, as `Dense` runs them: per layer ``X @ W``, the weight
+    gradient ``X^T dY`` into a preallocated array (the flat gradient buffer in a real step),
+    and ``dY W^T`` except in the first layer, on seeded random operands of the step's shapes,
+    with the backend's own kernels. The floor a step's time is measured against."""
+    model = build(config, device)
+    backend = model.backend
+    xp = backend.xp
+    mm, mm_tn, mm_nt = (backend.kernel(name, f) for name, f in _GENERIC_PRODUCTS.items())
+    rng = np.random.default_rng(0)
+    operands = []
+    with backend.activate():
+        for layer in model.layers:
+            if isinstance(layer, bp.Dense):
+                n_in, n_out = layer.in_features, layer.out_features
+                X = backend.from_host(rng.standard_normal((config.batch, n_in)))
+                dY = backend.from_host(rng.standard_normal((config.batch, n_out)))
+                operands.append((X, layer.W.data, dY, backend.zeros((n_in, n_out))))
+
+    def run_step(i: int) -> None:
+        with backend.activate():
+            for k, (X, W, dY, dW) in enumerate(operands):
+                mm(xp, X, W)
+                mm_tn(xp, X, dY, dW)
+                if k:
+                    mm_nt(xp, dY, W)
+
+    return Prepared(run_step, _sync(model), lambda _: None, finish=lambda: {"floor": True})
 
 
 def warm_device(device: str) -> None:

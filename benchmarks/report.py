@@ -11,18 +11,28 @@ __all__ = ["derive", "machine_line", "markdown_table", "write_json"]
 
 
 def derive(entry: dict[str, Any], gemm_gflops: float | None) -> None:
-    """Fill in each variant's ratios to every PyTorch variant of the same run, its TFLOP/s and
-    % of the GEMM rate, and the fit/step ratio, in place."""
+    """Fill in, in place: each step variant's ratios to every PyTorch step variant of the same
+    run and to its own library's matrix products alone (the ``floor`` variants), every
+    variant's TFLOP/s and % of the GEMM rate, and the fit/step ratio."""
     ok = [v for v in entry["variants"] if v.get("median_ms")]
-    torch_medians = {v["name"]: v["median_ms"] for v in ok if v["name"].startswith("torch")}
+    floors = {_library(v["name"]): v["median_ms"] for v in ok if v.get("floor")}
+    torch_medians = {v["name"]: v["median_ms"] for v in ok if v["name"].startswith("torch") and not v.get("floor")}
     for v in ok:
-        v["time_ratio_vs"] = {name: v["median_ms"] / median for name, median in torch_medians.items()}
+        if not v.get("floor"):
+            v["time_ratio_vs"] = {name: v["median_ms"] / median for name, median in torch_medians.items()}
+            floor = floors.get(_library(v["name"]))
+            v["ratio_to_own_gemms"] = v["median_ms"] / floor if floor else None
         v["tflops"] = entry["flops_per_step"] / (v["median_ms"] * 1e-3) / 1e12
         v["pct_gemm"] = 100.0 * v["tflops"] * 1e3 / gemm_gflops if gemm_gflops else None
     fit = entry.get("fit")
     step = next((v for v in ok if v["name"] == "backprop"), None)
     if fit and "samples_per_s" in fit and step:
         fit["median_step_samples_per_s"] = entry["batch"] / (step["median_ms"] * 1e-3)
+
+
+def _library(variant: str) -> str:
+    """``"backprop"`` or ``"torch"``: whose kernels a variant (``"torch graph"``, ...) runs."""
+    return variant.split()[0]
 
 
 def machine_line(machine: dict[str, Any], gemm: dict[str, Any]) -> str:
@@ -77,6 +87,7 @@ def _columns(torch_names: list[str]) -> list[Column]:
     for name in torch_names:
         cols.append((f"÷ {name}", lambda e, v, n=name: _num(v.get("time_ratio_vs", {}).get(n))))
     cols += [
+        ("÷ own GEMMs", lambda e, v: _num(v.get("ratio_to_own_gemms"))),
         ("TFLOP/s", lambda e, v: _num(v.get("tflops"))),
         ("% GEMM", lambda e, v: _num(v.get("pct_gemm"))),
         ("peak MiB", lambda e, v: _num(v["peak_bytes"] / 2**20) if v.get("peak_bytes") else "n/a"),

@@ -27,6 +27,7 @@ from benchmarks.machine import OthersLoad, cpu_busy, describe_machine, gemm_rate
 from benchmarks.timing import Prepared, measure_interleaved  # noqa: E402
 
 N_BATCHES = 4  # distinct device batches every timed loop cycles through
+GEMMS_WHAT = "the step's matrix products alone, same shapes and transposes, the library's own kernels"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,6 +111,7 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
             "make_step(graph=True)",
             lambda: backprop_runner.prepare_step_variant(config, bp_device, batches, counts, graph=True),
         )
+    prepare("backprop GEMMs", GEMMS_WHAT, lambda: backprop_runner.prepare_gemm_variant(config, bp_device))
     if torch is not None:
         state = backprop_runner.initial_state(config)
         torch_device = "cpu" if device == "cpu" else gpu
@@ -119,6 +121,7 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
                 what,
                 lambda n=name: torch_runner.prepare_variant(torch, config, torch_device, state, batches, counts, n),
             )
+        prepare("torch GEMMs", GEMMS_WHAT, lambda: torch_runner.prepare_gemm_variant(torch, config, torch_device))
     t0 = time.perf_counter()
     load = OthersLoad().start()
     try:

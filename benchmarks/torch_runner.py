@@ -11,7 +11,7 @@ import numpy as np
 from .configs import Config, Counts
 from .timing import Prepared
 
-__all__ = ["VARIANTS", "build", "prepare_variant"]
+__all__ = ["VARIANTS", "build", "prepare_gemm_variant", "prepare_variant"]
 
 #: variant name -> what it is, per device type
 VARIANTS = {
@@ -51,6 +51,28 @@ def build(torch: Any, config: Config, state: dict[str, np.ndarray], device: str)
     if copied != len(list(model.parameters())):
         raise ValueError(f"copied {copied} tensors into a torch model with {len(list(model.parameters()))}")
     return model.to(device)
+
+
+def prepare_gemm_variant(torch: Any, config: Config, device: str) -> Prepared:
+    """The step's matrix products alone, as ``nn.Linear`` and its autograd run them: per layer
+    ``X @ W^T`` (W is (out, in)), the weight gradient ``dY^T @ X``, and the input gradient
+    ``dY @ W`` except in the first layer, on seeded random operands of the step's shapes."""
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    operands = []
+    for n_in, n_out in zip(config.sizes[:-1], config.sizes[1:]):
+        shapes = ((config.batch, n_in), (n_out, n_in), (config.batch, n_out))
+        operands.append(tuple(torch.randn(*shape, generator=gen).to(dev) for shape in shapes))
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+    def run_step(i: int) -> None:
+        for k, (X, W, dY) in enumerate(operands):
+            torch.mm(X, W.t())
+            torch.mm(dY.t(), X)
+            if k:
+                torch.mm(dY, W)
+
+    return Prepared(run_step, sync, lambda _: None, finish=lambda: {"floor": True})
 
 
 def _optimizer(torch: Any, config: Config, model: Any, **kw: Any) -> Any:

@@ -45,7 +45,7 @@ def test_quick_run_covers_every_config_and_variant(quick_report: tuple[dict, str
     assert [e["config"] for e in report["results"]] == ["xor", "mnist-small"]
     assert report["failed"] == []
     assert report["settings"] == {**report["settings"], "device": "cpu", "quick": True}
-    expected = ["backprop", "torch eager"] if HAS_TORCH else ["backprop"]
+    expected = ["backprop", "backprop GEMMs"] + (["torch eager", "torch GEMMs"] if HAS_TORCH else [])
     for entry in report["results"]:
         assert entry["device"] == "cpu"
         assert [v["name"] for v in entry["variants"]] == expected
@@ -60,19 +60,28 @@ def test_quick_run_numbers_are_sane(quick_report: tuple[dict, str]) -> None:
     for entry in report["results"]:
         assert entry["flops_per_step"] > 0
         variants = {v["name"]: v for v in entry["variants"]}
+        steps = {n: v for n, v in variants.items() if not v.get("floor")}
+        assert set(variants) - set(steps) == {f"{n.split()[0]} GEMMs" for n in steps}
         for v in variants.values():
             assert "error" not in v, v
             assert v["steps"] == 5
             assert v["others_cpu_busy"] is None or 0.0 <= v["others_cpu_busy"] <= 1.0
             assert 0 < v["min_ms"] <= v["median_ms"] <= v["max_ms"] < 60_000
-            for key in ("first_loss", "last_loss"):
-                assert math.isfinite(v[key]) and v[key] > 0
             assert _close(v["tflops"], entry["flops_per_step"] / (v["median_ms"] * 1e-3) / 1e12)
             assert _close(v["pct_gemm"], 100 * v["tflops"] * 1e3 / report["gemm"]["cpu"]["gflops"])
-            # ratios are this variant's median over each torch variant's median of the same run
-            assert set(v["time_ratio_vs"]) == {n for n in variants if n.startswith("torch")}
-            for name, ratio in v["time_ratio_vs"].items():
-                assert _close(ratio, v["median_ms"] / variants[name]["median_ms"])
+        for name, v in steps.items():
+            for key in ("first_loss", "last_loss"):
+                assert math.isfinite(v[key]) and v[key] > 0
+            # ratios are this variant's median over each torch step's median of the same run ...
+            assert set(v["time_ratio_vs"]) == {n for n in steps if n.startswith("torch")}
+            for other, ratio in v["time_ratio_vs"].items():
+                assert _close(ratio, v["median_ms"] / variants[other]["median_ms"])
+            # ... and over its own library's matrix products alone
+            floor = variants[f"{name.split()[0]} GEMMs"]
+            assert _close(v["ratio_to_own_gemms"], v["median_ms"] / floor["median_ms"])
+        for v in variants.values():
+            if v.get("floor"):  # no loss, no ratios: the products alone are no training step
+                assert v["first_loss"] is None and v["last_loss"] is None and "time_ratio_vs" not in v
         bp_step = variants["backprop"]
         if HAS_TORCH:
             assert variants["torch eager"]["time_ratio_vs"]["torch eager"] == 1.0
@@ -89,13 +98,65 @@ def test_quick_run_numbers_are_sane(quick_report: tuple[dict, str]) -> None:
         assert fit["step_samples_per_s"] > 0 and fit["rounds"] >= 1
 
 
+def _product_flops(calls: list[tuple[str, tuple, tuple]]) -> int:
+    """2*m*k*n per product; the operands' shapes as passed, with the transposes each kernel applies."""
+    total = 0
+    for name, a, b in calls:
+        (m, k), n = (a[::-1] if name.endswith("_tn") else a), (b[0] if name.endswith("_nt") else b[1])
+        total += 2 * m * k * n
+    return total
+
+
+def test_gemm_floors_run_the_steps_own_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 'GEMMs' variants run exactly the step's matrix products: the kernels `Dense` uses on
+    backprop's side and torch.mm as Linear's autograd on torch's, adding up to the step's FLOPs."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from backprop.backends import Backend  # noqa: PLC0415
+    from benchmarks import backprop_runner  # noqa: PLC0415
+    from benchmarks.configs import CONFIGS, flops_per_step  # noqa: PLC0415
+
+    config = CONFIGS["mnist-small"]
+    calls: list[tuple[str, tuple, tuple]] = []
+    real_kernel = Backend.kernel
+
+    def counting_kernel(self: Backend, name: str, generic: object) -> object:
+        kernel = real_kernel(self, name, generic)
+
+        def counted(xp: object, A: np.ndarray, B: np.ndarray, *rest: object) -> object:
+            calls.append((name, A.shape, B.shape))
+            return kernel(xp, A, B, *rest)
+
+        return counted
+
+    monkeypatch.setattr(Backend, "kernel", counting_kernel)
+    backprop_runner.prepare_gemm_variant(config, "cpu").run_step(0)
+    B = config.batch
+    assert calls == [
+        ("matmul", (B, 784), (784, 256)), ("matmul_tn", (B, 784), (B, 256)),
+        ("matmul", (B, 256), (256, 256)), ("matmul_tn", (B, 256), (B, 256)), ("matmul_nt", (B, 256), (256, 256)),
+        ("matmul", (B, 256), (256, 10)), ("matmul_tn", (B, 256), (B, 10)), ("matmul_nt", (B, 10), (256, 10)),
+    ]
+    assert _product_flops(calls) == flops_per_step(config)
+    if not HAS_TORCH:
+        return
+    import torch  # noqa: PLC0415
+    from benchmarks import torch_runner  # noqa: PLC0415
+
+    shapes: list[tuple[tuple, tuple]] = []
+    real_mm = torch.mm
+    monkeypatch.setattr(torch, "mm", lambda a, b: shapes.append((tuple(a.shape), tuple(b.shape))) or real_mm(a, b))
+    torch_runner.prepare_gemm_variant(torch, config, "cpu").run_step(0)
+    assert len(shapes) == len(calls)
+    assert sum(2 * a[0] * a[1] * b[1] for a, b in shapes) == flops_per_step(config)
+
+
 def test_without_torch_backprop_runs_alone(tmp_path: Path) -> None:
     out = tmp_path / "alone.json"
     proc = _run("--quick", "--configs", "xor", "--no-torch", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["torch"] is False
-    assert [v["name"] for v in report["results"][0]["variants"]] == ["backprop"]
+    assert [v["name"] for v in report["results"][0]["variants"]] == ["backprop", "backprop GEMMs"]
     assert "backprop alone" in proc.stdout
 
 
