@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +141,7 @@ def test_gemm_floors_run_the_steps_own_products(monkeypatch: pytest.MonkeyPatch)
     if not HAS_TORCH:
         return
     import torch  # noqa: PLC0415
+
     from benchmarks import torch_runner  # noqa: PLC0415
 
     shapes: list[tuple[tuple, tuple]] = []
