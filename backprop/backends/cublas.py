@@ -158,8 +158,10 @@ def _load_library(cupy: Any) -> Any:
 def _libcublas_path(cupy: Any) -> str | None:
     """The ``libcublas.so`` CuPy itself loaded (same version as its kernels expect): of those
     mapped into this process (PyTorch may bring its own), the one of CuPy's CUDA major version."""
-    try:
-        import cupy_backends.cuda.libs.cublas  # noqa: F401, PLC0415 - makes CuPy load libcublas
+    try:  # the `from` form: CuPy 14 finds and loads libcublas in its package's __getattr__,
+        # which `import cupy_backends.cuda.libs.cublas` bypasses (it then fails where the CUDA
+        # libraries come from pip wheels rather than the system's library path)
+        from cupy_backends.cuda.libs import cublas  # noqa: F401, PLC0415
     except ImportError:
         return None
     paths = []
