@@ -5,7 +5,9 @@
 
 Prints the machine and a markdown table on stdout (progress goes to stderr); see
 benchmarks/README.md for what each column means. Exit status: 0 when every variant ran,
-1 when one failed (its row says so), 2 for bad arguments or ``--device cuda`` without a GPU.
+1 when one failed (its row says so) or a graph row did not replay, 2 for bad arguments or
+``--device cuda`` without a GPU. ``--json`` is rewritten after each configuration, with
+``"partial": true`` until the run ends, so a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
     seconds = time.perf_counter() - t0
     for name in whats:
         result = {"name": name, "what": whats[name], **errors.get(name, timed.get(name, {}))}
+        if "traceback" in result:  # a variant that failed while being timed
+            log(result.pop("traceback"))
         result["others_cpu_busy"] = busy
         shown = f"{result['median_ms']:.3f} ms/step" if "median_ms" in result else result["error"]
         log(f"    {name:15s} {shown}")
@@ -213,7 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     log("measuring the GEMM rate ...")
     n, reps = (256, 3) if args.quick else ((2048, 5) if device == "cpu" else (8192, 10))
     gemm = {device: gemm_rate(device, n, reps, torch=torch, cupy=cupy)}
-    entries = [run_config(config, device, args.quick, torch, gpu) for config in chosen]
+    settings = {"device": device, "quick": args.quick, "batches_cycled": N_BATCHES, "seed": backprop_runner.SEED}
+    entries: list[dict[str, Any]] = []
+    for config in chosen:
+        entry = run_config(config, device, args.quick, torch, gpu)
+        report.derive(entry, gemm[device]["gflops"])
+        entries.append(entry)
+        log(report.markdown_table([entry]))  # as soon as measured: a run cut short keeps what it has
+        if args.json:
+            report.write_json(
+                args.json, {"machine": machine, "gemm": gemm, "settings": settings, "partial": True, "results": entries}
+            )
     tutorial = None
     if args.tutorial:
         log("xor against the tutorial's own code ...")
@@ -223,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
             log(traceback.format_exc())
             tutorial = {"error": f"{type(exc).__name__}: {exc}"}
     for entry in entries:
-        report.derive(entry, gemm[device]["gflops"])
         if "warning" in entry:
             notes.append(f"{entry['config']}: {entry['warning']}")
         for v in entry["variants"]:
@@ -253,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n- {note}", end="")
     print()
     failed = [f"{e['config']}/{v['name']}" for e in entries for v in e["variants"] if "error" in v]
+    # a graph row that did not replay timed eager steps: on a GPU that is a failure, not a number
+    failed += [
+        f"{e['config']}/{v['name']} (not replayed)" for e in entries for v in e["variants"] if v.get("graph_replaying") is False
+    ]
     failed += [f"{e['config']}/fit" for e in entries if "error" in e.get("fit", {})]
     failed += ["tutorial"] if tutorial is not None and "error" in tutorial else []
     if args.json:
@@ -261,12 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "machine": machine,
                 "gemm": gemm,
-                "settings": {
-                    "device": device,
-                    "quick": args.quick,
-                    "batches_cycled": N_BATCHES,
-                    "seed": backprop_runner.SEED,
-                },
+                "settings": settings,
+                "partial": False,
                 "torch": torch is not None,
                 "graph_step": backprop_runner.has_graph_step(),
                 "notes": notes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +38,19 @@ def measure_interleaved(
     variants: dict[str, Prepared], warmup: int, steps: int, pipelined: bool, rounds: int = 10
 ) -> dict[str, dict[str, Any]]:
     """Warm every variant up, then time ``steps`` steps of each, one by one, in ``rounds``
-    interleaved rounds; then (``pipelined``) each variant's back-to-back rate."""
-    state = {}
-    for name, v in variants.items():
+    interleaved rounds; then (``pipelined``) each variant's back-to-back rate. A variant that
+    raises gets ``{"error", "traceback"}`` and drops out; the others are timed on."""
+    state: dict[str, dict[str, Any]] = {}
+    failed: dict[str, dict[str, Any]] = {}  # a variant that raised drops out; the others go on
+
+    def attempt(name: str, work: Callable[[], Any]) -> Any:
+        try:
+            return work()
+        except Exception as exc:  # noqa: BLE001 - reported in the variant's row
+            failed[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            return None
+
+    def warm(name: str, v: Prepared) -> None:
         i, first = v.done, v.first_loss
         if first is None:
             first = v.to_float(v.run_step(i))
@@ -49,48 +60,61 @@ def measure_interleaved(
             i += 1
         v.sync()
         state[name] = {"i": i, "first": first, "times": [], "loss": None}
+
+    def timed(v: Prepared, s: dict[str, Any], count: int) -> None:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            s["loss"] = v.run_step(s["i"])
+            v.sync()
+            s["times"].append(time.perf_counter() - t0)
+            s["i"] += 1
+
+    for name, v in variants.items():
+        attempt(name, lambda: warm(name, v))
     per_round = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
     for count in per_round:
         for name, v in variants.items():
-            s = state[name]
-            for _ in range(count):
-                t0 = time.perf_counter()
-                s["loss"] = v.run_step(s["i"])
-                v.sync()
-                s["times"].append(time.perf_counter() - t0)
-                s["i"] += 1
-    results = {}
+            if name not in failed:
+                attempt(name, lambda: timed(v, state[name], count))
+    results: dict[str, dict[str, Any]] = {}
     for name, v in variants.items():
-        s = state[name]
-        times = s["times"]
-        result: dict[str, Any] = {
-            "warmup": warmup,
-            "steps": steps,
-            "rounds": rounds,
-            "median_ms": 1e3 * float(np.median(times)),
-            "min_ms": 1e3 * min(times),
-            "max_ms": 1e3 * max(times),
-            "mean_ms": 1e3 * float(np.mean(times)),
-            "pipelined_ms": None,
-            "first_loss": s["first"],
-            "last_loss": v.to_float(s["loss"]) if s["loss"] is not None else None,
-        }
-        if pipelined:
-            v.sync()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                s["loss"] = v.run_step(s["i"])
-                s["i"] += 1
-            v.sync()
-            result["pipelined_ms"] = 1e3 * (time.perf_counter() - t0) / steps
-            result["last_loss"] = v.to_float(s["loss"])
-        for key in ("first_loss", "last_loss"):
-            if result[key] is not None and not math.isfinite(result[key]):
-                result.setdefault("warnings", []).append(f"{key} is {result[key]}")
-        extra = v.finish()
-        result.setdefault("warnings", []).extend(extra.pop("warnings", []))
-        if not result["warnings"]:
-            del result["warnings"]
-        result.update(extra)
-        results[name] = result
+        if name not in failed:
+            results[name] = attempt(name, lambda: _summary(v, state[name], warmup, steps, rounds, pipelined))
+        if name in failed:
+            results[name] = failed[name]
     return results
+
+
+def _summary(v: Prepared, s: dict[str, Any], warmup: int, steps: int, rounds: int, pipelined: bool) -> dict[str, Any]:
+    """A timed variant's numbers, after (``pipelined``) its back-to-back rate is measured."""
+    times = s["times"]
+    result: dict[str, Any] = {
+        "warmup": warmup,
+        "steps": steps,
+        "rounds": rounds,
+        "median_ms": 1e3 * float(np.median(times)),
+        "min_ms": 1e3 * min(times),
+        "max_ms": 1e3 * max(times),
+        "mean_ms": 1e3 * float(np.mean(times)),
+        "pipelined_ms": None,
+        "first_loss": s["first"],
+        "last_loss": v.to_float(s["loss"]) if s["loss"] is not None else None,
+    }
+    if pipelined:
+        v.sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            s["loss"] = v.run_step(s["i"])
+            s["i"] += 1
+        v.sync()
+        result["pipelined_ms"] = 1e3 * (time.perf_counter() - t0) / steps
+        result["last_loss"] = v.to_float(s["loss"])
+    for key in ("first_loss", "last_loss"):
+        if result[key] is not None and not math.isfinite(result[key]):
+            result.setdefault("warnings", []).append(f"{key} is {result[key]}")
+    extra = v.finish()
+    result.setdefault("warnings", []).extend(extra.pop("warnings", []))
+    if not result["warnings"]:
+        del result["warnings"]
+    result.update(extra)
+    return result

@@ -44,7 +44,7 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 def test_quick_run_covers_every_config_and_variant(quick_report: tuple[dict, str]) -> None:
     report, stdout = quick_report
     assert [e["config"] for e in report["results"]] == ["xor", "mnist-small"]
-    assert report["failed"] == []
+    assert report["failed"] == [] and report["partial"] is False
     assert report["settings"] == {**report["settings"], "device": "cpu", "quick": True}
     expected = ["backprop", "backprop GEMMs"] + (["torch eager", "torch GEMMs"] if HAS_TORCH else [])
     for entry in report["results"]:
@@ -150,6 +150,28 @@ def test_gemm_floors_run_the_steps_own_products(monkeypatch: pytest.MonkeyPatch)
     torch_runner.prepare_gemm_variant(torch, config, "cpu").run_step(0)
     assert len(shapes) == len(calls)
     assert sum(2 * a[0] * a[1] * b[1] for a, b in shapes) == flops_per_step(config)
+
+
+def test_a_variant_that_fails_while_timed_drops_out_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.timing import Prepared, measure_interleaved  # noqa: PLC0415
+
+    ran: list[int] = []
+
+    def fine(i: int) -> float:
+        ran.append(i)
+        return 1.0
+
+    def breaks(i: int) -> float:
+        if i >= 3:
+            raise RuntimeError("boom")
+        return 1.0
+
+    variants = {"fine": Prepared(fine, lambda: None, float), "breaks": Prepared(breaks, lambda: None, float)}
+    results = measure_interleaved(variants, warmup=2, steps=10, pipelined=True, rounds=5)
+    assert results["breaks"]["error"] == "RuntimeError: boom" and "boom" in results["breaks"]["traceback"]
+    assert results["fine"]["steps"] == 10 and "error" not in results["fine"]
+    assert ran == list(range(22))  # 2 warm-up, 10 timed in 5 rounds, 10 pipelined: none skipped
 
 
 def test_without_torch_backprop_runs_alone(tmp_path: Path) -> None:
