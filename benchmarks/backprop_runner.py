@@ -221,17 +221,12 @@ def warm_device(device: str) -> None:
     workspace, CuPy's contexts) before anything is measured, so no one configuration is charged."""
     if device == "cpu":
         return
-    backend = bp.Sequential(bp.Dense(2, 2), device=device, dtype="float32", seed=0).backend
+    model = bp.Sequential(bp.Dense(2, 2), device=device, dtype="float32", seed=0)
+    backend = model.backend
     with backend.activate():
         A = backend.zeros((2, 2))
         backend.kernel("matmul", lambda xp, a, b: a @ b)(backend.xp, A, A)
-        _sync_device(backend)
-
-
-def _sync_device(backend: Any) -> None:
-    import cupy  # noqa: PLC0415 - only on GPU runs
-
-    cupy.cuda.Device(backend.device.index or 0).synchronize()
+    _sync(model)()
 
 
 def run_fit(config: Config, device: str, counts: Counts, rounds: int = 20) -> dict[str, Any]:

@@ -4,6 +4,7 @@ captured in one CUDA graph (``capturable=True``, the torch.cuda.graphs whole-net
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,6 @@ def prepare_gemm_variant(torch: Any, config: Config, device: str) -> Prepared:
     for n_in, n_out in zip(config.sizes[:-1], config.sizes[1:]):
         shapes = ((config.batch, n_in), (n_out, n_in), (config.batch, n_out))
         operands.append(tuple(torch.randn(*shape, generator=gen).to(dev) for shape in shapes))
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
     def run_step(i: int) -> None:
         for k, (X, W, dY) in enumerate(operands):
@@ -72,7 +72,12 @@ def prepare_gemm_variant(torch: Any, config: Config, device: str) -> Prepared:
             if k:
                 torch.mm(dY, W)
 
-    return Prepared(run_step, sync, lambda _: None, finish=lambda: {"floor": True})
+    return Prepared(run_step, _sync(torch, dev), lambda _: None, finish=lambda: {"floor": True})
+
+
+def _sync(torch: Any, dev: Any) -> Callable[[], None]:
+    """Waits for the device's queued work (nothing to wait for on the CPU)."""
+    return (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
 
 def _optimizer(torch: Any, config: Config, model: Any, **kw: Any) -> Any:
@@ -134,7 +139,7 @@ def prepare_variant(
     model = build(torch, config, state, dev)
     criterion = _criterion(torch, config)
     data = [(torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)) for X, y in batches]
-    sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
+    sync = _sync(torch, dev)
 
     def to_float(loss: Any) -> float:
         return float(loss.item())
