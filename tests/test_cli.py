@@ -45,7 +45,9 @@ def assert_one_paragraph_error(err: str, prog: str) -> None:
 
 
 def python_m(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the checkout first, anything already on the path after it (where dependencies come from)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     command = [sys.executable, "-m", "backprop", *argv]
     return subprocess.run(command, check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 

@@ -62,6 +62,21 @@ def test_cupy_kernel_compiles(name: str, dtype: str) -> None:
         pytest.fail(f"{name} ({dtype}) does not compile:\n{exc}")
 
 
+@pytest.mark.parametrize("ctype", ["float", "double"])
+@pytest.mark.parametrize("name", sorted(cupy_kernels.RAW_SOURCES))
+def test_cupy_raw_kernel_compiles(name: str, ctype: str) -> None:
+    """The raw kernels (work across a row, the scalar write) compile as `cupy.RawKernel` builds
+    them: their source with ``T`` set, our options, NVRTC."""
+    _nvrtc()
+    from cupy.cuda import compiler
+
+    options = (*cupy_kernels.OPTIONS, "-arch=compute_80", "-ftz=true")
+    try:
+        compiler._NVRTCProgram(cupy_kernels.raw_source(name, ctype), name=f"{name}.cu").compile(options=options)
+    except compiler.CompileException as exc:
+        pytest.fail(f"{name} ({ctype}) does not compile:\n{exc}")
+
+
 def test_a_broken_kernel_is_caught() -> None:
     """The check above can fail: a kernel with an undeclared name does not compile."""
     cupy = _nvrtc()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends.cupy_kernels import DEFINITIONS, Definition
+from backprop.backends.cupy_kernels import DEFINITIONS, RAW_SOURCES, Definition, raw_source
 from backprop.layers.dropout import dropout_forward
 
 _CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bool"}
@@ -60,32 +60,75 @@ def _source(name: str, d: Definition) -> str:
     return f'extern "C" void {name}({", ".join(args)}) {{\n  for (long long i = 0; i < n; ++i) {{ {" ".join(loads)} {d.body}; }}\n}}\n'
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+def _build(folder: Any, source: str, *flags: str) -> ctypes.CDLL:
     compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None:
         pytest.skip("no C++ compiler to run the kernel bodies on the host")
-    folder = tmp_path_factory.mktemp("kernels")
+    (folder / "kernels.cpp").write_text(source)
+    out = folder / "kernels.so"
+    command = [compiler, "-shared", "-fPIC", "-O1", "-ffp-contract=off", "-fno-fast-math", *flags]
+    subprocess.run([*command, "-o", str(out), str(folder / "kernels.cpp")], check=True, capture_output=True)
+    return ctypes.CDLL(str(out))
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     preambles = dict.fromkeys(d.preamble for d in DEFINITIONS.values())  # each once, in order
     kernels = [_source(name, d) for name, d in DEFINITIONS.items()]
-    (folder / "kernels.cpp").write_text("\n".join([_PRELUDE, *preambles, *kernels]))
-    out = folder / "kernels.so"
-    subprocess.run(
-        [
-            compiler,
-            "-shared",
-            "-fPIC",
-            "-O1",
-            "-ffp-contract=off",
-            "-fno-fast-math",
-            "-o",
-            str(out),
-            str(folder / "kernels.cpp"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return ctypes.CDLL(str(out))
+    return _build(tmp_path_factory.mktemp("kernels"), "\n".join([_PRELUDE, *preambles, *kernels]))
+
+
+# The raw kernels on the host: each warp is 32 host threads that meet at every shuffle, warps
+# run one after another (the kernels share nothing between warps).
+_RAW_PRELUDE = """
+#include <barrier>
+#include <cmath>
+#include <functional>
+#include <thread>
+#include <vector>
+using std::exp; using std::log;
+struct bp_dim3 { unsigned x = 0, y = 0, z = 0; };
+static thread_local bp_dim3 threadIdx, blockIdx;
+static bp_dim3 blockDim;
+#define __global__
+static std::barrier<>* bp_warp = nullptr;
+static double bp_lanes[32];
+template <typename V> V __shfl_xor_sync(unsigned, V v, int o) {
+    const unsigned lane = threadIdx.x % 32;
+    bp_lanes[lane] = v;
+    bp_warp->arrive_and_wait();
+    const V other = (V)bp_lanes[lane ^ o];
+    bp_warp->arrive_and_wait();
+    return other;
+}
+static void bp_launch(unsigned grid, unsigned block, const std::function<void()>& kernel) {
+    blockDim.x = block;
+    for (unsigned b = 0; b < grid; ++b)
+        for (unsigned w = 0; w < block; w += 32) {
+            std::barrier<> warp(32);
+            bp_warp = &warp;
+            std::vector<std::thread> lanes;
+            for (unsigned l = 0; l < 32; ++l)
+                lanes.emplace_back([&, b, w, l] { blockIdx.x = b; threadIdx.x = w + l; kernel(); });
+            for (auto& lane : lanes) lane.join();
+        }
+}
+"""
+_RAW_LAUNCHERS = """
+extern "C" void run_softmax_ce_rows(unsigned grid, unsigned block, const T* z, const long long* labels, T* dz, T* rows,
+                                    long long n, int c) {
+    bp_launch(grid, block, [=] { bp_softmax_ce_rows(z, labels, dz, rows, n, c); });
+}
+extern "C" void run_mean(const T* x, T* out, long long n) { bp_launch(1, 32, [=] { bp_mean(x, out, n); }); }
+extern "C" void run_set_scalars(double* s, double a, double b, double c) { bp_set_scalars(s, a, b, c); }
+"""
+
+
+@pytest.fixture(scope="module")
+def raw_library(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    kernels = [raw_source(name, "double") for name in RAW_SOURCES]
+    source = "\n".join([_RAW_PRELUDE, *kernels, _RAW_LAUNCHERS])
+    return _build(tmp_path_factory.mktemp("raw_kernels"), source, "-std=c++20", "-pthread")
 
 
 def run(library: ctypes.CDLL, name: str, n: int, **values: Any) -> dict[str, np.ndarray]:
@@ -126,15 +169,14 @@ def test_every_kernel_is_checked_here() -> None:
         f"bp_bias_{a}_forward" for a in ACTIVATIONS
     }
     checked |= {
-        "bp_softmax_ce_grad",
         "bp_bce",
         "bp_adam_update",
         "bp_sgd_momentum_update",
         "bp_sgd_update",
-        "bp_set_scalars",
         "bp_dropout_forward",
     }
     assert set(DEFINITIONS) == checked
+    assert set(RAW_SOURCES) == {"bp_softmax_ce_rows", "bp_mean", "bp_set_scalars"}
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -157,28 +199,34 @@ def test_activation_kernels(name: str, library: ctypes.CDLL, rng: np.random.Gene
     np.testing.assert_allclose(fused, layer.f(xp, X + b, *args), rtol=1e-13, atol=1e-300)
 
 
-def test_loss_kernels(library: ctypes.CDLL, rng: np.random.Generator) -> None:
-    Z = rng.standard_normal((7, 4)) * 5
-    Z[0] = [1000.0, -1000.0, 0.0, 3.0]
-    labels = rng.integers(0, 4, 7)
-    T = bp.losses.SoftmaxCrossEntropy().prepare_target(bp.backends.Backend("cpu", "float64"), labels, 7, 4)
-    zmax = Z.max(axis=1, keepdims=True)
-    S = np.exp(Z - zmax).sum(axis=1, keepdims=True)
-    full = lambda a: np.broadcast_to(a, Z.shape).ravel()  # noqa: E731 - the kernel sees broadcast inputs
-    dZ = run(
-        library,
-        "bp_softmax_ce_grad",
-        Z.size,
-        z=Z.ravel(),
-        zmax=full(zmax),
-        s=full(S),
-        label=full(labels[:, None]),
-        n_classes=4,
-        inv_n=1 / 7,
-    )["dz"]
-    _, dZ_ref = bp.losses.SoftmaxCrossEntropy().value_and_grad(xp, Z, T)
-    np.testing.assert_allclose(dZ.reshape(Z.shape), dZ_ref, rtol=1e-14, atol=1e-17)
+def _pointer(a: np.ndarray) -> ctypes.c_void_p:
+    return a.ctypes.data_as(ctypes.c_void_p)
 
+
+@pytest.mark.parametrize("shape", [(7, 4), (9, 70)])  # 70: more classes than a warp has lanes
+def test_softmax_cross_entropy_kernels(raw_library: ctypes.CDLL, shape: tuple[int, int], rng: np.random.Generator) -> None:
+    """One warp per row (loss per row and gradient), then one warp for the mean, launched as
+    the CuPy backend launches them, give the generic loss and gradient."""
+    from backprop.backends import cupy_kernels
+
+    n, c = shape
+    Z = rng.standard_normal(shape) * 5
+    Z[0, :4] = [1000.0, -1000.0, 0.0, 3.0]
+    labels = rng.integers(0, c, n)
+    T = bp.losses.SoftmaxCrossEntropy().prepare_target(bp.backends.Backend("cpu", "float64"), labels, n, c)
+    dZ, rows, L = np.full(shape, np.nan), np.full(n, np.nan), np.full(1, np.nan)
+    blocks, block = -(-n // cupy_kernels._ROWS_PER_BLOCK), cupy_kernels._ROWS_PER_BLOCK * cupy_kernels._WARP
+    raw_library.run_softmax_ce_rows(
+        ctypes.c_uint(blocks), ctypes.c_uint(block), _pointer(Z), _pointer(T), _pointer(dZ), _pointer(rows),
+        ctypes.c_longlong(n), ctypes.c_int(c),
+    )  # fmt: skip
+    raw_library.run_mean(_pointer(rows), _pointer(L), ctypes.c_longlong(n))
+    L_ref, dZ_ref = bp.losses.SoftmaxCrossEntropy().value_and_grad(xp, Z, T)
+    assert L[0] == pytest.approx(float(L_ref), rel=1e-14)
+    np.testing.assert_allclose(dZ, dZ_ref, rtol=1e-14, atol=1e-17)
+
+
+def test_loss_kernels(library: ctypes.CDLL, rng: np.random.Generator) -> None:
     P = np.concatenate([rng.uniform(0.01, 0.99, 12), [0.0, 1.0, 1e-300]])
     Tb = np.concatenate([rng.uniform(0, 1, 12), [1.0, 0.0, 1.0]])
     out = run(library, "bp_bce", P.size, p=P, t=Tb, scale=float(P.size))
@@ -251,9 +299,13 @@ def test_optimizer_kernels_follow_the_reference_rule(name: str, library: ctypes.
             q.data = p[start : start + q.data.size].reshape(q.data.shape).copy()  # both go on from the same weights
 
 
-def test_set_scalars_and_dropout_kernels(library: ctypes.CDLL, rng: np.random.Generator) -> None:
-    s = run(library, "bp_set_scalars", 1, a=0.5, b=2.0, c=-3.0)["s"]
+def test_set_scalars_kernel(raw_library: ctypes.CDLL) -> None:
+    s = np.zeros(3)
+    raw_library.run_set_scalars(_pointer(s), ctypes.c_double(0.5), ctypes.c_double(2.0), ctypes.c_double(-3.0))
     np.testing.assert_array_equal(s, [0.5, 2.0, -3.0])
+
+
+def test_dropout_kernel(library: ctypes.CDLL, rng: np.random.Generator) -> None:
     X, U = rng.standard_normal(40), rng.random(40)
     out = run(library, "bp_dropout_forward", 40, x=X, u=U, keep=0.7)
     Y_ref, scale_ref = dropout_forward(xp, X, U, 0.7)

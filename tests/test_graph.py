@@ -182,3 +182,26 @@ def test_device_dropout_masks_are_redrawn_on_every_replay(device: bp.Device, rng
         if graph:
             assert step.core.replaying
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-5)  # a replay reusing one mask would drift away
+
+
+def test_each_replay_reads_its_own_batch_and_keeps_earlier_losses(device: bp.Device, rng: np.random.Generator) -> None:
+    """A replay copies the batch it is given into the graph's inputs, C-contiguous (a bare copy)
+    or strided (CuPy's copy), and the loss it returns stays as it was through later replays."""
+    needs_cuda(device)
+    X, y = data(rng, 64)
+    runs = []
+    for graph in (False, True):
+        model = mlp(device)
+        step = make_step(model, "cross_entropy", bp.optim.Adam(model.parameters(), lr=0.01), graph=graph)
+        backend = model.backend
+        with backend.activate():
+            Xd, T = backend.from_host(X), bp.losses.SoftmaxCrossEntropy().prepare_target(backend, y, 64, 3)
+            strided = backend.from_host(np.ascontiguousarray(X.T)).T  # X's values, column-major
+            assert not strided.flags.c_contiguous
+            batches = [(Xd[:32], T[:32]), (strided[32:], T[32:])]
+            kept = [step(*batches[i % 2]) for i in range(10)]  # device arrays, read after every step ran
+        runs.append([float(host(loss)) for loss in kept])
+        if graph:
+            assert step.core.replaying
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-6)
+    assert len(set(runs[1])) == len(runs[1])  # ten different losses: none rewritten by a later replay

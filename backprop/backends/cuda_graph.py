@@ -93,7 +93,7 @@ class GraphedStep:
     def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
         if self.reason is not None:
             return self.step(X, T)
-        shape = (tuple(X.shape), tuple(T.shape), str(X.dtype), str(T.dtype))
+        shape = (X.shape, T.shape, X.dtype, T.dtype)  # dtypes as objects: str() of one costs microseconds
         if self._graph is not None and (
             self._arenas is not self.optimizer.params[0].arenas or self._constants() != self._baked
         ):
@@ -109,14 +109,15 @@ class GraphedStep:
             self._capture(X, T)
             if self._graph is None:
                 return self.step(X, T)
+        cupy = self.model.backend._cupy  # None off CUDA (where tests stub the graph)
         Xs, Ts = self._static
-        Xs[...] = X
-        Ts[...] = T
+        _copy_into(cupy, Xs, X)
+        _copy_into(cupy, Ts, T)
         self.optimizer.prepare_replay()
         self._graph.launch()
         self.optimizer.after_replay()
         # copies: the next replay rewrites the static outputs, and callers may keep these
-        kept = tuple(o.copy() for o in self._outputs[: self.keep])
+        kept = tuple(_copy_of(cupy, o) for o in self._outputs[: self.keep])
         return kept + (None,) * (len(self._outputs) - len(kept))
 
     def _constants(self) -> tuple[Any, ...]:
@@ -182,3 +183,24 @@ class GraphedStep:
         self._graph = self._baked = self._arenas = self._static = None
         self._outputs = ()  # the pools stay: arrays made while capturing (a gradient) may outlive the graph
         self.calls = 0
+
+
+def _copy_into(cupy: Any, dst: Any, src: Any) -> None:
+    """``dst[...] = src`` on the current stream, as one ``cudaMemcpyAsync`` where ``src`` is a
+    C-contiguous CuPy array like ``dst``: a replay is a few launches, and CuPy's copy kernel
+    costs several times the host time of a bare copy."""
+    bare = cupy is not None and isinstance(src, cupy.ndarray) and isinstance(dst, cupy.ndarray)
+    if bare and src.flags.c_contiguous and src.dtype == dst.dtype and src.shape == dst.shape:
+        stream = cupy.cuda.get_current_stream().ptr
+        cupy.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, src.nbytes, cupy.cuda.runtime.memcpyDefault, stream)
+    else:
+        dst[...] = src
+
+
+def _copy_of(cupy: Any, a: Any) -> Any:
+    """A new array holding ``a`` (`_copy_into` a fresh one)."""
+    if cupy is None or not isinstance(a, cupy.ndarray):
+        return a.copy()
+    out = cupy.empty(a.shape, dtype=a.dtype)
+    _copy_into(cupy, out, a)
+    return out

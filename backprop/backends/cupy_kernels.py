@@ -1,8 +1,10 @@
 """Fused CuPy kernels: one launch where the generic path makes several (see `Backend.kernel`).
 
 Each kernel has the signature of its generic twin (tests compare them on a GPU). Elementwise
-work is written as `cupy.ElementwiseKernel`s, whose sources are the data `DEFINITIONS` (so a
-test can compile every one with NVRTC, without a GPU); matrix products go through a cuBLAS
+work is written as `cupy.ElementwiseKernel`s, whose sources are the data `DEFINITIONS`; work
+across a row (softmax cross-entropy) and the optimizer's scalar write are `cupy.RawKernel`s
+whose sources are `RAW_SOURCES` (a test compiles every one of both with NVRTC, without a
+GPU). Matrix products go through a cuBLAS
 handle of our own (`cublas.Gemm`), which, unlike ``cupy.matmul``, may be captured in a CUDA
 graph. Step-dependent optimizer scalars (the learning rate, Adam's bias corrections, computed on
 the host exactly as the reference rule computes them) are read from device memory
@@ -22,12 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._math import INV_SQRT2, INV_SQRT_2PI
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["DEFINITIONS", "OPTIONS", "Definition", "make_kernels"]
+__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "make_kernels", "raw_source"]
 
 OPTIONS = ("--fmad=false",)
 
@@ -115,12 +119,6 @@ def _activation_definitions() -> dict[str, Definition]:
 
 DEFINITIONS: dict[str, Definition] = {
     **_activation_definitions(),
-    "bp_softmax_ce_grad": Definition(
-        "T z, T zmax, T s, int64 label, int64 n_classes, T inv_n",
-        "T dz",
-        "dz = (exp(z - zmax) / s - (T)(i % n_classes == label)) * inv_n",
-        ("n_classes", "inv_n"),
-    ),
     "bp_bce": Definition(
         "T p, T t, T scale",
         "T term, T dp",
@@ -166,13 +164,59 @@ DEFINITIONS: dict[str, Definition] = {
         "T grad = g; if (wd != 0) grad = grad + (T)wd * p; p = p - (T)scalars[0] * grad",
         ("wd",),
     ),
-    "bp_set_scalars": Definition(
-        "float64 a, float64 b, float64 c", "raw float64 s", "s[0] = a; s[1] = b; s[2] = c", ("a", "b", "c")
-    ),
     "bp_dropout_forward": Definition(
         "T x, T u, float64 keep", "T y, T scale", "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale", ("keep",)
     ),
 }
+
+
+_WARP = 32
+_ROWS_PER_BLOCK = 4  # softmax cross-entropy: one warp per row, four rows per block
+
+# Sources of `cupy.RawKernel`s; ``T`` is the float type, set by a typedef (`raw_source`).
+RAW_SOURCES: dict[str, str] = {
+    # one warp per row of Z (n, c): the max, the sum of exponentials (each reduced across the
+    # warp by a butterfly, which leaves every lane the same value), then the row's gradient
+    # (softmax - onehot) / n and its loss logsumexp - z[label]; one launch where the generic
+    # path takes eleven
+    "bp_softmax_ce_rows": """
+extern "C" __global__ void bp_softmax_ce_rows(const T* z, const long long* labels, T* dz, T* rows, long long n, int c) {
+    const long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= n) return;  // the whole warp: row is the same in all its lanes
+    const T* zr = z + row * c;
+    T m = zr[0];
+    for (int j = lane; j < c; j += 32) m = zr[j] > m ? zr[j] : m;
+    for (int o = 16; o > 0; o >>= 1) { const T other = __shfl_xor_sync(0xffffffffu, m, o); m = other > m ? other : m; }
+    T s = (T)0;
+    for (int j = lane; j < c; j += 32) s += exp(zr[j] - m);
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    const long long label = labels[row];
+    T* dzr = dz + row * c;
+    for (int j = lane; j < c; j += 32) dzr[j] = (exp(zr[j] - m) / s - (T)(j == label)) / (T)n;
+    if (lane == 0) rows[row] = log(s) - (zr[label] - m);
+}
+""",
+    # one warp: out = sum(x) / n, in a fixed order (lane-strided sums, then a butterfly)
+    "bp_mean": """
+extern "C" __global__ void bp_mean(const T* x, T* out, long long n) {
+    T s = (T)0;
+    for (long long i = threadIdx.x; i < n; i += 32) s += x[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) out[0] = s / (T)n;
+}
+""",
+    # the step-dependent optimizer scalars, written on the device's stream (so a graph replay
+    # that follows reads them) for the cost of one bare launch
+    "bp_set_scalars": """
+extern "C" __global__ void bp_set_scalars(double* s, double a, double b, double c) { s[0] = a; s[1] = b; s[2] = c; }
+""",
+}
+
+
+def raw_source(name: str, ctype: str = "double") -> str:
+    """The CUDA source of ``RAW_SOURCES[name]`` with ``T`` the C type ``ctype``."""
+    return f"typedef {ctype} T;\n{RAW_SOURCES[name]}"
 
 
 def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
@@ -224,17 +268,36 @@ def _activation_kernels(cupy: Any, name: str) -> dict[str, Callable[..., Any]]:
     }
 
 
+def _raw_kernels(cupy: Any, name: str) -> Callable[[Any], Any]:
+    """``kernel(dtype)``: the `cupy.RawKernel` of ``RAW_SOURCES[name]`` for float dtype ``dtype``
+    (each made once, compiled on its first launch)."""
+    made: dict[Any, Any] = {}
+
+    def kernel(dtype: Any) -> Any:
+        found = made.get(dtype)
+        if found is None:
+            ctype = "double" if dtype == cupy.float64 else "float"
+            found = made[dtype] = cupy.RawKernel(raw_source(name, ctype), name, options=OPTIONS)
+        return found
+
+    return kernel
+
+
 def _loss_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
-    ce_grad = _elementwise(cupy, "bp_softmax_ce_grad")
+    ce_rows = _raw_kernels(cupy, "bp_softmax_ce_rows")
+    mean = _raw_kernels(cupy, "bp_mean")
     bce_terms = _elementwise(cupy, "bp_bce")
 
     def softmax_cross_entropy(xp: Any, Z: Any, labels: Any) -> tuple[Any, Any]:
         n, c = Z.shape
-        zmax = Z.max(axis=1, keepdims=True)
-        S = cupy.exp(Z - zmax).sum(axis=1, keepdims=True)
-        picked = cupy.take_along_axis(Z, labels[:, None], axis=1)
-        L = (cupy.log(S) + zmax - picked).sum() / n
-        dZ = ce_grad(Z, zmax, S, labels[:, None], c, Z.dtype.type(1.0 / n))
+        if n == 0:  # as the generic mean over no rows
+            return cupy.full((), cupy.nan, dtype=Z.dtype), cupy.empty_like(Z)
+        Z = cupy.ascontiguousarray(Z)
+        labels = cupy.ascontiguousarray(labels, dtype=cupy.int64)
+        dZ, rows, L = cupy.empty_like(Z), cupy.empty(n, dtype=Z.dtype), cupy.empty((), dtype=Z.dtype)
+        blocks = -(-n // _ROWS_PER_BLOCK)
+        ce_rows(Z.dtype)((blocks,), (_ROWS_PER_BLOCK * _WARP,), (Z, labels, dZ, rows, np.int64(n), np.int32(c)))
+        mean(Z.dtype)((1,), (_WARP,), (rows, L, np.int64(n)))
         return L, dZ
 
     def bce(xp: Any, P: Any, T: Any) -> tuple[Any, Any]:
@@ -248,13 +311,14 @@ def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
     adam = _elementwise(cupy, "bp_adam_update")
     sgd_momentum = _elementwise(cupy, "bp_sgd_momentum_update")
     sgd_plain = _elementwise(cupy, "bp_sgd_update")
-    set_scalars = _elementwise(cupy, "bp_set_scalars")
+    set_scalars = cupy.RawKernel(raw_source("bp_set_scalars"), "bp_set_scalars", options=OPTIONS)
 
     def write_scalars(scalars: Any, values: tuple[float, ...]) -> None:
-        """Write up to three host floats into the device array ``scalars`` (one launch, no copy
-        from host memory, so it may precede a graph replay on the same stream)."""
-        a, b, c = (*map(float, values), 0.0, 0.0, 0.0)[:3]
-        set_scalars(a, b, c, scalars, size=1)
+        """Write up to three host floats into the float64 device array ``scalars`` (one launch,
+        no copy from host memory, so it may precede a graph replay on the same stream)."""
+        # NumPy scalars: CuPy passes a Python float to a raw kernel as whatever it guesses
+        a, b, c = (*map(np.float64, values), np.float64(0), np.float64(0), np.float64(0))[:3]
+        set_scalars((1,), (1,), (scalars, a, b, c))
 
     def adam_update(
         xp: Any,
