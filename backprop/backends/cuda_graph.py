@@ -135,7 +135,7 @@ class GraphedStep:
         # Kept whatever happens: arrays allocated while capturing live in it.
         self._pools.append(pool)
         stream = cupy.cuda.Stream(non_blocking=True)
-        Xs, Ts = cupy.empty_like(X), cupy.empty_like(T)
+        Xs, Ts = cupy.empty(X.shape, dtype=X.dtype), cupy.empty(T.shape, dtype=T.dtype)  # C order, whatever X's
         error: BaseException | None = None
         graph = None
         gc.collect()  # collect now what could otherwise be collected mid-capture: a finalizer that syncs would break it
@@ -186,11 +186,11 @@ class GraphedStep:
 
 
 def _copy_into(cupy: Any, dst: Any, src: Any) -> None:
-    """``dst[...] = src`` on the current stream, as one ``cudaMemcpyAsync`` where ``src`` is a
-    C-contiguous CuPy array like ``dst``: a replay is a few launches, and CuPy's copy kernel
+    """``dst[...] = src`` on the current stream, as one ``cudaMemcpyAsync`` where both are
+    C-contiguous CuPy arrays of one shape and dtype: a replay is a few launches, and CuPy's copy kernel
     costs several times the host time of a bare copy."""
     bare = cupy is not None and isinstance(src, cupy.ndarray) and isinstance(dst, cupy.ndarray)
-    if bare and src.flags.c_contiguous and src.dtype == dst.dtype and src.shape == dst.shape:
+    if bare and src.flags.c_contiguous and dst.flags.c_contiguous and src.dtype == dst.dtype and src.shape == dst.shape:
         stream = cupy.cuda.get_current_stream().ptr
         cupy.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, src.nbytes, cupy.cuda.runtime.memcpyDefault, stream)
     else:
