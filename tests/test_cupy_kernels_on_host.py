@@ -88,8 +88,9 @@ _RAW_PRELUDE = """
 #include <vector>
 using std::exp; using std::log;
 struct bp_dim3 { unsigned x = 0, y = 0, z = 0; };
+struct uint4 { unsigned x, y, z, w; };
 static thread_local bp_dim3 threadIdx, blockIdx;
-static bp_dim3 blockDim;
+static bp_dim3 blockDim, gridDim;
 #define __global__
 static std::barrier<>* bp_warp = nullptr;
 static double bp_lanes[32];
@@ -102,6 +103,7 @@ template <typename V> V __shfl_xor_sync(unsigned, V v, int o) {
     return other;
 }
 static void bp_launch(unsigned grid, unsigned block, const std::function<void()>& kernel) {
+    gridDim.x = grid;
     blockDim.x = block;
     for (unsigned b = 0; b < grid; ++b)
         for (unsigned w = 0; w < block; w += 32) {
@@ -121,6 +123,18 @@ extern "C" void run_softmax_ce_rows(unsigned grid, unsigned block, const T* z, c
 }
 extern "C" void run_mean(const T* x, T* out, long long n) { bp_launch(1, 32, [=] { bp_mean(x, out, n); }); }
 extern "C" void run_set_scalars(double* s, double a, double b, double c) { bp_set_scalars(s, a, b, c); }
+extern "C" void run_set_replay(double* s, double a, double b, double c, long long* slots, long long x, long long t,
+                               long long out0, long long out1) {
+    bp_set_replay(s, a, b, c, slots, x, t, out0, out1);
+}
+extern "C" void run_copy_from_slot(unsigned grid, unsigned block, const long long* slots, int slot, unsigned char* dst,
+                                   long long nbytes) {
+    bp_launch(grid, block, [=] { bp_copy_from_slot(slots, slot, dst, nbytes); });
+}
+extern "C" void run_copy_to_slot(unsigned grid, unsigned block, const long long* slots, int slot, const unsigned char* src,
+                                 long long nbytes) {
+    bp_launch(grid, block, [=] { bp_copy_to_slot(slots, slot, src, nbytes); });
+}
 """
 
 
@@ -176,7 +190,14 @@ def test_every_kernel_is_checked_here() -> None:
         "bp_dropout_forward",
     }
     assert set(DEFINITIONS) == checked
-    assert set(RAW_SOURCES) == {"bp_softmax_ce_rows", "bp_mean", "bp_set_scalars"}
+    assert set(RAW_SOURCES) == {
+        "bp_softmax_ce_rows",
+        "bp_mean",
+        "bp_set_scalars",
+        "bp_set_replay",
+        "bp_copy_from_slot",
+        "bp_copy_to_slot",
+    }
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -303,6 +324,35 @@ def test_set_scalars_kernel(raw_library: ctypes.CDLL) -> None:
     s = np.zeros(3)
     raw_library.run_set_scalars(_pointer(s), ctypes.c_double(0.5), ctypes.c_double(2.0), ctypes.c_double(-3.0))
     np.testing.assert_array_equal(s, [0.5, 2.0, -3.0])
+
+
+def test_set_replay_kernel(raw_library: ctypes.CDLL) -> None:
+    s, slots = np.zeros(3), np.zeros(4, np.int64)
+    raw_library.run_set_replay(
+        _pointer(s), ctypes.c_double(0.5), ctypes.c_double(2.0), ctypes.c_double(-3.0), _pointer(slots),
+        ctypes.c_longlong(11), ctypes.c_longlong(-12), ctypes.c_longlong(2**40), ctypes.c_longlong(0),
+    )  # fmt: skip
+    np.testing.assert_array_equal(s, [0.5, 2.0, -3.0])
+    np.testing.assert_array_equal(slots, [11, -12, 2**40, 0])
+
+
+@pytest.mark.parametrize("offset", [0, 3])  # 3: the source is not 16-byte aligned (bytes one by one)
+@pytest.mark.parametrize("nbytes", [1, 100, 4096 + 7])  # 100: six 16-byte words and a 4-byte tail
+def test_graph_copy_kernels(raw_library: ctypes.CDLL, offset: int, nbytes: int, rng: np.random.Generator) -> None:
+    """Bytes in through the address in a slot, and out to one, exactly, aligned or not, with
+    more bytes than threads (the grid-stride loop) and fewer."""
+    source = np.zeros(nbytes + 64, np.uint8)
+    start = (-source.ctypes.data) % 16 + offset
+    src = source[start : start + nbytes]
+    src[:] = rng.integers(0, 256, nbytes)
+    dst = np.zeros(nbytes, np.uint8)
+    slots = np.array([0, src.ctypes.data, 0, 0], np.int64)
+    raw_library.run_copy_from_slot(ctypes.c_uint(2), ctypes.c_uint(32), _pointer(slots), ctypes.c_int(1), _pointer(dst), ctypes.c_longlong(nbytes))
+    np.testing.assert_array_equal(dst, src)
+    back = np.zeros(nbytes, np.uint8)
+    slots[3] = back.ctypes.data
+    raw_library.run_copy_to_slot(ctypes.c_uint(1), ctypes.c_uint(64), _pointer(slots), ctypes.c_int(3), _pointer(src), ctypes.c_longlong(nbytes))
+    np.testing.assert_array_equal(back, src)
 
 
 def test_dropout_kernel(library: ctypes.CDLL, rng: np.random.Generator) -> None:

@@ -8,8 +8,9 @@ cost. What makes replay correct:
   buffers); a step that rebinds arrays (a generic optimizer, BatchNorm's running statistics)
   cannot be replayed, so it runs eagerly and `reason` says why;
 - the step number and learning rate live in device memory, written before each replay
-  (`Optimizer.prepare_replay`); host-side step counts are advanced after it (`after_replay`);
-- inputs are copied into static buffers; outputs are static arrays the graph rewrites;
+  (`Optimizer.replay_scalars`); host-side step counts are advanced after it (`after_replay`);
+- the graph copies each batch into its static inputs and its outputs out to fresh arrays itself,
+  from and to addresses written, with the step's scalars, by one launch before the replay;
 - capture uses a private memory pool, kept for the graph's lifetime, after ``warmup`` eager
   steps (kernels compiled, optimizer state created, cuBLAS bound to the capture stream);
 - a batch of another shape (the last, partial one) runs eagerly on the same memory;
@@ -74,27 +75,28 @@ class GraphedStep:
 
     def __init__(self, step: StepFn, model: Sequential, optimizer: Optimizer, warmup: int = 3, keep: int = 2):
         self.step, self.model, self.optimizer = step, model, optimizer
+        if not 0 <= keep <= 2:
+            raise ValueError(f"keep must be 0, 1 or 2 (a replay copies out at most two outputs); got {keep}")
         self.warmup, self.keep = warmup, keep
         self.reason = graph_unsupported_reason(model, optimizer)
         self.calls = 0  # calls of the shape to capture, since it was chosen
-        self._graph: Any = None
+        self._replay: Callable[[Any, Any], tuple[Any, ...]] | None = None  # (X, T) -> kept outputs
+        self._n_outputs = 0
         self._shape: Any = None  # (X shape, T shape, dtypes) of the batches replayed
         self._baked: Any = None  # the optimizer constants in the captured kernels
         self._arenas: Any = None
-        self._static: tuple[Any, Any] | None = None
-        self._outputs: tuple[Any, ...] = ()
         self._pools: list[Any] = []  # every capture's private memory pool, kept for this object's lifetime
 
     @property
     def replaying(self) -> bool:
         """Whether a captured graph is ready to replay."""
-        return self._graph is not None
+        return self._replay is not None
 
     def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
         if self.reason is not None:
             return self.step(X, T)
         shape = (X.shape, T.shape, X.dtype, T.dtype)  # dtypes as objects: str() of one costs microseconds
-        if self._graph is not None and (
+        if self._replay is not None and (
             self._arenas is not self.optimizer.params[0].arenas or self._constants() != self._baked
         ):
             self._drop()  # the model moved or was repacked, or a baked-in constant changed
@@ -102,23 +104,16 @@ class GraphedStep:
             self._shape = shape
         if shape != self._shape:
             return self.step(X, T)
-        if self._graph is None:
+        if self._replay is None:
             self.calls += 1
             if self.calls <= self.warmup:
                 return self.step(X, T)
             self._capture(X, T)
-            if self._graph is None:
+            if self._replay is None:
                 return self.step(X, T)
-        cupy = self.model.backend._cupy  # None off CUDA (where tests stub the graph)
-        Xs, Ts = self._static
-        _copy_into(cupy, Xs, X)
-        _copy_into(cupy, Ts, T)
-        self.optimizer.prepare_replay()
-        self._graph.launch()
+        kept = self._replay(X, T)
         self.optimizer.after_replay()
-        # copies: the next replay rewrites the static outputs, and callers may keep these
-        kept = tuple(_copy_of(cupy, o) for o in self._outputs[: self.keep])
-        return kept + (None,) * (len(self._outputs) - len(kept))
+        return kept + (None,) * (self._n_outputs - len(kept))
 
     def _constants(self) -> tuple[Any, ...]:
         """The optimizer's settings the captured kernels hold as constants (all but ``lr``)."""
@@ -136,12 +131,15 @@ class GraphedStep:
         self._pools.append(pool)
         stream = cupy.cuda.Stream(non_blocking=True)
         Xs, Ts = cupy.empty(X.shape, dtype=X.dtype), cupy.empty(T.shape, dtype=T.dtype)  # C order, whatever X's
+        io = backend.kernel("graph_io", None)
+        slots = cupy.zeros(4, dtype=cupy.int64)  # where each replay's batch and outputs are
         error: BaseException | None = None
-        graph = None
+        graph, outputs, kept = None, (), ()
         gc.collect()  # collect now what could otherwise be collected mid-capture: a finalizer that syncs would break it
         collecting = gc.isenabled()
         gc.disable()
         try:
+            io.compile()
             with stream:
                 bind = backend.kernel("bind_stream", None)
                 if bind is not None:
@@ -150,7 +148,12 @@ class GraphedStep:
                 with cupy.cuda.using_allocator(pool.malloc):
                     stream.begin_capture()
                     try:
-                        outputs = self.step(Xs, Ts)
+                        io.copy_in(slots, 0, Xs)
+                        io.copy_in(slots, 1, Ts)
+                        outputs = tuple(self.step(Xs, Ts))
+                        kept = tuple(cupy.ascontiguousarray(o) for o in outputs[: self.keep])
+                        for i, o in enumerate(kept):
+                            io.copy_out(slots, 2 + i, o)
                     except Exception as exc:  # noqa: BLE001 - the first error is the one to report
                         error = exc
                     finally:
@@ -175,32 +178,36 @@ class GraphedStep:
             self.reason = f"capture failed: {type(error).__name__}: {error}"
             warnings.warn(f"graph=True: training eagerly because the {self.reason}", stacklevel=4)
             return
-        self._graph, self._baked = graph, self._constants()
-        self._static, self._outputs = (Xs, Ts), tuple(outputs)
-        self._arenas = self.optimizer.params[0].arenas
+        self._replay = _replayer(cupy, graph, io, slots, (Xs, Ts, *outputs), kept, self.optimizer)
+        self._n_outputs = len(outputs)
+        self._baked, self._arenas = self._constants(), self.optimizer.params[0].arenas
 
     def _drop(self) -> None:
-        self._graph = self._baked = self._arenas = self._static = None
-        self._outputs = ()  # the pools stay: arrays made while capturing (a gradient) may outlive the graph
+        self._replay = self._baked = self._arenas = None
+        self._n_outputs = 0  # the pools stay: arrays made while capturing (a gradient) may outlive the graph
         self.calls = 0
 
 
-def _copy_into(cupy: Any, dst: Any, src: Any) -> None:
-    """``dst[...] = src`` on the current stream, as one ``cudaMemcpyAsync`` where both are
-    C-contiguous CuPy arrays of one shape and dtype: a replay is a few launches, and CuPy's copy kernel
-    costs several times the host time of a bare copy."""
-    bare = cupy is not None and isinstance(src, cupy.ndarray) and isinstance(dst, cupy.ndarray)
-    if bare and src.flags.c_contiguous and dst.flags.c_contiguous and src.dtype == dst.dtype and src.shape == dst.shape:
-        stream = cupy.cuda.get_current_stream().ptr
-        cupy.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, src.nbytes, cupy.cuda.runtime.memcpyDefault, stream)
-    else:
-        dst[...] = src
+def _replayer(
+    cupy: Any, graph: Any, io: Any, slots: Any, held: tuple[Any, ...], kept: tuple[Any, ...], optimizer: Optimizer
+) -> Callable[[Any, Any], tuple[Any, ...]]:
+    """``replay(X, T)``: one replay of ``graph`` on batch ``(X, T)``, returning fresh copies of
+    the ``kept`` outputs. Per replay the host makes the output arrays and two launches: one
+    kernel writing the optimizer's scalars and the addresses of X, T and the outputs into
+    ``slots``, and the graph, which copies the batch in and the outputs out itself. ``held``:
+    the graph's own arrays, kept alive with it."""
+    like = [(o.shape, o.dtype) for o in kept]
 
+    def contiguous(A: Any) -> Any:
+        return A if isinstance(A, cupy.ndarray) and A.flags.c_contiguous else cupy.ascontiguousarray(A)
 
-def _copy_of(cupy: Any, a: Any) -> Any:
-    """A new array holding ``a`` (`_copy_into` a fresh one)."""
-    if cupy is None or not isinstance(a, cupy.ndarray):
-        return a.copy()
-    out = cupy.empty(a.shape, dtype=a.dtype)
-    _copy_into(cupy, out, a)
-    return out
+    def replay(X: Any, T: Any) -> tuple[Any, ...]:
+        X, T = contiguous(X), contiguous(T)  # read by the graph later, in stream order: safe to drop after
+        outs = tuple(cupy.empty(shape, dtype=dtype) for shape, dtype in like)
+        scalars, values = optimizer.replay_scalars()
+        io.set(scalars, values, slots, (X.data.ptr, T.data.ptr, *(o.data.ptr for o in outs)))
+        graph.launch()
+        return outs
+
+    replay.held = held  # type: ignore[attr-defined]
+    return replay

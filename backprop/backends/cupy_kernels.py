@@ -31,7 +31,7 @@ from .._math import INV_SQRT2, INV_SQRT_2PI
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "make_kernels", "raw_source"]
+__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "GraphIO", "make_kernels", "raw_source"]
 
 OPTIONS = ("--fmad=false",)
 
@@ -211,6 +211,41 @@ extern "C" __global__ void bp_mean(const T* x, T* out, long long n) {
     "bp_set_scalars": """
 extern "C" __global__ void bp_set_scalars(double* s, double a, double b, double c) { s[0] = a; s[1] = b; s[2] = c; }
 """,
+    # before a graph replay: its scalars and the addresses it reads its batch from and writes
+    # its outputs to, in one launch (stream order keeps them from a replay still running)
+    "bp_set_replay": """
+extern "C" __global__ void bp_set_replay(double* s, double a, double b, double c, long long* slots,
+                                         long long x, long long t, long long out0, long long out1) {
+    s[0] = a; s[1] = b; s[2] = c;
+    slots[0] = x; slots[1] = t; slots[2] = out0; slots[3] = out1;
+}
+""",
+    # inside a graph: copy nbytes from the address in slots[slot] into dst, and from src to
+    # the address in slots[slot]; 16 bytes at a time where both ends are aligned to 16
+    "bp_copy_from_slot": """
+extern "C" __global__ void bp_copy_from_slot(const long long* slots, int slot, unsigned char* dst, long long nbytes) {
+    const unsigned char* src = (const unsigned char*)slots[slot];
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
+    long long done = 0;
+    if ((((unsigned long long)src | (unsigned long long)dst) & 15) == 0) {
+        done = nbytes / 16 * 16;
+        for (long long i = first; i < nbytes / 16; i += stride) ((uint4*)dst)[i] = ((const uint4*)src)[i];
+    }
+    for (long long i = done + first; i < nbytes; i += stride) dst[i] = src[i];
+}
+""",
+    "bp_copy_to_slot": """
+extern "C" __global__ void bp_copy_to_slot(const long long* slots, int slot, const unsigned char* src, long long nbytes) {
+    unsigned char* dst = (unsigned char*)slots[slot];
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
+    long long done = 0;
+    if ((((unsigned long long)src | (unsigned long long)dst) & 15) == 0) {
+        done = nbytes / 16 * 16;
+        for (long long i = first; i < nbytes / 16; i += stride) ((uint4*)dst)[i] = ((const uint4*)src)[i];
+    }
+    for (long long i = done + first; i < nbytes; i += stride) dst[i] = src[i];
+}
+""",
 }
 
 
@@ -237,6 +272,7 @@ def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
     kernels.update(_loss_kernels(cupy))
     kernels.update(_optimizer_kernels(cupy))
     kernels["dropout_forward"] = _dropout_kernel(cupy)
+    kernels["graph_io"] = GraphIO(cupy)
     return kernels
 
 
@@ -367,3 +403,42 @@ def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
         return kernel(X, U, keep)
 
     return dropout_forward
+
+
+class GraphIO:
+    """What a replayed CUDA graph needs around it: `copy_in`/`copy_out`, captured into the
+    graph, move its batch in and its outputs out through addresses held in a device array of
+    four ``slots`` (batch X, targets T, two outputs); `set` writes those addresses and the
+    optimizer's scalars before each replay, one launch in all where copies in, a scalar write
+    and copies out would take five."""
+
+    _BLOCK = 256
+
+    def __init__(self, cupy: Any):
+        self.cupy = cupy
+        self._set = cupy.RawKernel(raw_source("bp_set_replay"), "bp_set_replay", options=OPTIONS)
+        self._from = cupy.RawKernel(raw_source("bp_copy_from_slot"), "bp_copy_from_slot", options=OPTIONS)
+        self._to = cupy.RawKernel(raw_source("bp_copy_to_slot"), "bp_copy_to_slot", options=OPTIONS)
+
+    def compile(self) -> None:
+        """Compile and load the kernels now (loading a module while capturing is not allowed)."""
+        for kernel in (self._set, self._from, self._to):
+            kernel.compile()
+
+    def _grid(self, nbytes: int) -> tuple[int]:
+        return (max(1, min(1024, -(-nbytes // (16 * self._BLOCK)))),)
+
+    def copy_in(self, slots: Any, slot: int, dst: Any) -> None:
+        """``dst`` (C-contiguous) <- the bytes at the address in ``slots[slot]``."""
+        self._from(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes)))
+
+    def copy_out(self, slots: Any, slot: int, src: Any) -> None:
+        """The address in ``slots[slot]`` <- the bytes of ``src`` (C-contiguous)."""
+        self._to(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes)))
+
+    def set(self, scalars: Any, values: tuple[float, ...], slots: Any, addresses: tuple[int, ...]) -> None:
+        """Write up to three float64 ``values`` into ``scalars`` and up to four ``addresses``
+        into ``slots`` (unused ones 0)."""
+        a, b, c = (*map(np.float64, values), np.float64(0), np.float64(0), np.float64(0))[:3]
+        x, t, o0, o1 = (*map(np.int64, addresses), np.int64(0), np.int64(0), np.int64(0), np.int64(0))[:4]
+        self._set((1,), (1,), (scalars, a, b, c, slots, x, t, o0, o1))

@@ -126,7 +126,7 @@ class Optimizer:
             write_scalars = fused.write_scalars
             if write_scalars is not None:  # GPU kernels read step-dependent scalars from device memory
                 arguments["scalars"] = self._device_scalars(backend)
-                if not backend.capturing():  # a graph replay gets them from `prepare_replay`
+                if not backend.capturing():  # a graph replay writes them itself (`replay_scalars`)
                     write_scalars(arguments["scalars"], self.step_scalars(step))
             fused.kernel(
                 backend.xp,
@@ -153,14 +153,11 @@ class Optimizer:
             held = self._scalars = (backend, backend.zeros((3,), dtype=backend.xp.float64))
         return held[1]
 
-    def prepare_replay(self) -> None:
-        """Before a captured step is replayed: write the coming step's `step_scalars` where
-        the captured kernels read them."""
+    def replay_scalars(self) -> tuple[Any, tuple[float, ...]]:
+        """For a captured step about to be replayed: the device array its kernels read the
+        step-dependent scalars from, and the coming step's `step_scalars` to write there."""
         backend = self.params[0].backend
-        write_scalars = backend.kernel("write_scalars", None)
-        if write_scalars is not None:
-            with backend.activate():
-                write_scalars(self._device_scalars(backend), self.step_scalars(self.state[0].get("step", 0) + 1))
+        return self._device_scalars(backend), self.step_scalars(self.state[0].get("step", 0) + 1)
 
     def after_replay(self) -> None:
         """After a captured step was replayed: the host-side bookkeeping its Python did once,
