@@ -151,7 +151,7 @@ class GraphedStep:
                         io.copy_in(slots, 0, Xs)
                         io.copy_in(slots, 1, Ts)
                         outputs = tuple(self.step(Xs, Ts))
-                        kept = tuple(cupy.ascontiguousarray(o) for o in outputs[: self.keep])
+                        kept = tuple(o if o.flags.c_contiguous else o.copy() for o in outputs[: self.keep])  # 0-d stays 0-d
                         for i, o in enumerate(kept):
                             io.copy_out(slots, 2 + i, o)
                     except Exception as exc:  # noqa: BLE001 - the first error is the one to report
