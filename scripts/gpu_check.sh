@@ -6,7 +6,9 @@
 #   3. the GPU benchmarks against PyTorch (SKIP_BENCH=1 leaves them out, QUICK_BENCH=1 smokes them);
 #   4. the rest of the test suite on the CuPy backend.
 # Full logs go to LOG_DIR (six files); CuPy's compiled kernels are kept in .cupy_cache so a
-# rerun on the same machine skips compiling.
+# rerun on the same machine skips compiling. Limits in seconds: GPU_TESTS_TIMEOUT (120),
+# BENCH_TIMEOUT (180), SUITE_TIMEOUT (what is left of TOTAL_BUDGET, 420). The tests run on
+# TEST_WORKERS (8) processes where pytest-xdist is installed.
 #   scripts/gpu_check.sh LOG_DIR
 # On a lent GPU machine without array-api-compat/array-api-strict, carry wheels of both in .whl/
 # (an ignored path: the call must carry it); the script puts them on PYTHONPATH itself (they are

@@ -102,6 +102,12 @@ def test_graphed_step_captures_the_first_calls_shape_and_recaptures_when_a_const
     assert eager[5:] == [8, 8] and captures == [8, 8] and len(launches) == 3
 
 
+def test_a_replay_copies_out_at_most_two_outputs() -> None:
+    model = mlp("cpu")
+    with pytest.raises(ValueError, match="keep must be 0, 1 or 2"):
+        GraphedStep(lambda X, T: (0.0, None), model, bp.optim.Adam(model.parameters()), keep=3)
+
+
 def test_graphs_need_the_optimizer_to_update_exactly_the_models_parameters() -> None:
     model = pretend_cuda(mlp("cpu"))
     some = bp.optim.Adam(model.parameters()[2:])
