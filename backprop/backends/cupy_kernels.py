@@ -415,7 +415,6 @@ class GraphIO:
     _BLOCK = 256
 
     def __init__(self, cupy: Any):
-        self.cupy = cupy
         self._set = cupy.RawKernel(raw_source("bp_set_replay"), "bp_set_replay", options=OPTIONS)
         self._from = cupy.RawKernel(raw_source("bp_copy_from_slot"), "bp_copy_from_slot", options=OPTIONS)
         self._to = cupy.RawKernel(raw_source("bp_copy_to_slot"), "bp_copy_to_slot", options=OPTIONS)
