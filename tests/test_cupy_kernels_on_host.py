@@ -127,13 +127,9 @@ extern "C" void run_set_replay(double* s, double a, double b, double c, long lon
                                long long out0, long long out1) {
     bp_set_replay(s, a, b, c, slots, x, t, out0, out1);
 }
-extern "C" void run_copy_from_slot(unsigned grid, unsigned block, const long long* slots, int slot, unsigned char* dst,
-                                   long long nbytes) {
-    bp_launch(grid, block, [=] { bp_copy_from_slot(slots, slot, dst, nbytes); });
-}
-extern "C" void run_copy_to_slot(unsigned grid, unsigned block, const long long* slots, int slot, const unsigned char* src,
-                                 long long nbytes) {
-    bp_launch(grid, block, [=] { bp_copy_to_slot(slots, slot, src, nbytes); });
+extern "C" void run_copy_slot(unsigned grid, unsigned block, const long long* slots, int slot, unsigned char* buf,
+                              long long nbytes, int inward) {
+    bp_launch(grid, block, [=] { bp_copy_slot(slots, slot, buf, nbytes, inward); });
 }
 """
 
@@ -195,8 +191,7 @@ def test_every_kernel_is_checked_here() -> None:
         "bp_mean",
         "bp_set_scalars",
         "bp_set_replay",
-        "bp_copy_from_slot",
-        "bp_copy_to_slot",
+        "bp_copy_slot",
     }
 
 
@@ -347,11 +342,17 @@ def test_graph_copy_kernels(raw_library: ctypes.CDLL, offset: int, nbytes: int, 
     src[:] = rng.integers(0, 256, nbytes)
     dst = np.zeros(nbytes, np.uint8)
     slots = np.array([0, src.ctypes.data, 0, 0], np.int64)
-    raw_library.run_copy_from_slot(ctypes.c_uint(2), ctypes.c_uint(32), _pointer(slots), ctypes.c_int(1), _pointer(dst), ctypes.c_longlong(nbytes))
+    raw_library.run_copy_slot(
+        ctypes.c_uint(2), ctypes.c_uint(32), _pointer(slots), ctypes.c_int(1), _pointer(dst), ctypes.c_longlong(nbytes),
+        ctypes.c_int(1),
+    )  # fmt: skip
     np.testing.assert_array_equal(dst, src)
     back = np.zeros(nbytes, np.uint8)
     slots[3] = back.ctypes.data
-    raw_library.run_copy_to_slot(ctypes.c_uint(1), ctypes.c_uint(64), _pointer(slots), ctypes.c_int(3), _pointer(src), ctypes.c_longlong(nbytes))
+    raw_library.run_copy_slot(
+        ctypes.c_uint(1), ctypes.c_uint(64), _pointer(slots), ctypes.c_int(3), _pointer(src), ctypes.c_longlong(nbytes),
+        ctypes.c_int(0),
+    )  # fmt: skip
     np.testing.assert_array_equal(back, src)
 
 

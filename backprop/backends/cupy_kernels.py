@@ -31,7 +31,7 @@ from .._math import INV_SQRT2, INV_SQRT_2PI
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "GraphIO", "make_kernels", "raw_source"]
+__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "GraphIO", "make_kernels", "raw_kernel", "raw_source"]
 
 OPTIONS = ("--fmad=false",)
 
@@ -220,23 +220,14 @@ extern "C" __global__ void bp_set_replay(double* s, double a, double b, double c
     slots[0] = x; slots[1] = t; slots[2] = out0; slots[3] = out1;
 }
 """,
-    # inside a graph: copy nbytes from the address in slots[slot] into dst, and from src to
-    # the address in slots[slot]; 16 bytes at a time where both ends are aligned to 16
-    "bp_copy_from_slot": """
-extern "C" __global__ void bp_copy_from_slot(const long long* slots, int slot, unsigned char* dst, long long nbytes) {
-    const unsigned char* src = (const unsigned char*)slots[slot];
-    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
-    long long done = 0;
-    if ((((unsigned long long)src | (unsigned long long)dst) & 15) == 0) {
-        done = nbytes / 16 * 16;
-        for (long long i = first; i < nbytes / 16; i += stride) ((uint4*)dst)[i] = ((const uint4*)src)[i];
-    }
-    for (long long i = done + first; i < nbytes; i += stride) dst[i] = src[i];
-}
-""",
-    "bp_copy_to_slot": """
-extern "C" __global__ void bp_copy_to_slot(const long long* slots, int slot, const unsigned char* src, long long nbytes) {
-    unsigned char* dst = (unsigned char*)slots[slot];
+    # inside a graph: copy nbytes between buf and the address in slots[slot], into buf when
+    # inward (a batch), out of it otherwise (an output); 16 bytes at a time where both ends are
+    # aligned to 16
+    "bp_copy_slot": """
+extern "C" __global__ void bp_copy_slot(const long long* slots, int slot, unsigned char* buf, long long nbytes, int inward) {
+    unsigned char* there = (unsigned char*)slots[slot];
+    const unsigned char* src = inward ? there : buf;
+    unsigned char* dst = inward ? buf : there;
     const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
     long long done = 0;
     if ((((unsigned long long)src | (unsigned long long)dst) & 15) == 0) {
@@ -252,6 +243,11 @@ extern "C" __global__ void bp_copy_to_slot(const long long* slots, int slot, con
 def raw_source(name: str, ctype: str = "double") -> str:
     """The CUDA source of ``RAW_SOURCES[name]`` with ``T`` the C type ``ctype``."""
     return f"typedef {ctype} T;\n{RAW_SOURCES[name]}"
+
+
+def raw_kernel(cupy: Any, name: str, ctype: str = "double") -> Any:
+    """The `cupy.RawKernel` of ``RAW_SOURCES[name]`` with ``T`` = ``ctype`` (compiled on first use)."""
+    return cupy.RawKernel(raw_source(name, ctype), name, options=OPTIONS)
 
 
 def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
@@ -312,8 +308,7 @@ def _raw_kernels(cupy: Any, name: str) -> Callable[[Any], Any]:
     def kernel(dtype: Any) -> Any:
         found = made.get(dtype)
         if found is None:
-            ctype = "double" if dtype == cupy.float64 else "float"
-            found = made[dtype] = cupy.RawKernel(raw_source(name, ctype), name, options=OPTIONS)
+            found = made[dtype] = raw_kernel(cupy, name, "double" if dtype == cupy.float64 else "float")
         return found
 
     return kernel
@@ -347,7 +342,7 @@ def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
     adam = _elementwise(cupy, "bp_adam_update")
     sgd_momentum = _elementwise(cupy, "bp_sgd_momentum_update")
     sgd_plain = _elementwise(cupy, "bp_sgd_update")
-    set_scalars = cupy.RawKernel(raw_source("bp_set_scalars"), "bp_set_scalars", options=OPTIONS)
+    set_scalars = raw_kernel(cupy, "bp_set_scalars")
 
     def write_scalars(scalars: Any, values: tuple[float, ...]) -> None:
         """Write up to three host floats into the float64 device array ``scalars`` (one launch,
@@ -415,13 +410,12 @@ class GraphIO:
     _BLOCK = 256
 
     def __init__(self, cupy: Any):
-        self._set = cupy.RawKernel(raw_source("bp_set_replay"), "bp_set_replay", options=OPTIONS)
-        self._from = cupy.RawKernel(raw_source("bp_copy_from_slot"), "bp_copy_from_slot", options=OPTIONS)
-        self._to = cupy.RawKernel(raw_source("bp_copy_to_slot"), "bp_copy_to_slot", options=OPTIONS)
+        self._set = raw_kernel(cupy, "bp_set_replay")
+        self._copy = raw_kernel(cupy, "bp_copy_slot")
 
     def compile(self) -> None:
         """Compile and load the kernels now (loading a module while capturing is not allowed)."""
-        for kernel in (self._set, self._from, self._to):
+        for kernel in (self._set, self._copy):
             kernel.compile()
 
     def _grid(self, nbytes: int) -> tuple[int]:
@@ -429,11 +423,11 @@ class GraphIO:
 
     def copy_in(self, slots: Any, slot: int, dst: Any) -> None:
         """``dst`` (C-contiguous) <- the bytes at the address in ``slots[slot]``."""
-        self._from(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes)))
+        self._copy(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes), np.int32(1)))
 
     def copy_out(self, slots: Any, slot: int, src: Any) -> None:
         """The address in ``slots[slot]`` <- the bytes of ``src`` (C-contiguous)."""
-        self._to(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes)))
+        self._copy(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes), np.int32(0)))
 
     def set(self, scalars: Any, values: tuple[float, ...], slots: Any, addresses: tuple[int, ...]) -> None:
         """Write up to three float64 ``values`` into ``scalars`` and up to four ``addresses``
