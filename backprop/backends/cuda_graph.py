@@ -29,12 +29,16 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .cupy_kernels import raw_kernel
+
 if TYPE_CHECKING:
     from ..model import Sequential
     from ..optim import Optimizer
     from .backend import Array
 
-__all__ = ["GraphedStep", "graph_unsupported_reason"]
+__all__ = ["GraphIO", "GraphedStep", "graph_unsupported_reason"]
 
 StepFn = Callable[[Any, Any], tuple[Any, ...]]
 
@@ -131,7 +135,7 @@ class GraphedStep:
         self._pools.append(pool)
         stream = cupy.cuda.Stream(non_blocking=True)
         Xs, Ts = cupy.empty(X.shape, dtype=X.dtype), cupy.empty(T.shape, dtype=T.dtype)  # C order, whatever X's
-        io = backend.kernel("graph_io", None)
+        io = GraphIO(cupy)
         slots = cupy.zeros(4, dtype=cupy.int64)  # where each replay's batch and outputs are
         error: BaseException | None = None
         graph, outputs, kept = None, (), ()
@@ -211,3 +215,40 @@ def _replayer(
 
     replay.held = held  # type: ignore[attr-defined]
     return replay
+
+
+class GraphIO:
+    """What a replayed CUDA graph needs around it: `copy_in`/`copy_out`, captured into the
+    graph, move its batch in and its outputs out through addresses held in a device array of
+    four ``slots`` (batch X, targets T, two outputs); `set` writes those addresses and the
+    optimizer's scalars before each replay, one launch in all where copies in, a scalar write
+    and copies out would take five."""
+
+    _BLOCK = 256
+
+    def __init__(self, cupy: Any):
+        self._set = raw_kernel(cupy, "bp_set_replay")
+        self._copy = raw_kernel(cupy, "bp_copy_slot")
+
+    def compile(self) -> None:
+        """Compile and load the kernels now (loading a module while capturing is not allowed)."""
+        for kernel in (self._set, self._copy):
+            kernel.compile()
+
+    def _grid(self, nbytes: int) -> tuple[int]:
+        return (max(1, min(1024, -(-nbytes // (16 * self._BLOCK)))),)
+
+    def copy_in(self, slots: Any, slot: int, dst: Any) -> None:
+        """``dst`` (C-contiguous) <- the bytes at the address in ``slots[slot]``."""
+        self._copy(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes), np.int32(1)))
+
+    def copy_out(self, slots: Any, slot: int, src: Any) -> None:
+        """The address in ``slots[slot]`` <- the bytes of ``src`` (C-contiguous)."""
+        self._copy(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes), np.int32(0)))
+
+    def set(self, scalars: Any, values: tuple[float, ...], slots: Any, addresses: tuple[int, ...]) -> None:
+        """Write up to three float64 ``values`` into ``scalars`` and up to four ``addresses``
+        into ``slots`` (unused ones 0)."""
+        a, b, c = (*map(np.float64, values), np.float64(0), np.float64(0), np.float64(0))[:3]
+        x, t, o0, o1 = (*map(np.int64, addresses), np.int64(0), np.int64(0), np.int64(0), np.int64(0))[:4]
+        self._set((1,), (1,), (scalars, a, b, c, slots, x, t, o0, o1))

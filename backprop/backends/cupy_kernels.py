@@ -31,7 +31,7 @@ from .._math import INV_SQRT2, INV_SQRT_2PI
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "GraphIO", "make_kernels", "raw_kernel", "raw_source"]
+__all__ = ["DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "make_kernels", "raw_kernel", "raw_source"]
 
 OPTIONS = ("--fmad=false",)
 
@@ -268,7 +268,6 @@ def make_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
     kernels.update(_loss_kernels(cupy))
     kernels.update(_optimizer_kernels(cupy))
     kernels["dropout_forward"] = _dropout_kernel(cupy)
-    kernels["graph_io"] = GraphIO(cupy)
     return kernels
 
 
@@ -399,39 +398,3 @@ def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
 
     return dropout_forward
 
-
-class GraphIO:
-    """What a replayed CUDA graph needs around it: `copy_in`/`copy_out`, captured into the
-    graph, move its batch in and its outputs out through addresses held in a device array of
-    four ``slots`` (batch X, targets T, two outputs); `set` writes those addresses and the
-    optimizer's scalars before each replay, one launch in all where copies in, a scalar write
-    and copies out would take five."""
-
-    _BLOCK = 256
-
-    def __init__(self, cupy: Any):
-        self._set = raw_kernel(cupy, "bp_set_replay")
-        self._copy = raw_kernel(cupy, "bp_copy_slot")
-
-    def compile(self) -> None:
-        """Compile and load the kernels now (loading a module while capturing is not allowed)."""
-        for kernel in (self._set, self._copy):
-            kernel.compile()
-
-    def _grid(self, nbytes: int) -> tuple[int]:
-        return (max(1, min(1024, -(-nbytes // (16 * self._BLOCK)))),)
-
-    def copy_in(self, slots: Any, slot: int, dst: Any) -> None:
-        """``dst`` (C-contiguous) <- the bytes at the address in ``slots[slot]``."""
-        self._copy(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes), np.int32(1)))
-
-    def copy_out(self, slots: Any, slot: int, src: Any) -> None:
-        """The address in ``slots[slot]`` <- the bytes of ``src`` (C-contiguous)."""
-        self._copy(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes), np.int32(0)))
-
-    def set(self, scalars: Any, values: tuple[float, ...], slots: Any, addresses: tuple[int, ...]) -> None:
-        """Write up to three float64 ``values`` into ``scalars`` and up to four ``addresses``
-        into ``slots`` (unused ones 0)."""
-        a, b, c = (*map(np.float64, values), np.float64(0), np.float64(0), np.float64(0))[:3]
-        x, t, o0, o1 = (*map(np.int64, addresses), np.int64(0), np.int64(0), np.int64(0), np.int64(0))[:4]
-        self._set((1,), (1,), (scalars, a, b, c, slots, x, t, o0, o1))
