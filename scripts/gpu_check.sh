@@ -74,9 +74,8 @@ if [ -z "${SKIP_BENCH:-}" ]; then
 fi
 
 echo "== the rest of the suite"
-# whatever the earlier parts left of one call (TOTAL_BUDGET, 420 s: a 15-minute lease keeps time
-# for a rerun; a part cut short gets 20 s
-# more to finish), at least a minute
+# whatever the earlier parts left of one call (TOTAL_BUDGET, 420 s, so that a 15-minute lease
+# keeps time for a rerun; a part cut short gets 20 s more to finish), at least a minute
 suite_timeout=${SUITE_TIMEOUT:-$(( ${TOTAL_BUDGET:-420} - SECONDS > 60 ? ${TOTAL_BUDGET:-420} - SECONDS : 60 ))}
 echo "(up to ${suite_timeout} s)"
 stop_after "$suite_timeout" python3 -m pytest "${pytest_args[@]}" tests --ignore=tests/test_kernels.py \
