@@ -4,11 +4,13 @@
 #   1. the machine, and CuPy really computing on the GPU (stops here if it does not);
 #   2. the GPU-specific tests on the CuPy backend: fused kernels, CUDA-graph replay, devices;
 #   3. the GPU benchmarks against PyTorch (SKIP_BENCH=1 leaves them out, QUICK_BENCH=1 smokes them);
-#   4. the rest of the test suite on the CuPy backend.
-# Full logs go to LOG_DIR (six files); CuPy's compiled kernels are kept in .cupy_cache so a
+#   4. where `fit`'s time goes beyond its bare steps on mnist-wide (benchmarks/profile_fit.py;
+#      SKIP_BENCH=1 leaves it out too);
+#   5. the rest of the test suite on the CuPy backend.
+# Full logs go to LOG_DIR (seven files); CuPy's compiled kernels are kept in .cupy_cache so a
 # rerun on the same machine skips compiling. Limits in seconds: GPU_TESTS_TIMEOUT (120),
-# BENCH_TIMEOUT (180), SUITE_TIMEOUT (what is left of TOTAL_BUDGET, 420). The tests run on
-# TEST_WORKERS (8) processes where pytest-xdist is installed.
+# BENCH_TIMEOUT (180), PROFILE_TIMEOUT (60), SUITE_TIMEOUT (what is left of TOTAL_BUDGET, 420).
+# The tests run on TEST_WORKERS (8) processes where pytest-xdist is installed.
 #   scripts/gpu_check.sh LOG_DIR
 # On a lent GPU machine without array-api-compat/array-api-strict, carry wheels of both in .whl/
 # (an ignored path: the call must carry it); the script puts them on PYTHONPATH itself (they are
@@ -71,6 +73,13 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     status=1
     cat "$out/bench-gpu.md" "$out/bench-gpu.log"  # each config's rows are in the log as measured
   fi
+fi
+
+if [ -z "${SKIP_BENCH:-}" ]; then
+  echo "== fit profile (mnist-wide)"
+  stop_after "${PROFILE_TIMEOUT:-60}" python3 benchmarks/profile_fit.py --device cuda > "$out/profile-fit.txt" 2>&1 \
+    || status=1
+  head -n 12 "$out/profile-fit.txt"
 fi
 
 echo "== the rest of the suite"

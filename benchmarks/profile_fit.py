@@ -1,0 +1,124 @@
+"""Where `fit`'s time goes beyond its bare steps, for one benchmark configuration.
+
+    python benchmarks/profile_fit.py [--device cpu|cuda] [--config mnist-wide] [--rounds 20]
+
+Times, alternately over ``--rounds`` rounds (medians, the device synced before each clock
+read), one epoch of ``fit(epochs=1, verbose=0)`` over the benchmark's `fit` samples; the same
+samples as bare `make_step` calls on contiguous device batches (and how long the host takes
+to queue them, without the final sync); and each thing `fit` does besides its steps, on its
+own: checking the data, the shuffled batches (permutation, gathers, slices), reading the
+epoch's losses. Then prints a cProfile of a few `fit` calls, sorted by own time. A tool for
+finding a gap, not a benchmark: its numbers go to stdout only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo's backprop importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backprop.batching import batches  # noqa: E402
+from backprop.epoch_results import EpochResults  # noqa: E402
+from backprop.training import make_step  # noqa: E402
+from benchmarks.backprop_runner import _loss, _optimizer, _sync, build, warm_device  # noqa: E402
+from benchmarks.configs import CONFIGS, make_dataset  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--config", choices=tuple(CONFIGS), default="mnist-wide")
+    p.add_argument("--rounds", type=int, default=20)
+    args = p.parse_args(argv)
+    config = CONFIGS[args.config]
+    counts = config.counts.get(args.device)
+    if counts is None:
+        p.error(f"{config.name} does not run on {args.device}")
+    warm_device(args.device)
+    n = counts.fit_samples
+    X, y = make_dataset(config, n, seed=1)
+    fit_model, step_model = build(config, args.device), build(config, args.device)
+    loss = _loss(config)
+    fit_opt, step_opt = _optimizer(config, fit_model), _optimizer(config, step_model)
+    sync = _sync(fit_model)
+    backend = fit_model.backend
+    b = config.batch
+    with backend.activate():
+        Xd = backend.from_host(X)
+        T = loss.prepare_target(backend, y, n, config.out_features)
+        step = make_step(step_model, loss, step_opt)
+        contiguous = [(Xd[i : min(i + b, n)], T[i : min(i + b, n)]) for i in range(0, n, b)]
+    options = {"loss": loss, "optimizer": fit_opt, "epochs": 1, "batch_size": b, "verbose": 0}
+    fit_model.fit(Xd, y, **options)
+    rng = np.random.default_rng(0)
+
+    def fit() -> None:
+        fit_model.fit(Xd, y, **options)
+
+    def steps() -> None:
+        for Xb, Tb in contiguous:
+            step(Xb, Tb)
+
+    def check_data() -> None:
+        fit_model.checked_data(Xd, y, loss)
+
+    def shuffled_batches() -> None:
+        for Xb, _ in batches(backend, rng, Xd, T, b, True):
+            pass
+
+    def read_losses() -> None:
+        results = EpochResults(backend, 0, 0)
+        for Xb, Tb in contiguous:
+            results.add(step_model.backend.xp.sum(Xb[:1, :1]), Xb.shape[0])
+        results.end_epoch(1, 0.0)
+        results.read([], [])
+
+    parts: dict[str, Callable[[], None]] = {
+        "fit epoch": fit,
+        "bare steps": steps,
+        "checked_data": check_data,
+        "shuffled batches": shuffled_batches,
+        "results read (+tiny sums)": read_losses,
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    queued: list[float] = []
+    with backend.activate():
+        for _ in range(args.rounds):
+            for name, work in parts.items():
+                sync()
+                t0 = time.perf_counter()
+                work()
+                if name == "bare steps":
+                    queued.append(time.perf_counter() - t0)
+                sync()
+                times[name].append(time.perf_counter() - t0)
+    print(f"{config.name} on {args.device}: {n} samples, batch {b}, {-(-n // b)} steps, {args.rounds} rounds")
+    for name, ts in times.items():
+        print(f"  {name:28s} median {1e3 * np.median(ts):8.3f} ms  min {1e3 * min(ts):8.3f} ms")
+    print(f"  {'bare steps, host queueing':28s} median {1e3 * np.median(queued):8.3f} ms  (no final sync)")
+    ratio = np.median(times["bare steps"]) / np.median(times["fit epoch"])
+    print(f"  fit / step rate ratio {ratio:.3f}")
+    with backend.activate():
+        profile = cProfile.Profile()
+        sync()
+        profile.enable()
+        for _ in range(5):
+            fit()
+        sync()
+        profile.disable()
+    print("\ncProfile of 5 fit epochs, by own time:")
+    pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(35)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
