@@ -24,14 +24,14 @@ def batches(
 
 
 def _shuffled(backend: Backend, order: Any, X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
-    """Batches of the rows in ``order``. Shuffled rows are gathered ~8 MiB at a time, then
-    sliced: one gather per many batches keeps the per-batch cost of small batches down
-    without copying the whole data set at once."""
+    """Batches of the rows in ``order``. Shuffled rows are gathered `Backend.gather_bytes` at
+    a time (whole batches, at least one), then sliced: one gather per many batches keeps the
+    per-batch cost of small batches down without copying a large data set at once."""
     xp = backend.xp
     n = X.shape[0]
     order = backend.from_host(order, dtype=xp.int64)
     row_bytes = max(1, X.shape[1] * xp.finfo(X.dtype).bits // 8)
-    group = batch_size * max(1, (8 * 2**20) // (batch_size * row_bytes))
+    group = batch_size * max(1, backend.gather_bytes // (batch_size * row_bytes))
     for first in range(0, n, group):
         idx = order[first : min(first + group, n)]
         Xg, Tg = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)

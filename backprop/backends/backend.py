@@ -103,6 +103,15 @@ class Backend:
         """Whether work is being recorded into a CUDA graph right now (never off CUDA)."""
         return self._cupy is not None and bool(self._cupy.cuda.get_current_stream().is_capturing())
 
+    @property
+    def gather_bytes(self) -> int:
+        """How many bytes of shuffled rows `fit` gathers at a time before slicing batches from
+        them. Host memory: 8 MiB, which stays in cache. A GPU: 256 MiB, so that a data set of
+        MNIST's size is one gather per epoch; each gather costs as much host time to launch as
+        a layer's kernel (~15 us), and eager steps of mid-sized models are bound by that host
+        time, while the device copies 256 MiB in well under a millisecond."""
+        return (256 if self._cupy is not None else 8) * 2**20
+
     def kernel(self, name: str, generic: Callable[..., Any]) -> Callable[..., Any]:
         """A backend's fused kernel for ``name`` when it has one, else ``generic``.
 
@@ -193,7 +202,9 @@ class Backend:
         if self.device.type == "cpu":  # already on the host: no stacking needed
             return [float(v) for v in values]
         with self.activate():
-            return np.asarray(to_numpy(self.xp.stack(values)), dtype=np.float64).tolist()
+            # CuPy's stack of 0-d arrays costs half again the host time (89 against 57 us for 32)
+            flat = self.xp.concat([self.xp.reshape(v, (1,)) for v in values])
+            return np.asarray(to_numpy(flat), dtype=np.float64).tolist()
 
     def scalar(self, x: Array) -> float:
         """A 0-d device array as a Python float (a device sync on GPUs: call rarely)."""
