@@ -190,7 +190,7 @@ def _host_labels(backend: Backend, y: Any, what: str) -> np.ndarray:
             raise ValueError(f"{what} must hold integer class labels; got non-integer values")
     elif host.dtype.kind not in "iub":
         raise TypeError(f"{what} must hold integer class labels; got dtype {host.dtype}")
-    return host.astype(np.int64)
+    return host.astype(np.int64, copy=False)  # from_host copies it to the device anyway
 
 
 _LOSSES: dict[str, type[Loss]] = {

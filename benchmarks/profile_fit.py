@@ -5,9 +5,10 @@
 Times, alternately over ``--rounds`` rounds (medians, the device synced before each clock
 read), one epoch of ``fit(epochs=1, verbose=0)`` over the benchmark's `fit` samples; the same
 samples as bare `make_step` calls on contiguous device batches (and how long the host takes
-to queue them, without the final sync); and each thing `fit` does besides its steps, on its
-own: checking the data, the shuffled batches (permutation, gathers, slices), reading the
-epoch's losses. Then prints a cProfile of a few `fit` calls, sorted by own time. A tool for
+to queue them, without the final sync); `fit` on one batch against one bare step (what a
+call costs besides its steps); and each thing `fit` does besides its steps, on its own:
+checking the data, the shuffled batches (permutation, gathers, slices), reading the epoch's
+losses. Then prints a cProfile of a few `fit` calls, sorted by own time. A tool for
 finding a gap, not a benchmark: its numbers go to stdout only.
 """
 
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     def fit_in_order() -> None:
         fit_model.fit(Xd, y, shuffle=False, **options)
 
+    def fit_one_batch() -> None:
+        fit_model.fit(Xd[:b], y[:b], **options)
+
+    def one_step() -> None:
+        step(*contiguous[0])
+
     def steps() -> None:
         for Xb, Tb in contiguous:
             step(Xb, Tb)
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "fit epoch": fit,
         "fit epoch, shuffle=False": fit_in_order,
         "bare steps": steps,
+        "fit, one batch": fit_one_batch,
+        "one bare step": one_step,
         "checked_data": check_data,
         "shuffled batches": shuffled_batches,
         "results read (+tiny sums)": read_losses,

@@ -139,6 +139,23 @@ def test_fused_dropout_matches_generic(device: bp.Device, dtype: str, rng: np.ra
     np.testing.assert_allclose(host(scale), host(scale_ref), rtol=RTOL[dtype])
 
 
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_fused_all_finite_matches_generic(bad: float | None, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+    backend = Backend(device, dtype)
+    needs_kernel(backend, "all_finite")
+    Xh = rng.standard_normal((37, 301)) * 1e30  # large, but finite in float32 too
+    if bad is not None:
+        Xh[36, 300] = bad  # the very last entry: every block of the reduction must count
+    fused, xp = backend.kernel("all_finite", None), backend.xp
+    with backend.activate():
+        X = backend.from_host(Xh)
+        for A in (X, X[::2, ::3], X[:0]):  # contiguous, strided (still holding the last entry), empty
+            expected = bool(xp.all(xp.isfinite(A)))
+            assert fused(xp, A) is expected
+        assert fused(xp, X) is backend.all_finite(X) is (bad is None)
+        assert fused(xp, backend.from_host(np.arange(6), dtype=xp.int64)) is True
+
+
 def test_cupy_kernels_declare_cleanly_and_are_all_tested() -> None:
     """Building CuPy's kernels parses every declaration (no GPU needed); each name is tested."""
     pytest.importorskip("cupy")
@@ -148,6 +165,7 @@ def test_cupy_kernels_declare_cleanly_and_are_all_tested() -> None:
     tested = {f"{ACTIVATIONS[n]().kernel}_{kind}" for n in ACTIVATIONS for kind in ("forward", "backward")}
     tested |= {f"bias_{ACTIVATIONS[n]().kernel}_forward" for n in ACTIVATIONS}
     tested |= {"softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows", "dropout_forward"}
+    tested |= {"all_finite"}
     tested |= set(OPTIMIZER_KERNELS) | {"write_scalars", "bind_stream"}  # used by every fused GPU step / graph test
     assert names <= tested, names - tested
 

@@ -195,7 +195,7 @@ class Backend:
         if isinstance(x, np.ndarray):
             return bool(np.isfinite(x).all())
         with self.activate():
-            return bool(self.xp.all(self.xp.isfinite(x)))
+            return self.kernel("all_finite", _all_finite)(self.xp, x)
 
     def to_floats(self, values: list[Array]) -> list[float]:
         """Many 0-d arrays as Python floats: one transfer (and sync) for all of them."""
@@ -212,6 +212,10 @@ class Backend:
 
 
 _NOTHING = contextlib.nullcontext()  # reusable, and entered every step: made once
+
+
+def _all_finite(xp: Any, x: Array) -> bool:
+    return bool(xp.all(xp.isfinite(x)))
 
 
 def _dtype_name(dtype: Any) -> str:
