@@ -194,6 +194,19 @@ def test_cuda_without_gpu_exits_2() -> None:
     assert "--device cuda needs a usable CUDA GPU" in proc.stderr
 
 
+def test_fit_profile_times_every_part_and_profiles_fit() -> None:
+    """``benchmarks/profile_fit.py`` (the tool behind the GPU check's fit profile) on the CPU."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_fit.py"), "--config", "xor", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for part in ("fit epoch", "fit epoch, shuffle=False", "bare steps", "fit, one batch", "one bare step",
+                 "checked_data", "shuffled batches", "results read", "bare steps, host queueing"):  # fmt: skip
+        assert f"  {part}" in proc.stdout, part
+    assert "fit / step rate ratio" in proc.stdout and "training.py" in proc.stdout  # the profile lists fit's frames
+
+
 def test_bad_config_exits_2() -> None:
     proc = _run("--quick", "--configs", "nope", timeout=120)
     assert proc.returncode == 2 and "unknown config" in proc.stderr
