@@ -14,6 +14,7 @@ import inspect
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,11 @@ from .timing import Prepared
 
 __all__ = [
     "SEED",
+    "FitSetup",
     "build",
     "has_graph_step",
     "initial_state",
+    "prepare_fit",
     "prepare_gemm_variant",
     "prepare_step_variant",
     "release",
@@ -229,41 +232,71 @@ def warm_device(device: str) -> None:
     _sync(model)()
 
 
-def run_fit(config: Config, device: str, counts: Counts, rounds: int = 20) -> dict[str, Any]:
-    """Samples/s of ``model.fit(..., epochs=1, batch_size=config.batch, verbose=0)`` over an epoch
-    of synthetic samples (shuffling and batching included), against the bare steps over the
-    same samples (`make_step` on contiguous device batches), timed alternately for ``rounds``
-    rounds on two identical models: medians of each. The inputs are put on the device before the
-    clock starts (fit would otherwise copy them once per call); labels go as NumPy."""
-    n = counts.fit_samples or 4 * config.batch
+@dataclass
+class FitSetup:
+    """`fit` and bare steps ready to time against each other over the same ``n`` samples: two
+    identical models, the inputs already on the device (`fit` would otherwise copy them once per
+    call), the labels as NumPy for `fit` and the bare steps' contiguous device batches."""
+
+    n: int
+    fit_model: bp.Sequential
+    options: dict[str, Any]  # fit's keywords: one silent epoch of the config's batches
+    X: Any  # the inputs, on the device
+    y: np.ndarray  # the labels, on the host
+    T: Any  # the targets the loss takes, on the device
+    step: Callable[[Any, Any], Any]  # make_step of the other model
+    batches: list[tuple[Any, Any]]  # the same samples as contiguous device batches
+    backend: Any
+    sync: Callable[[], None]
+
+    def fit(self, **extra: Any) -> Any:
+        """One `fit` epoch over all ``n`` samples (``extra`` overrides its keywords); its `History`."""
+        return self.fit_model.fit(self.X, self.y, **{**self.options, **extra})
+
+    def steps(self) -> None:
+        """The bare steps over the same samples."""
+        with self.backend.activate():
+            for Xb, Tb in self.batches:
+                self.step(Xb, Tb)
+
+
+def prepare_fit(config: Config, device: str, n: int) -> FitSetup:
+    """`FitSetup` over ``n`` seeded synthetic samples, `fit` warmed up on its first two batches
+    (kernels compiled, optimizer state allocated)."""
     X, y = make_dataset(config, n, seed=1)
     fit_model, step_model = build(config, device), build(config, device)
     loss = _loss(config)
-    fit_opt, step_opt = _optimizer(config, fit_model), _optimizer(config, step_model)
-    sync = _sync(fit_model)
     backend = fit_model.backend
     with backend.activate():
         Xd = backend.from_host(X)
         T = loss.prepare_target(backend, y, n, config.out_features)
-        step = make_step(step_model, loss, step_opt)
+        step = make_step(step_model, loss, _optimizer(config, step_model))
         batches = [(Xd[i : min(i + config.batch, n)], T[i : min(i + config.batch, n)]) for i in range(0, n, config.batch)]
-    options = {"loss": loss, "optimizer": fit_opt, "epochs": 1, "batch_size": config.batch, "verbose": 0}
+    options = {"loss": loss, "optimizer": _optimizer(config, fit_model), "epochs": 1, "batch_size": config.batch, "verbose": 0}
     warm = min(n, 2 * config.batch)
-    fit_model.fit(Xd[:warm], y[:warm], **options)  # compiles kernels, allocates optimizer state
+    fit_model.fit(Xd[:warm], y[:warm], **options)
+    return FitSetup(n, fit_model, options, Xd, y, T, step, batches, backend, _sync(fit_model))
+
+
+def run_fit(config: Config, device: str, counts: Counts, rounds: int = 20) -> dict[str, Any]:
+    """Samples/s of ``model.fit(..., epochs=1, batch_size=config.batch, verbose=0)`` over an epoch
+    of synthetic samples (shuffling and batching included), against the bare steps over the
+    same samples (`make_step` on contiguous device batches), timed alternately for ``rounds``
+    rounds on two identical models (`prepare_fit`): medians of each."""
+    bench = prepare_fit(config, device, counts.fit_samples or 4 * config.batch)
     fit_times, step_times = [], []
     history = None
     for _ in range(rounds):
-        sync()
+        bench.sync()
         t0 = time.perf_counter()
-        history = fit_model.fit(Xd, y, **options)
-        sync()
+        history = bench.fit()
+        bench.sync()
         fit_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        with backend.activate():
-            for Xb, Tb in batches:
-                step(Xb, Tb)
-        sync()
+        bench.steps()
+        bench.sync()
         step_times.append(time.perf_counter() - t0)
+    n = bench.n
     fit_s, step_s = float(np.median(fit_times)), float(np.median(step_times))
     return {
         "samples": n,

@@ -29,9 +29,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo
 
 from backprop.batching import batches  # noqa: E402
 from backprop.epoch_results import EpochResults  # noqa: E402
-from backprop.training import make_step  # noqa: E402
-from benchmarks.backprop_runner import _loss, _optimizer, _sync, build, warm_device  # noqa: E402
-from benchmarks.configs import CONFIGS, make_dataset  # noqa: E402
+from benchmarks.backprop_runner import prepare_fit, warm_device  # noqa: E402
+from benchmarks.configs import CONFIGS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,57 +44,34 @@ def main(argv: list[str] | None = None) -> int:
     if counts is None:
         p.error(f"{config.name} does not run on {args.device}")
     warm_device(args.device)
-    n = counts.fit_samples
-    X, y = make_dataset(config, n, seed=1)
-    fit_model, step_model = build(config, args.device), build(config, args.device)
-    loss = _loss(config)
-    fit_opt, step_opt = _optimizer(config, fit_model), _optimizer(config, step_model)
-    sync = _sync(fit_model)
-    backend = fit_model.backend
-    b = config.batch
-    with backend.activate():
-        Xd = backend.from_host(X)
-        T = loss.prepare_target(backend, y, n, config.out_features)
-        step = make_step(step_model, loss, step_opt)
-        contiguous = [(Xd[i : min(i + b, n)], T[i : min(i + b, n)]) for i in range(0, n, b)]
-    options = {"loss": loss, "optimizer": fit_opt, "epochs": 1, "batch_size": b, "verbose": 0}
-    fit_model.fit(Xd, y, **options)
+    bench = prepare_fit(config, args.device, counts.fit_samples)
+    n, b, backend, sync = bench.n, config.batch, bench.backend, bench.sync
     rng = np.random.default_rng(0)
 
-    def fit() -> None:
-        fit_model.fit(Xd, y, **options)
-
-    def fit_in_order() -> None:
-        fit_model.fit(Xd, y, shuffle=False, **options)
-
     def fit_one_batch() -> None:
-        fit_model.fit(Xd[:b], y[:b], **options)
+        bench.fit_model.fit(bench.X[:b], bench.y[:b], **bench.options)
 
     def one_step() -> None:
-        step(*contiguous[0])
-
-    def steps() -> None:
-        for Xb, Tb in contiguous:
-            step(Xb, Tb)
+        bench.step(*bench.batches[0])
 
     def check_data() -> None:
-        fit_model.checked_data(Xd, y, loss)
+        bench.fit_model.checked_data(bench.X, bench.y, bench.options["loss"])
 
     def shuffled_batches() -> None:
-        for Xb, _ in batches(backend, rng, Xd, T, b, True):
+        for _ in batches(backend, rng, bench.X, bench.T, b, True):
             pass
 
     def read_losses() -> None:
         results = EpochResults(backend, 0, 0)
-        for Xb, Tb in contiguous:
-            results.add(step_model.backend.xp.sum(Xb[:1, :1]), Xb.shape[0])
+        for Xb, _ in bench.batches:
+            results.add(backend.xp.sum(Xb[:1, :1]), Xb.shape[0])
         results.end_epoch(1, 0.0)
         results.read([], [])
 
     parts: dict[str, Callable[[], None]] = {
-        "fit epoch": fit,
-        "fit epoch, shuffle=False": fit_in_order,
-        "bare steps": steps,
+        "fit epoch": bench.fit,
+        "fit epoch, shuffle=False": lambda: bench.fit(shuffle=False),
+        "bare steps": bench.steps,
         "fit, one batch": fit_one_batch,
         "one bare step": one_step,
         "checked_data": check_data,
@@ -125,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         sync()
         profile.enable()
         for _ in range(5):
-            fit()
+            bench.fit()
         sync()
         profile.disable()
     stats = pstats.Stats(profile, stream=sys.stdout)
