@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backprop.backends import cupy_kernels
+from backprop.backends import cupy_sources
 
 _NDARRAY, _INDEXER, _SCALAR = 1, 2, 3  # CuPy's _ArgKind (cupy/_core/_kernel.pxd)
 
@@ -26,7 +26,7 @@ def _nvrtc() -> Any:
     return cupy
 
 
-def _source(cupy: Any, name: str, definition: cupy_kernels.Definition, dtype: np.dtype) -> str:
+def _source(cupy: Any, name: str, definition: cupy_sources.Definition, dtype: np.dtype) -> str:
     """The CUDA source CuPy generates for the kernel called with ``dtype`` arrays."""
     from cupy._core import _carray, _kernel, _scalar, core
 
@@ -47,15 +47,15 @@ def _source(cupy: Any, name: str, definition: cupy_kernels.Definition, dtype: np
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", sorted(cupy_kernels.DEFINITIONS))
+@pytest.mark.parametrize("name", sorted(cupy_sources.DEFINITIONS))
 def test_cupy_kernel_compiles(name: str, dtype: str) -> None:
     cupy = _nvrtc()
     from cupy._core import core
     from cupy.cuda import compiler
 
-    source = _source(cupy, name, cupy_kernels.DEFINITIONS[name], np.dtype(dtype))
+    source = _source(cupy, name, cupy_sources.DEFINITIONS[name], np.dtype(dtype))
     # CuPy adds -ftz=true to every kernel it compiles (cupy/cuda/compiler.py)
-    options = core.assemble_cupy_compiler_options((*cupy_kernels.OPTIONS, "-arch=compute_80", "-ftz=true"))
+    options = core.assemble_cupy_compiler_options((*cupy_sources.OPTIONS, "-arch=compute_80", "-ftz=true"))
     try:
         compiler._NVRTCProgram(source, name=f"{name}.cu").compile(options=options)
     except compiler.CompileException as exc:
@@ -63,16 +63,16 @@ def test_cupy_kernel_compiles(name: str, dtype: str) -> None:
 
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
-@pytest.mark.parametrize("name", sorted(cupy_kernels.RAW_SOURCES))
+@pytest.mark.parametrize("name", sorted(cupy_sources.RAW_SOURCES))
 def test_cupy_raw_kernel_compiles(name: str, ctype: str) -> None:
     """The raw kernels (work across a row, the scalar write) compile as `cupy.RawKernel` builds
     them: their source with ``T`` set, our options, NVRTC."""
     _nvrtc()
     from cupy.cuda import compiler
 
-    options = (*cupy_kernels.OPTIONS, "-arch=compute_80", "-ftz=true")
+    options = (*cupy_sources.OPTIONS, "-arch=compute_80", "-ftz=true")
     try:
-        compiler._NVRTCProgram(cupy_kernels.raw_source(name, ctype), name=f"{name}.cu").compile(options=options)
+        compiler._NVRTCProgram(cupy_sources.raw_source(name, ctype), name=f"{name}.cu").compile(options=options)
     except compiler.CompileException as exc:
         pytest.fail(f"{name} ({ctype}) does not compile:\n{exc}")
 
@@ -83,7 +83,7 @@ def test_a_broken_kernel_is_caught() -> None:
     from cupy._core import core
     from cupy.cuda import compiler
 
-    broken = cupy_kernels.Definition("T x", "T y", "y = x * undeclared")
+    broken = cupy_sources.Definition("T x", "T y", "y = x * undeclared")
     source = _source(cupy, "bp_broken", broken, np.dtype("float32"))
     with pytest.raises(compiler.CompileException, match="undeclared"):
         compiler._NVRTCProgram(source, name="bp_broken.cu").compile(options=core.assemble_cupy_compiler_options(()))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends.cupy_kernels import DEFINITIONS, RAW_SOURCES, Definition, raw_source
+from backprop.backends.cupy_sources import DEFINITIONS, RAW_SOURCES, Definition, raw_source
 from backprop.layers.dropout import dropout_forward
 
 _CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bool"}
