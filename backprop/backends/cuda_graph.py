@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cupy_kernels import raw_kernel
+from .cupy_kernels import raw_kernel, scalar_args
 
 if TYPE_CHECKING:
     from ..model import Sequential
@@ -249,6 +249,5 @@ class GraphIO:
     def set(self, scalars: Any, values: tuple[float, ...], slots: Any, addresses: tuple[int, ...]) -> None:
         """Write up to three float64 ``values`` into ``scalars`` and up to four ``addresses``
         into ``slots`` (unused ones 0)."""
-        a, b, c = (*map(np.float64, values), np.float64(0), np.float64(0), np.float64(0))[:3]
-        x, t, o0, o1 = (*map(np.int64, addresses), np.int64(0), np.int64(0), np.int64(0), np.int64(0))[:4]
-        self._set((1,), (1,), (scalars, a, b, c, slots, x, t, o0, o1))
+        floats, slot_values = scalar_args(np.float64, values, 3), scalar_args(np.int64, addresses, 4)
+        self._set((1,), (1,), (scalars, *floats, slots, *slot_values))

@@ -24,10 +24,16 @@ from .cupy_sources import ACTIVATIONS, DEFINITIONS, OPTIONS, raw_source
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["make_kernels", "raw_kernel"]
+__all__ = ["make_kernels", "raw_kernel", "scalar_args"]
 
 _WARP = 32
 _ROWS_PER_BLOCK = 4  # softmax cross-entropy: one warp per row, four rows per block
+
+
+def scalar_args(kind: Any, values: Any, n: int) -> tuple[Any, ...]:
+    """The first ``n`` of ``values`` as NumPy scalars of ``kind``, zeros after them: the fixed
+    argument list of a raw kernel (CuPy passes a Python number as whatever type it guesses)."""
+    return (*map(kind, values), *(kind(0),) * n)[:n]
 
 
 def raw_kernel(cupy: Any, name: str, ctype: str = "double") -> Any:
@@ -145,9 +151,7 @@ def _optimizer_kernels(cupy: Any) -> dict[str, Callable[..., Any]]:
     def write_scalars(scalars: Any, values: tuple[float, ...]) -> None:
         """Write up to three host floats into the float64 device array ``scalars`` (one launch,
         no copy from host memory, so it may precede a graph replay on the same stream)."""
-        # NumPy scalars: CuPy passes a Python float to a raw kernel as whatever it guesses
-        a, b, c = (*map(np.float64, values), np.float64(0), np.float64(0), np.float64(0))[:3]
-        set_scalars((1,), (1,), (scalars, a, b, c))
+        set_scalars((1,), (1,), (scalars, *scalar_args(np.float64, values, 3)))
 
     def adam_update(
         xp: Any,
