@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backends import Array
-from .batching import batches
+from .batching import batches, slices
 from .clip import clip_grad_norm as _clip_grad_norm
 from .early_stopping import EarlyStopping
 from .epoch_results import EpochResults
@@ -220,12 +220,9 @@ def evaluate(
     backend = model._require_built()
     xp = backend.xp
     n = X.shape[0]
-    step = max(batch_size, 1024)
     totals: list[Any] = [0.0] * (1 + len(metrics))
-    for start in range(0, n, step):
-        stop = min(start + step, n)  # the Array API leaves out-of-range slice ends unspecified
-        P, _ = model.apply(X[start:stop, ...], False)
-        Tb = T[start:stop, ...]
+    for Xb, Tb in slices(X, T, max(batch_size, 1024)):
+        P, _ = model.apply(Xb, False)
         totals[0] = totals[0] + loss.value(xp, P, Tb) * P.shape[0]
         for i, metric in enumerate(metrics):
             totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
