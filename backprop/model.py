@@ -252,11 +252,10 @@ class Sequential(Layer):
         parameters in the flat buffer come from one copy of it (one sync on a GPU)."""
         params = self.parameters()
         arenas = params[0].arenas if params else None
-        copies = arenas.data.host_copies([p.data for p in params]) if arenas is not None else []
-        hosted = {id(p): c for p, c in zip(params, copies) if c is not None}
+        hosted = arenas.data.host_copies([p.data for p in params]) if arenas is not None else {}
         # the rest: state outside the buffer (BatchNorm statistics), a parameter rebound since
         return {
-            name: hosted[id(p)] if id(p) in hosted else np.array(to_numpy(p.data), copy=True)
+            name: hosted[id(p.data)] if id(p.data) in hosted else np.array(to_numpy(p.data), copy=True)
             for name, p in self.named_variables()
         }
 

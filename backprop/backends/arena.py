@@ -37,15 +37,16 @@ class Arena:
     def __len__(self) -> int:
         return len(self.views)
 
-    def host_copies(self, arrays: Sequence[Any]) -> list[np.ndarray | None]:
-        """For each of ``arrays`` (``arrays[i]`` against ``views[i]``): a host NumPy copy when it is
-        that view, else ``None``. All come from one copy of the flat buffer (one transfer and sync
-        on a GPU, instead of one per view); they share that copy, not the arena's memory."""
-        held = [a is v for a, v in zip(arrays, self.views)]
-        if not any(held):
-            return [None] * len(arrays)
+    def host_copies(self, arrays: Sequence[Any]) -> dict[int, np.ndarray]:
+        """Host NumPy copies of those of ``arrays`` that are this arena's views (``arrays[i]``
+        against ``views[i]``), by ``id`` of the array. All come from one copy of the flat buffer
+        (one transfer and sync on a GPU, instead of one per view); they share that copy, not the
+        arena's memory."""
+        held = [i for i, (a, v) in enumerate(zip(arrays, self.views)) if a is v]
+        if not held:
+            return {}
         host = _cut(np.array(to_numpy(self.flat), copy=True), self.shapes)
-        return [h if is_view else None for h, is_view in zip(host, held)] + [None] * (len(arrays) - len(held))
+        return {id(arrays[i]): host[i] for i in held}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Arena:
         """A copy whose views are views of the copied buffer (a plain deep copy would copy

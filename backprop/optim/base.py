@@ -184,8 +184,7 @@ class Optimizer:
         flat buffers is read with one copy of each buffer: one sync on a GPU, not one per array)."""
         hosted: dict[int, np.ndarray] = {}
         for key, arena in self.__dict__.get("_flat_cache", {}).items():
-            values = [s.get(key) for s in self.state]
-            hosted.update((id(v), c) for v, c in zip(values, arena.host_copies(values)) if c is not None)
+            hosted.update(arena.host_copies([s.get(key) for s in self.state]))
         state = {}
         for i, s in enumerate(self.state):
             for key, value in s.items():
