@@ -18,7 +18,7 @@ import numpy as np
 from ..backends import Array, Backend
 from ..parameter import Parameter
 
-__all__ = ["Backward", "BuildContext", "Layer", "grad_slot", "set_column_sum_grad"]
+__all__ = ["Backward", "BuildContext", "Layer", "grad_slot", "set_column_sum_grad", "sum_rows"]
 
 Backward = Callable[[Array, bool], "Array | None"]
 
@@ -117,8 +117,13 @@ def grad_slot(p: Parameter) -> Array | None:
     return None if p.arenas is None else p.arenas.grad.views[p.index]
 
 
+def sum_rows(xp: Any, A: Array, out: Array | None = None) -> Array:
+    """``sum_n A[n, :]`` (a bias gradient); a fused kernel may write it into ``out``."""
+    return xp.sum(A, axis=0)
+
+
 def set_column_sum_grad(p: Parameter, xp: Any, A: Array) -> Array:
-    """``p.grad = sum_n A[n, :]``, written into ``p``'s gradient slot where it has one; returns it."""
-    kernel = p.backend.kernel("sum_rows", None)
-    p.grad = xp.sum(A, axis=0) if kernel is None else kernel(xp, A, grad_slot(p))
+    """``p.grad = sum_n A[n, :]``, written into ``p``'s gradient slot where it has one (by the
+    backend's fused ``sum_rows``); returns it."""
+    p.grad = p.backend.kernel("sum_rows", sum_rows)(xp, A, grad_slot(p))
     return p.grad

@@ -9,7 +9,7 @@ import numpy as np
 from ..backends import Array
 from ..init import Initializer, get_initializer
 from .activations import Elementwise
-from .base import Backward, BuildContext, Layer, grad_slot
+from .base import Backward, BuildContext, Layer, grad_slot, set_column_sum_grad
 
 __all__ = ["Dense"]
 
@@ -27,11 +27,6 @@ def matmul_tn(xp: Any, A: Array, B: Array, out: Array | None = None) -> Array:
 def matmul_nt(xp: Any, A: Array, B: Array) -> Array:
     """``A @ B^T`` (the input gradient ``dY W^T``)."""
     return xp.matmul(A, xp.matrix_transpose(B))
-
-
-def sum_rows(xp: Any, A: Array, out: Array | None = None) -> Array:
-    """``sum_n A[n, :]`` (the bias gradient); a fused kernel may write it into ``out``."""
-    return xp.sum(A, axis=0)
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -92,13 +87,13 @@ class Dense(Layer):
         self.b = self.add_variable("b", np.zeros(self.out_features), ctx) if self.bias else None
         return self.out_features
 
-    def _linear_kernels(self) -> tuple[Any, Any, Any, Any]:
-        """``(matmul, matmul_tn, matmul_nt, sum_rows)`` of the current backend (fused where it
-        has them), looked up once per backend: this runs every step."""
+    def _linear_kernels(self) -> tuple[Any, Any, Any]:
+        """``(matmul, matmul_tn, matmul_nt)`` of the current backend (fused where it has them),
+        looked up once per backend: this runs every step."""
         bk = self._require_built()
         cached = self.__dict__.get("_fused")
         if cached is None or cached[0] is not bk:
-            generic = {"matmul": matmul, "matmul_tn": matmul_tn, "matmul_nt": matmul_nt, "sum_rows": sum_rows}
+            generic = {"matmul": matmul, "matmul_tn": matmul_tn, "matmul_nt": matmul_nt}
             cached = self._fused = (bk, tuple(bk.kernel(name, f) for name, f in generic.items()))
         return cached[1]
 
@@ -143,7 +138,7 @@ class Dense(Layer):
     def _backward(
         self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool, kernels: tuple[Any, ...]
     ) -> Array | None:
-        _, mm_tn, mm_nt, sum_rows_ = kernels
+        _, mm_tn, mm_nt = kernels
         dW = mm_tn(xp, X, dY, grad_slot(self.W))
         # in place: dW is ours (the gradient slot or a fresh product), and stays in the flat buffer
         if self.l1:  # sign(W) without xp.sign, which CuPy's Array API wrapper syncs with the host for
@@ -152,7 +147,7 @@ class Dense(Layer):
             dW += (2.0 * self.l2) * W
         self.W.grad = dW
         if self.b is not None:
-            self.b.grad = sum_rows_(xp, dY, grad_slot(self.b))
+            set_column_sum_grad(self.b, xp, dY)
         return mm_nt(xp, dY, W) if need_dX else None
 
     def penalty(self, xp: Any) -> Array | float:
