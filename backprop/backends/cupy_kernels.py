@@ -67,8 +67,9 @@ def _sum_rows_kernel(cupy: Any, gemm: Any) -> Callable[..., Any]:
     """``sum_n A[n, :]`` (a bias gradient) as the product ``ones(1, n) @ A`` through our cuBLAS
     handle: for a (2048, 4096) float32 array 27.6 us against ``cupy.sum``'s 50.3 us on an H200,
     and at most 12.3 against 30.8 us back to back on an H100 (where 12 us is the host's launch
-    rate); on the smaller shapes of mnist-small and -wide the two cost the same. Capturable. The row of ones is made once per row count and dtype (in the eager steps
-    before a capture, so a capture finds it made)."""
+    rate); on the smaller shapes of mnist-small and -wide the two cost the same. Capturable.
+    The row of ones is made once per row count and dtype (in the eager steps before a capture,
+    so a capture finds it made)."""
     ones: dict[tuple[int, Any], Any] = {}
 
     def sum_rows(xp: Any, A: Any, out: Any = None) -> Any:
@@ -225,4 +226,3 @@ def _dropout_kernel(cupy: Any) -> Callable[..., Any]:
         return kernel(X, U, keep)
 
     return dropout_forward
-
