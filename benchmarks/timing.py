@@ -43,9 +43,9 @@ def measure_interleaved(
     state: dict[str, dict[str, Any]] = {}
     failed: dict[str, dict[str, Any]] = {}  # a variant that raised drops out; the others go on
 
-    def attempt(name: str, work: Callable[[], Any]) -> Any:
+    def attempt(name: str, work: Callable[..., Any], *args: Any) -> Any:
         try:
-            return work()
+            return work(*args)
         except Exception as exc:  # noqa: BLE001 - reported in the variant's row
             failed[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
             return None
@@ -70,16 +70,16 @@ def measure_interleaved(
             s["i"] += 1
 
     for name, v in variants.items():
-        attempt(name, lambda: warm(name, v))
+        attempt(name, warm, name, v)
     per_round = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
     for count in per_round:
         for name, v in variants.items():
             if name not in failed:
-                attempt(name, lambda: timed(v, state[name], count))
+                attempt(name, timed, v, state[name], count)
     results: dict[str, dict[str, Any]] = {}
     for name, v in variants.items():
         if name not in failed:
-            results[name] = attempt(name, lambda: _summary(v, state[name], warmup, steps, rounds, pipelined))
+            results[name] = attempt(name, _summary, v, state[name], warmup, steps, rounds, pipelined)
         if name in failed:
             results[name] = failed[name]
     return results
