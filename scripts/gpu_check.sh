@@ -73,9 +73,7 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     status=1
     cat "$out/bench-gpu.md" "$out/bench-gpu.log"  # each config's rows are in the log as measured
   fi
-fi
 
-if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== fit profile (mnist-wide)"
   stop_after "${PROFILE_TIMEOUT:-60}" python3 benchmarks/profile_fit.py --device cuda > "$out/profile-fit.txt" 2>&1 \
     || status=1
