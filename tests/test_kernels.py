@@ -177,10 +177,12 @@ def test_numpy_bias_relu_is_the_generic_relu_of_x_plus_b(dtype: str, rng: np.ran
     X = rng.standard_normal((64, 96)).astype(dtype)
     X.flat[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
     b = rng.standard_normal(96).astype(dtype)
-    b[5:7] = [np.inf, -np.inf]
+    b[3:7] = [-0.0, 0.0, np.inf, -np.inf]  # X + b is -0 at [0, 3] and +0 at [0, 4]
     with np.errstate(invalid="ignore"):  # inf + -inf
         expected = act.f(backend.xp, X + b)
-        np.testing.assert_array_equal(numpy_kernels.bias_relu_forward(backend.xp, X.copy(), b), expected)
+        got = numpy_kernels.bias_relu_forward(backend.xp, X.copy(), b)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))  # equal above takes -0 for +0
 
 
 def test_every_numpy_kernel_is_tested() -> None:
