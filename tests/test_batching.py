@@ -46,4 +46,3 @@ def test_unshuffled_batches_are_consecutive_rows_and_one_batch_is_the_data(devic
     assert [Xb[:, 0].tolist() for Xb, _ in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     (whole,) = _host_batches(backend, 0, X, T, 10, True)  # one batch: its order changes nothing
     np.testing.assert_array_equal(whole[0], X_host)
-
