@@ -92,13 +92,7 @@ def gradcheck(
     if not eps > 0:
         raise ValueError(f"eps must be positive; got {eps}")
     if model.training:
-        from .layers.dropout import Dropout  # noqa: PLC0415 - the layers package imports this module's users
-
-        drawn = [
-            layer.path
-            for layer in model.walk()
-            if isinstance(layer, Dropout) and layer.p > 0 and layer.masks == "device"
-        ]
+        drawn = [layer.path for layer in model.walk() if layer.randomness() == "device"]
         if drawn:
             raise ValueError(
                 f"gradcheck cannot hold the masks of Dropout {drawn[0]!r} fixed: masks='device' draws new ones "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +59,7 @@ class Sequential(Layer):
         ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
         _check_unique(self)
         self.build(None, ctx)
-        self._penalised = [layer for layer in self.walk() if getattr(layer, "l1", 0) or getattr(layer, "l2", 0)]
+        self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
 
     # ------------------------------------------------------------------ layer protocol
@@ -93,7 +92,7 @@ class Sequential(Layer):
         return X, backward
 
     def config(self) -> dict[str, Any]:
-        from .layers import layer_config  # noqa: PLC0415 - the registry imports every layer
+        from .layers import layer_config
 
         return {"layers": [layer_config(layer) for layer in self.layers]}
 
@@ -201,8 +200,8 @@ class Sequential(Layer):
     def evaluate(self, X: Any, y: Any, loss: Loss | str, metrics: Any = (), batch_size: int = 1024) -> dict[str, float]:
         """Mean loss (without l1/l2 penalties) and metrics on ``(X, y)`` in inference mode,
         e.g. ``{"loss": 0.12, "accuracy": 0.97}``."""
-        from .metrics import get_metrics  # noqa: PLC0415
-        from .training import evaluate  # noqa: PLC0415
+        from .metrics import get_metrics
+        from .training import evaluate
 
         backend = self._require_built()
         loss = get_loss(loss)
@@ -222,14 +221,14 @@ class Sequential(Layer):
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
         batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
         scheduler, record_grad_norms, checkpoint, initial_epoch, history, verbose)."""
-        from .training import fit  # noqa: PLC0415
+        from .training import fit
 
         return fit(self, X, y, loss=loss, optimizer=optimizer, **options)
 
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
         """Save this model (and ``optimizer``; ``scheduler=``, ``epoch=``, ``history=``,
         ``extra=``) to one checkpoint file, atomically; see `backprop.checkpoint.save_checkpoint`."""
-        from .checkpoint import save_checkpoint  # noqa: PLC0415 - the checkpoint package imports this module
+        from .checkpoint import save_checkpoint
 
         save_checkpoint(path, self, optimizer, **kwargs)
 
@@ -324,15 +323,13 @@ class Sequential(Layer):
 
     def _check_loss(self, loss: Loss) -> None:
         """Catch the classic mix-ups of probabilities and logits before they train badly."""
-        from .layers import Dense, Sigmoid, Softmax  # noqa: PLC0415
-
         last = self.layers[-1] if self.layers else None
-        if loss.expects == "probabilities" and isinstance(last, Dense):
+        if loss.expects == "probabilities" and last is not None and last.output_kind == "scores":
             raise ValueError(
                 f"{loss!r} expects probabilities but the model ends with {last!r}, which gives raw "
                 "scores: add bp.Sigmoid() at the end or use bp.losses.BCEWithLogits()"
             )
-        if loss.expects == "logits" and isinstance(last, (Sigmoid, Softmax)):
+        if loss.expects == "logits" and last is not None and last.output_kind == "probabilities":
             raise ValueError(
                 f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
                 f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
@@ -342,20 +339,12 @@ class Sequential(Layer):
 def _fuse(layers: list[Layer]) -> list[Callable[[Array, bool], tuple[Array, Backward]]]:
     """The stages `Sequential.apply` runs: each layer's ``apply``, except that a `Dense`
     directly followed by an elementwise activation runs as one fused stage."""
-    from .layers import Dense  # noqa: PLC0415 - the layers package imports this module
-    from .layers.activations import Elementwise  # noqa: PLC0415
-
     stages: list[Callable[[Array, bool], tuple[Array, Backward]]] = []
     i = 0
     while i < len(layers):
-        layer, nxt = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-        # only the stock apply: a subclass that overrides it must run as written
-        if type(layer) is Dense and isinstance(nxt, Elementwise) and type(nxt).apply is Elementwise.apply:
-            stages.append(functools.partial(layer.apply_with, nxt))
-            i += 2
-        else:
-            stages.append(layer.apply)
-            i += 1
+        fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
+        stages.append(fused or layers[i].apply)
+        i += 2 if fused else 1
     return stages
 
 

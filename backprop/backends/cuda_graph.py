@@ -55,17 +55,14 @@ def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | N
         return "the optimizer does not update exactly the model's parameters, in order (only that is one fused update)"
     if any(p.arenas is None for p in optimizer.params):
         return "the parameters are not in the model's flat buffer"
-    frozen = [name for name, p in model.named_variables() if not p.trainable]
-    if frozen:
-        return f"state updated out of place while training ({', '.join(frozen[:3])}, e.g. BatchNorm statistics)"
-    from ..layers.dropout import Dropout  # noqa: PLC0415 - the layers import the backends
-
-    host_masks = [
-        layer.path for layer in model.walk() if isinstance(layer, Dropout) and layer.p > 0 and layer.masks == "host"
-    ]
-    if host_masks:
+    stateful = [p.name for layer in model.walk() if layer.updates_state for p in layer.variables().values() if not p.trainable]
+    if stateful:
+        return f"state updated out of place while training ({', '.join(stateful[:3])}, e.g. BatchNorm statistics)"
+    host_random = [layer for layer in model.walk() if layer.randomness() == "host"]
+    if host_random:
         return (
-            f"Dropout {host_masks[0]!r} draws its masks on the host, and a replay cannot redraw them; "
+            f"{type(host_random[0]).__name__} {host_random[0].path!r} draws its masks on the host, and a replay "
+            "cannot redraw them; "
             "use Dropout(p, masks='device')"
         )
     return None
@@ -124,7 +121,7 @@ class GraphedStep:
         return tuple(v for k, v in self.optimizer.hyperparameters().items() if k != "lr")
 
     def _capture(self, X: Array, T: Array) -> None:
-        import cupy  # noqa: PLC0415 - only reached on CUDA (see graph_unsupported_reason)
+        import cupy
 
         backend = self.model.backend
         # Capture executes nothing, but its Python runs: undo what that counts or draws.

@@ -33,7 +33,7 @@ __all__ = [
 
 
 def _registry() -> dict[str, type[Layer]]:
-    from ..model import Sequential  # noqa: PLC0415 - Sequential imports this package
+    from ..model import Sequential
 
     classes: list[type[Layer]] = [
         Dense,

@@ -107,6 +107,7 @@ class Sigmoid(Elementwise):
     """``Y = 1 / (1 + exp(-X))``;  ``dX = dY * Y * (1 - Y)``."""
 
     kernel = "sigmoid"
+    output_kind = "probabilities"
 
     def f(self, xp: Any, X: Array) -> Array:
         return sigmoid(xp, X)
@@ -151,6 +152,8 @@ class Softmax(Layer):
     For classification train on logits with `bp.losses.SoftmaxCrossEntropy` instead, which is
     faster and more accurate; use this layer when you need probabilities inside a model.
     """
+
+    output_kind = "probabilities"
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         xp = self._require_built().xp

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..backends import Array, Backend
 from ..parameter import Parameter
 
-__all__ = ["Backward", "BuildContext", "Layer", "grad_slot", "set_column_sum_grad", "sum_rows"]
+__all__ = ["Backward", "BuildContext", "Layer", "Stage", "grad_slot", "set_column_sum_grad", "sum_rows"]
 
 Backward = Callable[[Array, bool], "Array | None"]
+Stage = Callable[[Array, bool], "tuple[Array, Backward]"]
 
 
 @dataclass
@@ -42,7 +43,18 @@ class Layer:
     Subclasses override `apply`, and `build` when they own parameters or constrain the
     number of features. ``path`` is the layer's dotted position in its model (``"0"``,
     ``"2.block.1"``), set when the model is built and used in names and error messages.
+
+    A layer declares what the rest of the library needs to know about it, so that nothing
+    above has to ask which class it is: `output_kind`, `updates_state`, `randomness`,
+    `regularised` (with `penalty`) and `fused_with`.
     """
+
+    #: what the outputs are: ``"probabilities"`` (Sigmoid, Softmax), ``"scores"`` (raw and
+    #: unbounded, as a Dense layer's) or ``"any"``; losses check it against what they expect
+    output_kind: ClassVar[str] = "any"
+    #: whether a training pass replaces saved state arrays (BatchNorm's running statistics)
+    #: instead of leaving every array in place, which a replayed CUDA graph cannot follow
+    updates_state: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.path = ""
@@ -85,6 +97,26 @@ class Layer:
     # ------------------------------------------------------------------ computing
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         raise NotImplementedError(f"{type(self).__name__} must implement apply(X, training) -> (Y, backward)")
+
+    def fused_with(self, nxt: Layer) -> Stage | None:
+        """A stage computing this layer followed by ``nxt`` in one go (fewer passes over
+        memory, the same numbers), or ``None`` when the two run one after the other."""
+        return None
+
+    # ------------------------------------------------------------------ declarations
+    def randomness(self) -> str | None:
+        """Where a training pass draws random numbers: ``"host"`` (the model's NumPy
+        generator, the same on every device), ``"device"`` or ``None`` (deterministic)."""
+        return None
+
+    @property
+    def regularised(self) -> bool:
+        """Whether `penalty` adds a term to the training loss (and its gradient to ``.grad``)."""
+        return False
+
+    def penalty(self, xp: Any) -> Array | float:
+        """The regularisation term this layer adds to the training loss (0.0 for none)."""
+        return 0.0
 
     # ------------------------------------------------------------------ description
     def config(self) -> dict[str, Any]:

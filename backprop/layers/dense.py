@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from ..backends import Array
 from ..init import Initializer, get_initializer
 from .activations import Elementwise
-from .base import Backward, BuildContext, Layer, grad_slot, set_column_sum_grad
+from .base import Backward, BuildContext, Layer, Stage, grad_slot, set_column_sum_grad
 
 __all__ = ["Dense"]
 
@@ -52,6 +53,8 @@ class Dense(Layer):
     to the training loss, and its gradient ``l1 * sign(W) + 2 * l2 * W`` to ``dW`` (Keras'
     convention; the optimizers' ``weight_decay`` is the other way to regularise).
     """
+
+    output_kind = "scores"
 
     def __init__(
         self,
@@ -112,6 +115,13 @@ class Dense(Layer):
 
         return Y, backward
 
+    def fused_with(self, nxt: Layer) -> Stage | None:
+        """``act(X @ W + b)`` as one stage when ``nxt`` is a stock elementwise activation (a
+        subclass of either that overrides ``apply`` runs as written)."""
+        if type(self).apply is Dense.apply and isinstance(nxt, Elementwise) and type(nxt).apply is Elementwise.apply:
+            return functools.partial(self.apply_with, nxt)
+        return None
+
     def apply_with(self, act: Elementwise, X: Array, training: bool) -> tuple[Array, Backward]:
         """This layer followed by the elementwise activation ``act``, fused:
         ``Y = act(X @ W + b)``; ``dZ = act.df(dY)``, then this layer's backward with ``dZ``.
@@ -149,6 +159,10 @@ class Dense(Layer):
         if self.b is not None:
             set_column_sum_grad(self.b, xp, dY)
         return mm_nt(xp, dY, W) if need_dX else None
+
+    @property
+    def regularised(self) -> bool:
+        return bool(self.l1 or self.l2)
 
     def penalty(self, xp: Any) -> Array | float:
         """The regularisation term ``l1 * sum|W| + l2 * sum W^2`` (0.0 when both are zero)."""

@@ -89,6 +89,9 @@ class Dropout(Layer):
 
         return Y, backward
 
+    def randomness(self) -> str | None:
+        return self.masks if self.p > 0 else None
+
     def _generator(self, backend: Backend) -> Any:
         """The generator masks are drawn from: the model's host generator, or this layer's
         device generator, (re)made for ``backend`` when the model moved since it was made."""

@@ -80,6 +80,8 @@ class BatchNorm(_Norm):
     updated by every forward pass in training mode. Training needs batches of at least 2.
     """
 
+    updates_state = True
+
     def __init__(self, features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__(features, eps)
         self.momentum = _float_in(momentum, "BatchNorm", "momentum", 0.0, 1.0, open_low=False)

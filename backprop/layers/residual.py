@@ -25,7 +25,7 @@ class Residual(Layer):
 
     def __init__(self, *layers: Layer):
         super().__init__()
-        from ..model import Sequential  # noqa: PLC0415 - the model module imports this package
+        from ..model import Sequential
 
         self.block: Sequential = Sequential(*layers)
 
