@@ -110,7 +110,7 @@ def gradcheck(
             noise.state = noise_state  # the same dropout masks for every evaluation
             P, _ = clone.apply(Xd, clone.training)
             # the l1/l2 terms are part of what backprop differentiates
-            return float(to_numpy(loss.value(backend.xp, P, T) + clone.penalty()))
+            return float(to_numpy(loss.value(backend.ops, P, T) + clone.penalty()))
 
         noise.state = noise_state
         clone.loss_and_grads(Xd, T, loss)

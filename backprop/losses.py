@@ -1,8 +1,9 @@
 """Losses, all averaged over the batch (over every element for element-wise losses, as PyTorch).
 
 Each loss gives its value and its gradient with respect to the model output ``P`` in one go:
-``L, dP = loss.value_and_grad(xp, P, T)``. ``loss(P, T)`` is the value alone, for any
-Array API arrays. Shapes: ``P`` is ``(N, k)``; targets are described per loss.
+``L, dP = loss.value_and_grad(ops, P, T)`` with the backend's `Ops` (``model.backend.ops``),
+which computes them fused where it can. ``loss(P, T)`` is the value alone, for any Array API
+arrays. Shapes: ``P`` is ``(N, k)``; targets are described per loss.
 """
 
 from __future__ import annotations
@@ -13,34 +14,26 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backends import Array, Backend
-from .layers.activations import sigmoid
+from .backends import Array, Backend, Ops, array_device
 
 __all__ = ["BCE", "BCEWithLogits", "Loss", "MSE", "SoftmaxCrossEntropy", "get_loss"]
-
-_LOG_FLOOR = -100.0  # PyTorch's BCELoss clamps log terms here so 0 and 1 give finite losses
-_TINY = math.exp(_LOG_FLOOR)
-
 
 class Loss:
     """Base class: subclasses implement `value_and_grad` and `value`."""
 
     #: what the model must output: ``"probabilities"``, ``"logits"`` or ``"any"`` values
     expects = "any"
-    #: name under which a backend may register a fused ``value_and_grad`` (see `Backend.kernel`)
-    kernel = ""
 
-    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
         """``(L, dL/dP)``: a 0-d array and an array shaped like ``P``."""
         raise NotImplementedError
 
-    def value(self, xp: Any, P: Array, T: Array) -> Array:
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
         """``L`` alone, as a 0-d array on P's device."""
         raise NotImplementedError
 
     def __call__(self, P: Array, T: Array) -> Array:
-        xp = array_api_compat.array_namespace(P, T)
-        return self.value(xp, P, T)
+        return self.value(Ops(array_api_compat.array_namespace(P, T)), P, T)
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
         """Check ``y`` against the model's output shape ``(n_samples, out_features)`` and move it
@@ -63,13 +56,13 @@ class Loss:
 class MSE(Loss):
     """Mean squared error ``L = mean((P - T)^2)``; ``dP = 2 (P - T) / P.size``. T shaped like P."""
 
-    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
         D = P - T
-        return xp.mean(D * D), D * (2.0 / _size(P))
+        return ops.xp.mean(D * D), D * (2.0 / _size(P))
 
-    def value(self, xp: Any, P: Array, T: Array) -> Array:
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
         D = P - T
-        return xp.mean(D * D)
+        return ops.xp.mean(D * D)
 
 
 class BCE(Loss):
@@ -81,16 +74,12 @@ class BCE(Loss):
     """
 
     expects = "probabilities"
-    kernel = "bce"
 
-    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
-        dP = (P - T) / (xp.maximum(P * (1.0 - P), 1e-12) * _size(P))
-        return self.value(xp, P, T), dP
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        return ops.bce(P, T)
 
-    def value(self, xp: Any, P: Array, T: Array) -> Array:
-        log_p = xp.maximum(xp.log(xp.maximum(P, _TINY)), _LOG_FLOOR)
-        log_q = xp.maximum(xp.log(xp.maximum(1.0 - P, _TINY)), _LOG_FLOOR)
-        return -xp.mean(T * log_p + (1.0 - T) * log_q)
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        return ops.bce_value(P, T)
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
         T = super().prepare_target(backend, y, n_samples, out_features, what)
@@ -107,10 +96,12 @@ class BCEWithLogits(Loss):
 
     expects = "logits"
 
-    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
-        return self.value(xp, P, T), (sigmoid(xp, P) - T) / _size(P)
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        # the generic two-branch sigmoid, as always here (NumPy's fused one rounds differently)
+        return self.value(ops, P, T), (Ops.sigmoid(ops, P) - T) / _size(P)
 
-    def value(self, xp: Any, P: Array, T: Array) -> Array:
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        xp = ops.xp
         return xp.mean(xp.maximum(P, 0.0) - P * T + xp.log1p(xp.exp(-xp.abs(P))))
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
@@ -128,21 +119,15 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     expects = "logits"
-    kernel = "softmax_cross_entropy"
 
-    def value_and_grad(self, xp: Any, P: Array, T: Array) -> tuple[Array, Array]:
-        shifted = P - xp.max(P, axis=1, keepdims=True)
-        E = xp.exp(shifted)
-        S = xp.sum(E, axis=1, keepdims=True)
-        onehot = _onehot(xp, T, P)
-        n = P.shape[0]
-        L = xp.sum(xp.log(S)) / n - xp.sum(shifted * onehot) / n
-        return L, (E / S - onehot) / n
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        return ops.softmax_cross_entropy(P, T)
 
-    def value(self, xp: Any, P: Array, T: Array) -> Array:
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        xp = ops.xp
         shifted = P - xp.max(P, axis=1, keepdims=True)
         lse = xp.log(xp.sum(xp.exp(shifted), axis=1))
-        return xp.mean(lse) - xp.sum(shifted * _onehot(xp, T, P)) / P.shape[0]
+        return xp.mean(lse) - xp.sum(shifted * ops.onehot(T, P)) / P.shape[0]
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
         labels = _host_labels(backend, y, what)
@@ -163,11 +148,6 @@ def _size(P: Array) -> int:
     return math.prod(P.shape)
 
 
-def _onehot(xp: Any, labels: Array, P: Array) -> Array:
-    classes = xp.arange(P.shape[1], dtype=labels.dtype, device=array_api_compat.device(P))
-    return xp.astype(labels[:, None] == classes[None, :], P.dtype)
-
-
 def _check_unit_interval(backend: Backend, T: Array, what: str) -> None:
     xp = backend.xp
     with backend.activate():
@@ -178,8 +158,6 @@ def _check_unit_interval(backend: Backend, T: Array, what: str) -> None:
 
 def _host_labels(backend: Backend, y: Any, what: str) -> np.ndarray:
     """Labels as host int64, checking they are whole numbers (labels are small; one copy is cheap)."""
-    from .backends import array_device  # noqa: PLC0415
-
     if array_device(y) not in (None, backend.device):
         backend.asarray(y, what=what)  # raises the device-mismatch error
     host = np.asarray(backend.to_numpy(y))

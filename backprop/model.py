@@ -185,7 +185,7 @@ class Sequential(Layer):
         backend = self.backend
         xp = backend.xp
         P, backward = self.apply(X, self.training)
-        L, dP = backend.kernel(loss.kernel, loss.value_and_grad)(xp, P, T)
+        L, dP = loss.value_and_grad(backend.ops, P, T)
         backward(dP, False)
         return L + self.penalty() if self._penalised else L, P
 

@@ -46,6 +46,12 @@ class Parameter:
         self.index = 0
 
     @property
+    def grad_slot(self) -> Array | None:
+        """Where this gradient lives in the model's flat gradient buffer, if it has one: a
+        gradient written there saves the optimizer a copy and keeps its fused update ready."""
+        return None if self.arenas is None else self.arenas.grad.views[self.index]
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
 

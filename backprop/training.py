@@ -223,7 +223,7 @@ def evaluate(
     totals: list[Any] = [0.0] * (1 + len(metrics))
     for Xb, Tb in slices(X, T, max(batch_size, 1024)):
         P, _ = model.apply(Xb, False)
-        totals[0] = totals[0] + loss.value(xp, P, Tb) * P.shape[0]
+        totals[0] = totals[0] + loss.value(backend.ops, P, Tb) * P.shape[0]
         for i, metric in enumerate(metrics):
             totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
     host = backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals])

@@ -194,9 +194,8 @@ def prepare_gemm_variant(config: Config, device: str) -> Prepared:
     step's time is measured against."""
     model = build(config, device)
     backend = model.backend
-    xp = backend.xp
-    mm, mm_tn, mm_nt = (backend.kernel(name, None) for name in ("matmul", "matmul_tn", "matmul_nt"))
-    if None in (mm, mm_tn, mm_nt):
+    ops = backend.ops
+    if type(ops) is bp.backends.Ops:
         raise ValueError(f"{backend.device.name} has no matrix-product kernels of its own to time")
     rng = np.random.default_rng(0)
     operands = []
@@ -211,10 +210,10 @@ def prepare_gemm_variant(config: Config, device: str) -> Prepared:
     def run_step(i: int) -> None:
         with backend.activate():
             for k, (X, W, dY, dW) in enumerate(operands):
-                mm(xp, X, W)
-                mm_tn(xp, X, dY, dW)
+                ops.matmul(X, W)
+                ops.matmul_tn(X, dY, out=dW)
                 if k:
-                    mm_nt(xp, dY, W)
+                    ops.matmul_nt(dY, W)
 
     return Prepared(run_step, _sync(model), lambda _: None, finish=lambda: {"floor": True})
 
@@ -228,7 +227,7 @@ def warm_device(device: str) -> None:
     backend = model.backend
     with backend.activate():
         A = backend.zeros((2, 2))
-        backend.kernel("matmul", lambda xp, a, b: a @ b)(backend.xp, A, A)
+        backend.ops.matmul(A, A)
     _sync(model)()
 
 

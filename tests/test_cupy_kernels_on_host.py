@@ -19,7 +19,7 @@ import pytest
 
 import backprop as bp
 from backprop.backends.cupy_sources import DEFINITIONS, RAW_SOURCES, Definition, raw_source
-from backprop.layers.dropout import dropout_forward
+from backprop.backends import Ops
 
 _CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bool"}
 _PRELUDE = """
@@ -199,20 +199,20 @@ def test_every_kernel_is_checked_here() -> None:
 def test_activation_kernels(name: str, library: ctypes.CDLL, rng: np.random.Generator) -> None:
     layer = ACTIVATIONS[name]()
     bp.Sequential(layer, seed=0, dtype="float64")
-    args = layer.kernel_args
-    scalars = {"alpha": args[0]} if args else {}
+    scalars = {"alpha": layer.alpha} if isinstance(layer, bp.LeakyReLU) else {}
+    ops = Ops(xp)
     X = np.concatenate(
         [rng.standard_normal(300) * 4, [-1000.0, -40.5, -30.0, -5.0, 0.0, 0.46875, 4.0, 27.0, 30.0, 1000.0]]
     )
     dY, b = rng.standard_normal(X.size), rng.standard_normal(X.size)
     n = X.size
     Y = run(library, f"bp_{name}_forward", n, x=X, **scalars)["y"]
-    np.testing.assert_allclose(Y, layer.f(xp, X, *args), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(Y, layer.f(ops, X), rtol=1e-13, atol=1e-300)
     dX = run(library, f"bp_{name}_backward", n, dy=dY, x=X, y=Y, **scalars)["dx"]
-    np.testing.assert_allclose(dX, layer.df(xp, dY, X, Y, *args), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dX, layer.df(ops, dY, X, Y), rtol=1e-12, atol=1e-15)
     Z = X.copy()
     fused = run(library, f"bp_bias_{name}_forward", n, b=b, z=Z, **scalars)["z"]
-    np.testing.assert_allclose(fused, layer.f(xp, X + b, *args), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(fused, layer.f(ops, X + b), rtol=1e-13, atol=1e-300)
 
 
 def _pointer(a: np.ndarray) -> ctypes.c_void_p:
@@ -223,7 +223,7 @@ def _pointer(a: np.ndarray) -> ctypes.c_void_p:
 def test_softmax_cross_entropy_kernels(raw_library: ctypes.CDLL, shape: tuple[int, int], rng: np.random.Generator) -> None:
     """One warp per row (loss per row and gradient), then one warp for the mean, launched as
     the CuPy backend launches them, give the generic loss and gradient."""
-    from backprop.backends import cupy_kernels
+    from backprop.backends import cupy_ops
 
     n, c = shape
     Z = rng.standard_normal(shape) * 5
@@ -231,13 +231,13 @@ def test_softmax_cross_entropy_kernels(raw_library: ctypes.CDLL, shape: tuple[in
     labels = rng.integers(0, c, n)
     T = bp.losses.SoftmaxCrossEntropy().prepare_target(bp.backends.Backend("cpu", "float64"), labels, n, c)
     dZ, rows, L = np.full(shape, np.nan), np.full(n, np.nan), np.full(1, np.nan)
-    blocks, block = -(-n // cupy_kernels._ROWS_PER_BLOCK), cupy_kernels._ROWS_PER_BLOCK * cupy_kernels._WARP
+    blocks, block = -(-n // cupy_ops._ROWS_PER_BLOCK), cupy_ops._ROWS_PER_BLOCK * cupy_ops._WARP
     raw_library.run_softmax_ce_rows(
         ctypes.c_uint(blocks), ctypes.c_uint(block), _pointer(Z), _pointer(T), _pointer(dZ), _pointer(rows),
         ctypes.c_longlong(n), ctypes.c_int(c),
     )  # fmt: skip
     raw_library.run_mean(_pointer(rows), _pointer(L), ctypes.c_longlong(n))
-    L_ref, dZ_ref = bp.losses.SoftmaxCrossEntropy().value_and_grad(xp, Z, T)
+    L_ref, dZ_ref = bp.losses.SoftmaxCrossEntropy().value_and_grad(Ops(xp), Z, T)
     assert L[0] == pytest.approx(float(L_ref), rel=1e-14)
     np.testing.assert_allclose(dZ, dZ_ref, rtol=1e-14, atol=1e-17)
 
@@ -246,7 +246,7 @@ def test_loss_kernels(library: ctypes.CDLL, rng: np.random.Generator) -> None:
     P = np.concatenate([rng.uniform(0.01, 0.99, 12), [0.0, 1.0, 1e-300]])
     Tb = np.concatenate([rng.uniform(0, 1, 12), [1.0, 0.0, 1.0]])
     out = run(library, "bp_bce", P.size, p=P, t=Tb, scale=float(P.size))
-    L_ref, dP_ref = bp.losses.BCE().value_and_grad(xp, P, Tb)
+    L_ref, dP_ref = bp.losses.BCE().value_and_grad(Ops(xp), P, Tb)
     assert -out["term"].mean() == pytest.approx(float(L_ref), rel=1e-14)
     np.testing.assert_allclose(out["dp"], dP_ref, rtol=1e-14)
 
@@ -267,7 +267,7 @@ def test_optimizer_kernels_follow_the_reference_rule(name: str, library: ctypes.
     cls, kwargs = OPTIMIZERS[name]
     model = bp.Sequential(bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2), dtype="float64", seed=3)
     reference = cls(model.parameters(), **kwargs)
-    reference.fused_kernel = ""  # the per-parameter rule
+    reference.fusable = False  # the per-parameter rule
     p = np.concatenate([np.ravel(q.data) for q in model.parameters()])
     state = {"m": np.zeros_like(p), "v": np.zeros_like(p), "buf": np.zeros_like(p)}
     for step in range(1, 6):
@@ -359,7 +359,7 @@ def test_graph_copy_kernels(raw_library: ctypes.CDLL, offset: int, nbytes: int, 
 def test_dropout_kernel(library: ctypes.CDLL, rng: np.random.Generator) -> None:
     X, U = rng.standard_normal(40), rng.random(40)
     out = run(library, "bp_dropout_forward", 40, x=X, u=U, keep=0.7)
-    Y_ref, scale_ref = dropout_forward(xp, X, U, 0.7)
+    Y_ref, scale_ref = Ops(xp).dropout(X, U, 0.7)
     np.testing.assert_allclose(out["y"], Y_ref, rtol=1e-15)
     np.testing.assert_allclose(out["scale"], scale_ref, rtol=1e-15)
 
@@ -369,4 +369,4 @@ def test_a_wrong_kernel_is_caught(library: ctypes.CDLL) -> None:
     X = np.linspace(-3, 3, 13)
     Y = run(library, "bp_sigmoid_forward", X.size, x=X)["y"]
     with pytest.raises(AssertionError):
-        np.testing.assert_allclose(Y, bp.ReLU().f(xp, X), rtol=1e-13)
+        np.testing.assert_allclose(Y, bp.ReLU().f(Ops(xp), X), rtol=1e-13)

@@ -1,4 +1,4 @@
-"""Every fused backend kernel against its generic Array API twin (the reference)."""
+"""Every method a backend's `Ops` overrides against the generic `Ops` (the reference)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends import Backend
-from backprop.backends import numpy_kernels
+from backprop.backends import Backend, Ops
+from backprop.backends import numpy_ops
+from backprop.backends.numpy_ops import NumpyOps
 from helpers import host
 
 ACTIVATIONS = {
@@ -26,26 +27,40 @@ def bound(layer: bp.Layer, device: bp.Device, dtype: str) -> tuple[bp.Layer, Bac
     return layer, model.backend
 
 
-def needs_kernel(backend: Backend, name: str) -> None:
-    if backend.kernel(name, None) is None:
-        pytest.skip(f"{backend.device.name} has no fused {name!r} kernel (the generic path is the kernel)")
+def overrides(ops: Ops, name: str) -> bool:
+    return getattr(type(ops), name) is not getattr(Ops, name)
+
+
+def needs_kernel(backend: Backend, name: str) -> tuple[Ops, Ops]:
+    """``(the backend's ops, the generic ops)``, skipping when the backend's method is the generic one."""
+    if not overrides(backend.ops, name):
+        pytest.skip(f"{backend.device.name} has no fused {name!r} (the generic method is the kernel)")
+    return backend.ops, Ops(backend.xp)
+
+
+ACTIVATION_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "leaky_relu": "leaky_relu", "gelu": "gelu"}
+
+
+def activation_methods(name: str) -> set[str]:
+    return {name, f"bias_{name}", f"{name}_backward"}
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_fused_activation_kernels_match_generic(name: str, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
     act, backend = bound(ACTIVATIONS[name](), device, dtype)
-    needs_kernel(backend, f"{act.kernel}_forward")
-    xp, args = backend.xp, act.kernel_args
-    forward, backward, bias_forward = act.kernels()
+    method = name.split("-")[0]
+    if not any(overrides(backend.ops, m) for m in activation_methods(method)):
+        pytest.skip(f"{backend.device.name} fuses nothing of {method}")
+    ops, ref = backend.ops, Ops(backend.xp)
     Xh = np.concatenate([rng.standard_normal((6, 5)) * 3, [[-1000.0, -30.0, 0.0, 30.0, 1000.0]]])
     X, dY, b = backend.from_host(Xh), backend.from_host(rng.standard_normal(Xh.shape)), backend.from_host(rng.standard_normal(5))
     X0, b0 = host(X).copy(), host(b).copy()
-    Y = forward(xp, X, *args)
-    np.testing.assert_allclose(host(Y), host(act.f(xp, X, *args)), rtol=RTOL[dtype], atol=1e-30)
-    dX = backward(xp, dY, X, Y, *args)
-    np.testing.assert_allclose(host(dX), host(act.df(xp, dY, X, Y, *args)), rtol=RTOL[dtype], atol=1e-30)
-    fused = bias_forward(xp, backend.from_host(Xh.copy()), b, *args)  # may overwrite its Z
-    np.testing.assert_allclose(host(fused), host(act.f(xp, X + b, *args)), rtol=RTOL[dtype], atol=1e-30)
+    Y = act.f(ops, X)
+    np.testing.assert_allclose(host(Y), host(act.f(ref, X)), rtol=RTOL[dtype], atol=1e-30)
+    dX = act.df(ops, dY, X, Y)
+    np.testing.assert_allclose(host(dX), host(act.df(ref, dY, X, Y)), rtol=RTOL[dtype], atol=1e-30)
+    fused = act.bias_f(ops, backend.from_host(Xh.copy()), b)  # may overwrite its Z
+    np.testing.assert_allclose(host(fused), host(act.f(ref, X + b)), rtol=RTOL[dtype], atol=1e-30)
     np.testing.assert_array_equal(host(X), X0)
     np.testing.assert_array_equal(host(b), b0)
     assert host(Y).dtype == host(dX).dtype == host(fused).dtype == np.dtype(dtype)
@@ -53,15 +68,15 @@ def test_fused_activation_kernels_match_generic(name: str, device: bp.Device, dt
 
 def test_fused_softmax_cross_entropy_matches_generic(device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
     backend = Backend(device, dtype)
-    needs_kernel(backend, "softmax_cross_entropy")
+    ops, ref = needs_kernel(backend, "softmax_cross_entropy")
     loss = bp.losses.SoftmaxCrossEntropy()
     Zh = rng.standard_normal((9, 4)) * 5
     Zh[0] = [1000.0, -1000.0, 0.0, 3.0]
     with backend.activate():
         Z = backend.from_host(Zh)
         T = loss.prepare_target(backend, rng.integers(0, 4, 9), 9, 4)
-        L, dZ = backend.kernel("softmax_cross_entropy", None)(backend.xp, Z, T)
-        L_ref, dZ_ref = loss.value_and_grad(backend.xp, Z, T)
+        L, dZ = ops.softmax_cross_entropy(Z, T)
+        L_ref, dZ_ref = loss.value_and_grad(ref, Z, T)
     assert float(host(L)) == pytest.approx(float(host(L_ref)), rel=RTOL[dtype])
     np.testing.assert_allclose(host(dZ), host(dZ_ref), rtol=RTOL[dtype], atol=1e-7 if dtype == "float32" else 1e-16)
     np.testing.assert_array_equal(host(Z), Zh.astype(dtype))
@@ -70,14 +85,14 @@ def test_fused_softmax_cross_entropy_matches_generic(device: bp.Device, dtype: s
 
 def test_fused_bce_matches_generic(device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
     backend = Backend(device, dtype)
-    needs_kernel(backend, "bce")
+    ops, ref = needs_kernel(backend, "bce")
     loss = bp.losses.BCE()
     Ph = np.concatenate([rng.uniform(0.01, 0.99, (7, 2)), [[0.0, 1.0]]])  # saturated: logs clamped at -100
     Th = np.concatenate([rng.uniform(0, 1, (7, 2)), [[1.0, 0.0]]])
     with backend.activate():
         P, T = backend.from_host(Ph), backend.from_host(Th)
-        L, dP = backend.kernel("bce", None)(backend.xp, P, T)
-        L_ref, dP_ref = loss.value_and_grad(backend.xp, P, T)
+        L, dP = ops.bce(P, T)
+        L_ref, dP_ref = loss.value_and_grad(ref, P, T)
     assert float(host(L)) == pytest.approx(float(host(L_ref)), rel=RTOL[dtype])
     np.testing.assert_allclose(host(dP), host(dP_ref), rtol=RTOL[dtype])
     np.testing.assert_array_equal(host(P), Ph.astype(dtype))
@@ -86,22 +101,20 @@ def test_fused_bce_matches_generic(device: bp.Device, dtype: str, rng: np.random
 
 @pytest.mark.parametrize("name", ["matmul", "matmul_tn", "matmul_nt", "sum_rows"])
 def test_fused_linear_algebra_matches_generic(name: str, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
-    from backprop.layers import base, dense
-
     backend = Backend(device, dtype)
-    needs_kernel(backend, name)
+    ops, ref = needs_kernel(backend, name)
     shapes = {"matmul": ((5, 3), (3, 4)), "matmul_tn": ((5, 3), (5, 4)), "matmul_nt": ((5, 3), (4, 3)), "sum_rows": ((5, 3),)}
     with backend.activate():
         args = [backend.from_host(rng.standard_normal(s)) for s in shapes[name]]
-        expected = host(getattr(base if name == "sum_rows" else dense, name)(backend.xp, *args))
+        expected = host(getattr(ref, name)(*args))
         # another summation order (another BLAS kernel) moves an entry by rounding: up to a few
         # eps of the terms' magnitudes, however small the entry itself
         atol = 8 * np.finfo(dtype).eps * np.prod([np.abs(host(a)).max() for a in args]) * max(shapes[name][0])
         close = {"rtol": RTOL[dtype], "atol": atol}
-        np.testing.assert_allclose(host(backend.kernel(name, None)(backend.xp, *args)), expected, **close)
+        np.testing.assert_allclose(host(getattr(ops, name)(*args)), expected, **close)
         if name in ("matmul_tn", "sum_rows"):  # the gradient kernels may write into a given slot
             out = backend.zeros(expected.shape)
-            result = backend.kernel(name, None)(backend.xp, *args, out)
+            result = getattr(ops, name)(*args, out=out)
             np.testing.assert_allclose(host(result), expected, **close)
             np.testing.assert_allclose(host(out), expected, **close)
 
@@ -127,14 +140,12 @@ def test_fused_dense_activation_stage_matches_separate_layers(act: str, device: 
 
 
 def test_fused_dropout_matches_generic(device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
-    from backprop.layers.dropout import dropout_forward
-
     backend = Backend(device, dtype)
-    needs_kernel(backend, "dropout_forward")
+    ops, ref = needs_kernel(backend, "dropout")
     with backend.activate():
         X, U = backend.from_host(rng.standard_normal((6, 5))), backend.from_host(rng.random((6, 5)))
-        Y, scale = backend.kernel("dropout_forward", None)(backend.xp, X, U, 0.7)
-        Y_ref, scale_ref = dropout_forward(backend.xp, X, U, 0.7)
+        Y, scale = ops.dropout(X, U, 0.7)
+        Y_ref, scale_ref = ref.dropout(X, U, 0.7)
     np.testing.assert_allclose(host(Y), host(Y_ref), rtol=RTOL[dtype])
     np.testing.assert_allclose(host(scale), host(scale_ref), rtol=RTOL[dtype])
 
@@ -142,57 +153,59 @@ def test_fused_dropout_matches_generic(device: bp.Device, dtype: str, rng: np.ra
 @pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
 def test_fused_all_finite_matches_generic(bad: float | None, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
     backend = Backend(device, dtype)
-    needs_kernel(backend, "all_finite")
+    ops, _ = needs_kernel(backend, "all_finite")
     Xh = rng.standard_normal((37, 301)) * 1e30  # large, but finite in float32 too
     if bad is not None:
         Xh[36, 300] = bad  # the very last entry: every block of the reduction must count
-    fused, xp = backend.kernel("all_finite", None), backend.xp
+    fused, xp = ops.all_finite, backend.xp
     with backend.activate():
         X = backend.from_host(Xh)
         for A in (X, X[::2, ::3], X[:0]):  # contiguous, strided (still holding the last entry), empty
             expected = bool(xp.all(xp.isfinite(A)))
-            assert fused(xp, A) is expected
-        assert fused(xp, X) is backend.all_finite(X) is (bad is None)
-        assert fused(xp, backend.from_host(np.arange(6), dtype=xp.int64)) is True
+            assert fused(A) is expected
+        assert fused(X) is backend.all_finite(X) is (bad is None)
+        assert fused(backend.from_host(np.arange(6), dtype=xp.int64)) is True
 
 
-def test_cupy_kernels_declare_cleanly_and_are_all_tested() -> None:
-    """Building CuPy's kernels parses every declaration (no GPU needed); each name is tested."""
-    pytest.importorskip("cupy")
-    from backprop.backends import cupy_kernels
+TESTED = {m for n in ACTIVATION_METHODS for m in activation_methods(n)} | {
+    "softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows", "dropout", "all_finite",
+    "adam_update", "sgd_update",  # test_fused_optimizer_step_matches_the_per_parameter_rule, and the generic twins below
+}
 
-    names = set(cupy_kernels.make_kernels(Backend.__new__(Backend)))
-    tested = {f"{ACTIVATIONS[n]().kernel}_{kind}" for n in ACTIVATIONS for kind in ("forward", "backward")}
-    tested |= {f"bias_{ACTIVATIONS[n]().kernel}_forward" for n in ACTIVATIONS}
-    tested |= {"softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows", "dropout_forward"}
-    tested |= {"all_finite"}
-    tested |= set(OPTIMIZER_KERNELS) | {"write_scalars", "bind_stream"}  # used by every fused GPU step / graph test
-    assert names <= tested, names - tested
+
+def overridden(cls: type[Ops]) -> set[str]:
+    return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_") and hasattr(Ops, name)}
+
+
+def test_cupy_ops_declare_cleanly_and_are_all_tested() -> None:
+    """Building CuPy's ops parses every kernel declaration (no GPU needed); each override is tested."""
+    cupy = pytest.importorskip("cupy")
+    import array_api_compat.cupy as xp
+
+    from backprop.backends.cupy_ops import CupyOps
+
+    CupyOps(xp, cupy, 0)
+    assert overridden(CupyOps) <= TESTED, overridden(CupyOps) - TESTED
 
 
 def test_numpy_bias_relu_is_the_generic_relu_of_x_plus_b(dtype: str, rng: np.random.Generator) -> None:
     """The NumPy bias + ReLU kernel gives the generic ``maximum(X + b, 0)``, NaN, infinities and
     signed zeros included."""
-    act, backend = bound(bp.ReLU(), bp.Device("cpu"), dtype)
     X = rng.standard_normal((64, 96)).astype(dtype)
     X.flat[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
     b = rng.standard_normal(96).astype(dtype)
     b[3:7] = [-0.0, 0.0, np.inf, -np.inf]  # X + b is -0 at [0, 3] and +0 at [0, 4]
     with np.errstate(invalid="ignore"):  # inf + -inf
-        expected = act.f(backend.xp, X + b)
-        got = numpy_kernels.bias_relu_forward(backend.xp, X.copy(), b)
+        expected = bp.ReLU().f(Ops(np), X + b)
+        got = NumpyOps().bias_relu(X.copy(), b)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))  # equal above takes -0 for +0
 
 
-def test_every_numpy_kernel_is_tested() -> None:
-    tested = {f"{ACTIVATIONS[n]().kernel}_{kind}" for n in ACTIVATIONS for kind in ("forward", "backward")}
-    tested |= {f"bias_{ACTIVATIONS[n]().kernel}_forward" for n in ACTIVATIONS}
-    tested |= {"softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows"} | set(OPTIMIZER_KERNELS)
-    assert set(numpy_kernels.KERNELS) <= tested, set(numpy_kernels.KERNELS) - tested
+def test_every_numpy_override_is_tested() -> None:
+    assert overridden(NumpyOps) <= TESTED, overridden(NumpyOps) - TESTED
 
 
-OPTIMIZER_KERNELS = {"adam_update", "sgd_update"}
 FUSED_OPTIMIZERS = {
     "SGD": (bp.optim.SGD, {"lr": 0.1}),
     "SGD-momentum-dampening-wd": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
@@ -210,9 +223,8 @@ def test_fused_optimizer_step_matches_the_per_parameter_rule(name: str, device: 
     models = [bp.Sequential(bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2), device=device, dtype="float64", seed=4) for _ in range(2)]
     if models[0].parameters()[0].arenas is None:
         pytest.skip(f"{device.name} keeps parameters as separate arrays (no flat buffer to fuse over)")
-    needs_kernel(models[0].backend, cls.fused_kernel)
     fused, loop = (cls(m.parameters(), **kwargs) for m in models)
-    loop.fused_kernel = ""  # force the reference path
+    loop.fusable = False  # force the reference path
     for step in range(5):
         X, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
         for m, opt in zip(models, (fused, loop)):
@@ -274,9 +286,9 @@ def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(settings: dict, monke
     g0 = g.copy()
     results = []
     for chunk in (7, 45, 1 << 20):
-        monkeypatch.setattr(numpy_kernels, "ADAM_CHUNK", chunk)
+        monkeypatch.setattr(numpy_ops, "ADAM_CHUNK", chunk)
         arrays = [a.copy() for a in (p, g, m, v)]
-        numpy_kernels.adam_update(np, *arrays, fresh=False, **arguments)
+        NumpyOps().adam_update(*arrays, **arguments)
         results.append(arrays)
         np.testing.assert_array_equal(arrays[1], g0)  # the gradient is read, never written
     for chunked in results[:2]:
@@ -288,11 +300,11 @@ def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(settings: dict, monke
 def test_every_layers_gradients_land_in_the_flat_buffer(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
     """Dense (with l1/l2), BatchNorm and LayerNorm write their gradients into the flat buffer,
     so the optimizer's fused update is planned once, not re-gathered every step."""
-    from backprop.optim import base
+    from backprop.optim import fused
 
     plans = []
-    fuse = base.Optimizer._fuse
-    monkeypatch.setattr(base.Optimizer, "_fuse", lambda self: plans.append(1) or fuse(self))
+    prepare = fused.prepare
+    monkeypatch.setattr(fused, "prepare", lambda opt: plans.append(1) or prepare(opt))
     model = bp.Sequential(bp.Dense(3, 8, l1=0.01, l2=0.01), bp.BatchNorm(8), bp.ReLU(), bp.LayerNorm(8), bp.Dense(8, 2),
                           device="cpu", dtype="float64", seed=0)
     opt = bp.optim.Adam(model.parameters(), lr=0.01)
@@ -301,3 +313,36 @@ def test_every_layers_gradients_land_in_the_flat_buffer(monkeypatch: pytest.Monk
         opt.step()
     assert len(plans) == 1
     assert all(p.grad is p.arenas.grad.views[p.index] for p in model.parameters())
+
+
+@pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True}])
+def test_numpy_adam_is_bit_identical_to_the_generic_adam(settings: dict, rng: np.random.Generator) -> None:
+    arguments = {"step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False}
+    arguments.update(settings)
+    p, g, m, v = (rng.standard_normal(300_000).astype(np.float32) for _ in range(4))  # over two chunks
+    v = np.abs(v)
+    fused, generic = [a.copy() for a in (p, g, m, v)], [a.copy() for a in (p, g, m, v)]
+    NumpyOps().adam_update(*fused, **arguments)
+    Ops(np).adam_update(*generic, **arguments)
+    for a, b in zip(fused, generic):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(generic[1], g)  # the gradient is read, never written
+
+
+@pytest.mark.parametrize("settings", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}])
+def test_generic_sgd_update_is_the_reference_rule(settings: dict, device: bp.Device, rng: np.random.Generator) -> None:
+    """The generic flat SGD (what a backend without its own runs) against SGD's per-parameter rule."""
+    backend = Backend(device, "float64")
+    kwargs = {"lr": 0.1, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0} | settings
+    opt = bp.optim.SGD(bp.Sequential(bp.Dense(4, 3), device=device, dtype="float64", seed=0).parameters(), **kwargs)
+    opt.fusable = False
+    p0, g0 = rng.standard_normal(12), rng.standard_normal(12)
+    with backend.activate():
+        p, g = backend.from_host(p0.copy()), backend.from_host(g0.copy())
+        buf = [backend.zeros((12,))] if kwargs["momentum"] else []
+        param = bp.Parameter("p", backend.from_host(p0.copy()), backend)
+        for step in range(3):
+            Ops(backend.xp).sgd_update(p, g, *buf, fresh=step == 0, **kwargs)
+            param.grad = backend.from_host(g0)
+            opt.update(param, opt.state[0], backend.xp)
+            np.testing.assert_allclose(host(p), host(param.data), rtol=1e-15, atol=1e-15)

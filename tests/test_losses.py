@@ -26,8 +26,8 @@ def value_and_grad(loss: bp.losses.Loss, device: bp.Device, P: np.ndarray, y: np
     backend = bp.backends.Backend(device, dtype)
     with backend.activate():
         T = loss.prepare_target(backend, y, P.shape[0], P.shape[1])
-        L, dP = loss.value_and_grad(backend.xp, backend.from_host(P), T)
-        value_only = loss.value(backend.xp, backend.from_host(P), T)
+        L, dP = loss.value_and_grad(backend.ops, backend.from_host(P), T)
+        value_only = loss.value(backend.ops, backend.from_host(P), T)
     return float(host(L)), host(dP), float(host(value_only))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .backend import Array, Backend, DeviceMismatchError, array_device, to_numpy
 from .cuda import CudaUnavailableError, GpuInfo, cuda_gpus
 from .device import Device, DeviceLike, get_device
+from .ops import Ops
 
 __all__ = [
     "Array",
@@ -14,6 +15,7 @@ __all__ = [
     "DeviceLike",
     "DeviceMismatchError",
     "GpuInfo",
+    "Ops",
     "array_device",
     "available_devices",
     "cuda_gpus",

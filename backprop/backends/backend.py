@@ -1,23 +1,22 @@
 """`Backend`: one (device, dtype) pair and everything that needs to know what it is.
 
-Allocation, host <-> device transfer, input checks and the choice of fused kernels all live
-here, so the layers can be written once against the Array API namespace ``xp``.
+Allocation, host <-> device transfer and input checks live here, and each backend carries its
+`Ops` (``backend.ops``: the computations layers, losses and optimizers call, fused where the
+backend can) so that those are written once against the Array API namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from .device import Device, DeviceLike, get_device
+from .ops import Array, Ops
 
 __all__ = ["Array", "Backend", "DeviceMismatchError", "array_device", "to_numpy"]
-
-Array = Any  # an array of the backend's namespace; the Array API has no common base class
 
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -59,9 +58,16 @@ def to_numpy(x: Any) -> np.ndarray:
 class Backend:
     """The namespace, device and floating dtype a model computes with.
 
-    ``xp`` is the array-api-compat namespace; ``dtype`` the model's floating dtype in it.
+    ``xp`` is the array-api-compat namespace; ``dtype`` the model's floating dtype in it;
+    ``ops`` its `Ops`; ``cuda`` the GPU runtime (`CudaRuntime`: stream binding, device-side
+    step scalars) on CUDA devices, else ``None``.
     Backends are cheap value-like objects: make one with ``Backend("cuda:1", "float32")``.
     """
+
+    xp: Any
+    ops: Ops
+    cuda: Any
+    _cupy: Any
 
     def __init__(self, device: DeviceLike = "cpu", dtype: str | Any = "float32"):
         self.device = get_device(device)
@@ -71,19 +77,19 @@ class Backend:
             from .cuda import require_cupy  # noqa: PLC0415 - keeps `import backprop` free of CuPy
 
             self._cupy = require_cupy(self.device.index or 0)
-            import array_api_compat.cupy as xp  # noqa: PLC0415
+            import array_api_compat.cupy as cupy_xp  # noqa: PLC0415
 
-            self.xp = xp
+            self.xp = cupy_xp
         elif self.device.type == "cpu":
-            import array_api_compat.numpy as xp  # noqa: PLC0415
+            import array_api_compat.numpy as numpy_xp  # noqa: PLC0415
 
-            self.xp = xp
+            self.xp = numpy_xp
         else:
             self.xp = _generic_namespace(self.device)
         self.dtype = getattr(self.xp, self.dtype_name)
         if self.device.type == "array_api" and self.dtype_name == "float64":
             _check_float64(self)
-        self._kernels = _load_kernels(self)
+        self.ops, self.cuda = _load_ops(self)
 
     # ------------------------------------------------------------------ identity
     def __repr__(self) -> str:
@@ -111,13 +117,6 @@ class Backend:
         a layer's kernel (~15 us), and eager steps of mid-sized models are bound by that host
         time, while the device copies 256 MiB in well under a millisecond."""
         return (256 if self._cupy is not None else 8) * 2**20
-
-    def kernel(self, name: str, generic: Callable[..., Any]) -> Callable[..., Any]:
-        """A backend's fused kernel for ``name`` when it has one, else ``generic``.
-
-        Every fused kernel has the signature of its generic twin and is tested against it.
-        """
-        return self._kernels.get(name, generic)
 
     # ------------------------------------------------------------------ allocation
     def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
@@ -195,7 +194,7 @@ class Backend:
         if isinstance(x, np.ndarray):
             return bool(np.isfinite(x).all())
         with self.activate():
-            return self.kernel("all_finite", _all_finite)(self.xp, x)
+            return self.ops.all_finite(x)
 
     def to_floats(self, values: list[Array]) -> list[float]:
         """Many 0-d arrays as Python floats: one transfer (and sync) for all of them."""
@@ -212,10 +211,6 @@ class Backend:
 
 
 _NOTHING = contextlib.nullcontext()  # reusable, and entered every step: made once
-
-
-def _all_finite(xp: Any, x: Array) -> bool:
-    return bool(xp.all(xp.isfinite(x)))
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -240,14 +235,18 @@ def _check_float64(backend: Backend) -> None:
         raise ValueError(f"device {backend.device.name} does not support float64; use dtype='float32'") from exc
 
 
-def _load_kernels(backend: Backend) -> dict[str, Callable[..., Any]]:
+def _load_ops(backend: Backend) -> tuple[Ops, Any]:
+    """The backend's `Ops` (NumPy's and CuPy's fuse; any other namespace gets the generic
+    one) and, on CUDA, its GPU runtime."""
     if backend.device.type == "cpu":
-        from .numpy_kernels import KERNELS  # noqa: PLC0415
+        from .numpy_ops import NumpyOps  # noqa: PLC0415 - one backend's code loaded when used
 
-        return KERNELS
+        return NumpyOps(), None
     if backend.device.type == "cuda":
-        from .cupy_kernels import make_kernels  # noqa: PLC0415
+        from .cupy_kernels import CudaRuntime  # noqa: PLC0415 - imports of CuPy's kind happen here only
+        from .cupy_ops import CupyOps  # noqa: PLC0415
 
         with backend.activate():
-            return make_kernels(backend)
-    return {}
+            ops = CupyOps(backend.xp, backend._cupy, backend.device.index or 0)
+            return ops, CudaRuntime(backend._cupy, ops.gemm)
+    return Ops(backend.xp), None

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .backend import Backend
+from typing import Any
 
 __all__ = ["Gemm"]
 
@@ -30,15 +27,15 @@ _WORKSPACE_BYTES = 32 * 2**20  # cuBLAS's recommendation for Hopper; ample for o
 
 class Gemm:
     """``gemm(A, B, transpose_a, transpose_b, out=None)`` for C-contiguous CuPy matrices of one
-    float dtype on ``backend``'s GPU."""
+    float dtype on GPU ``device_index``."""
 
-    def __init__(self, backend: Backend):
-        self.backend = backend
+    def __init__(self, device_index: int):
+        self.device_index = device_index
 
     def __call__(self, A: Any, B: Any, transpose_a: bool, transpose_b: bool, out: Any = None) -> Any:
         import cupy  # noqa: PLC0415 - only CUDA backends build this
 
-        handle = _handle(self.backend.device.index or 0, cupy)
+        handle = _handle(self.device_index, cupy)
         if handle is None:
             C = cupy.matmul(A.T if transpose_a else A, B.T if transpose_b else B)
             if out is not None:
@@ -91,7 +88,7 @@ class Gemm:
         calls this on its stream before capturing."""
         import cupy  # noqa: PLC0415
 
-        handle = _handle(self.backend.device.index or 0, cupy)
+        handle = _handle(self.device_index, cupy)
         if handle is not None:
             handle.bind(cupy.cuda.get_current_stream().ptr)
 
@@ -175,7 +172,8 @@ def _libcublas_path(cupy: Any) -> str | None:
         pass
     major = cupy.cuda.runtime.runtimeGetVersion() // 1000
     ours = [p for p in paths if f"libcublas.so.{major}" in p]
-    return (ours or paths or [ctypes.util.find_library("cublas")])[0]
+    found = ours or paths
+    return found[0] if found else ctypes.util.find_library("cublas")
 
 
 def _check(status: int, what: str) -> None:

@@ -48,7 +48,7 @@ def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | N
     when it can)."""
     if model.device.type != "cuda":
         return f"CUDA graphs need a CUDA device; the model is on {model.device.name}"
-    if not optimizer.fused_kernel:
+    if not optimizer.fusable:
         return f"{type(optimizer).__name__} updates parameters out of place; use SGD, Adam or AdamW"
     params = model.parameters()
     if len(optimizer.params) != len(params) or any(a is not b for a, b in zip(optimizer.params, params)):
@@ -142,9 +142,7 @@ class GraphedStep:
         try:
             io.compile()
             with stream:
-                bind = backend.kernel("bind_stream", None)
-                if bind is not None:
-                    bind()  # cuBLAS must know the capture stream before capture begins
+                backend.cuda.bind_stream()  # cuBLAS must know the capture stream before capture begins
                 stream.synchronize()
                 with cupy.cuda.using_allocator(pool.malloc):
                     stream.begin_capture()
@@ -171,7 +169,7 @@ class GraphedStep:
             for state, saved in zip(self.optimizer.state, bookkeeping):
                 state.update(saved)
             self.model.noise_rng.bit_generator.state = noise
-        if error is None and getattr(self.optimizer, "_fused", None) is None:  # set by each step that ran fused
+        if error is None and not self.optimizer.fused_ready:  # set by each step that ran fused
             # an update that rebinds arrays (a parameter without a gradient falls back to the
             # per-parameter rule) would replay from stale inputs
             error = RuntimeError("the optimizer did not update every parameter in one fused step")

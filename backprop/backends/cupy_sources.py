@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._math import INV_SQRT2, INV_SQRT_2PI
+from .special import INV_SQRT2, INV_SQRT_2PI
 
 __all__ = ["ACTIVATIONS", "DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "raw_source"]
 
@@ -37,7 +37,7 @@ class Definition:
 
 
 def _horner(var: str, t: str, num: tuple[float, ...], den: tuple[float, ...], lead: float) -> str:
-    """C for `backprop._math._ratio`, operation for operation (constants rounded to T as the
+    """C for `backprop.backends.special._ratio`, operation for operation (constants rounded to T as the
     generic path's Python floats are)."""
     lines = [f"T {var}_n = (T){lead!r} * {t};", f"T {var}_d = {t};"]
     for a, b in zip(num[:-1], den[:-1]):
@@ -47,9 +47,9 @@ def _horner(var: str, t: str, num: tuple[float, ...], den: tuple[float, ...], le
 
 
 def _erf_preamble() -> str:
-    """``bp_erf``: `backprop._math.erf` as a device function, the same operations in the same
+    """``bp_erf``: `backprop.backends.special.erf` as a device function, the same operations in the same
     order, so the fused GELU kernels give the generic path's numbers."""
-    from .._math import _A, _B, _C, _D, _INV_SQRT_PI, _P, _Q  # noqa: PLC0415 - one source for the constants
+    from .special import _A, _B, _C, _D, _INV_SQRT_PI, _P, _Q  # noqa: PLC0415 - one source for the constants
 
     return f"""
 template <typename T> __device__ T bp_exp_neg_square(T y) {{

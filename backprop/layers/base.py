@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..backends import Array, Backend
+from ..backends import Array, Backend, Ops
 from ..parameter import Parameter
 
-__all__ = ["Backward", "BuildContext", "Layer", "Stage", "grad_slot", "set_column_sum_grad", "sum_rows"]
+__all__ = ["Backward", "BuildContext", "Layer", "Stage"]
 
 Backward = Callable[[Array, bool], "Array | None"]
 Stage = Callable[[Array, bool], "tuple[Array, Backward]"]
@@ -127,6 +127,11 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
+    @property
+    def ops(self) -> Ops:
+        """The computations of the backend this layer was built on."""
+        return self._require_built().ops
+
     def _require_built(self) -> Backend:
         if self.backend is None:
             raise RuntimeError(f"{self!r} is not part of a model yet: put it in bp.Sequential(...) before calling it")
@@ -141,21 +146,3 @@ class Layer:
                 f"{self.describe()} expects inputs of shape (batch, {features}); got shape {shape}. "
                 "Inputs are batch-first: one row per sample, one column per feature."
             )
-
-
-def grad_slot(p: Parameter) -> Array | None:
-    """Where ``p``'s gradient lives in the model's flat gradient buffer, if it has one: writing
-    it there saves the optimizer a copy, and keeps its fused update ready from step to step."""
-    return None if p.arenas is None else p.arenas.grad.views[p.index]
-
-
-def sum_rows(xp: Any, A: Array, out: Array | None = None) -> Array:
-    """``sum_n A[n, :]`` (a bias gradient); a fused kernel may write it into ``out``."""
-    return xp.sum(A, axis=0)
-
-
-def set_column_sum_grad(p: Parameter, xp: Any, A: Array) -> Array:
-    """``p.grad = sum_n A[n, :]``, written into ``p``'s gradient slot where it has one (by the
-    backend's fused ``sum_rows``); returns it."""
-    p.grad = p.backend.kernel("sum_rows", sum_rows)(xp, A, grad_slot(p))
-    return p.grad

@@ -7,27 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Array
+from ..backends import Array, Ops
 from ..init import Initializer, get_initializer
 from .activations import Elementwise
-from .base import Backward, BuildContext, Layer, Stage, grad_slot, set_column_sum_grad
+from .base import Backward, BuildContext, Layer, Stage
 
 __all__ = ["Dense"]
-
-
-def matmul(xp: Any, A: Array, B: Array) -> Array:
-    """``A @ B``."""
-    return xp.matmul(A, B)
-
-
-def matmul_tn(xp: Any, A: Array, B: Array, out: Array | None = None) -> Array:
-    """``A^T @ B`` (the weight gradient ``X^T dY``); a fused kernel may write it into ``out``."""
-    return xp.matmul(xp.matrix_transpose(A), B)
-
-
-def matmul_nt(xp: Any, A: Array, B: Array) -> Array:
-    """``A @ B^T`` (the input gradient ``dY W^T``)."""
-    return xp.matmul(A, xp.matrix_transpose(B))
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -90,28 +75,16 @@ class Dense(Layer):
         self.b = self.add_variable("b", np.zeros(self.out_features), ctx) if self.bias else None
         return self.out_features
 
-    def _linear_kernels(self) -> tuple[Any, Any, Any]:
-        """``(matmul, matmul_tn, matmul_nt)`` of the current backend (fused where it has them),
-        looked up once per backend: this runs every step."""
-        bk = self._require_built()
-        cached = self.__dict__.get("_fused")
-        if cached is None or cached[0] is not bk:
-            generic = {"matmul": matmul, "matmul_tn": matmul_tn, "matmul_nt": matmul_nt}
-            cached = self._fused = (bk, tuple(bk.kernel(name, f) for name, f in generic.items()))
-        return cached[1]
-
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        bk = self._require_built()
-        xp = bk.xp
+        ops = self.ops
         self._check_input(X, self.in_features)
         W = self.W.data
-        kernels = self._linear_kernels()
-        Y = kernels[0](xp, X, W)
+        Y = ops.matmul(X, W)
         if self.b is not None:
             Y = Y + self.b.data
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return self._backward(xp, X, W, dY, need_dX, kernels)
+            return self._backward(ops, X, W, dY, need_dX)
 
         return Y, backward
 
@@ -126,30 +99,25 @@ class Dense(Layer):
         """This layer followed by the elementwise activation ``act``, fused:
         ``Y = act(X @ W + b)``; ``dZ = act.df(dY)``, then this layer's backward with ``dZ``.
         The same numbers as applying the two layers in turn, with fewer passes over memory."""
-        bk = self._require_built()
-        xp = bk.xp
+        ops = self.ops
         self._check_input(X, self.in_features)
         W = self.W.data
-        args = act.kernel_args
-        f, df, bias_f = act.kernels()
-        kernels = self._linear_kernels()
-        Z = kernels[0](xp, X, W)
+        Z = ops.matmul(X, W)
         if self.b is not None and not act.needs_input:
-            A, Y = None, bias_f(xp, Z, self.b.data, *args)  # may reuse Z's memory
+            A, Y = None, act.bias_f(ops, Z, self.b.data)  # may reuse Z's memory
         else:
             A = Z if self.b is None else Z + self.b.data
-            Y = f(xp, A, *args)
+            Y = act.f(ops, A)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return self._backward(xp, X, W, df(xp, dY, A, Y, *args), need_dX, kernels)
+            return self._backward(ops, X, W, act.df(ops, dY, A, Y), need_dX)
 
         return Y, backward
 
-    def _backward(
-        self, xp: Any, X: Array, W: Array, dY: Array, need_dX: bool, kernels: tuple[Any, ...]
-    ) -> Array | None:
-        _, mm_tn, mm_nt = kernels
-        dW = mm_tn(xp, X, dY, grad_slot(self.W))
+    def _backward(self, ops: Ops, X: Array, W: Array, dY: Array, need_dX: bool) -> Array | None:
+        """``dW = X^T dY`` (+ the penalty's gradient), ``db = sum_n dY``, ``dX = dY W^T``."""
+        xp = ops.xp
+        dW = ops.matmul_tn(X, dY, out=self.W.grad_slot)
         # in place: dW is ours (the gradient slot or a fresh product), and stays in the flat buffer
         if self.l1:  # sign(W) without xp.sign, which CuPy's Array API wrapper syncs with the host for
             dW += self.l1 * (xp.astype(W > 0, W.dtype) - xp.astype(W < 0, W.dtype))
@@ -157,8 +125,8 @@ class Dense(Layer):
             dW += (2.0 * self.l2) * W
         self.W.grad = dW
         if self.b is not None:
-            set_column_sum_grad(self.b, xp, dY)
-        return mm_nt(xp, dY, W) if need_dX else None
+            self.b.grad = ops.sum_rows(dY, out=self.b.grad_slot)
+        return ops.matmul_nt(dY, W) if need_dX else None
 
     @property
     def regularised(self) -> bool:

@@ -15,13 +15,6 @@ __all__ = ["Dropout"]
 _MASKS = ("host", "device")
 
 
-def dropout_forward(xp: Any, X: Array, U: Array, keep: float) -> tuple[Array, Array]:
-    """``(Y, scale)`` with ``scale = 1[U < keep] / keep`` (mask and rescaling in one array,
-    kept for the backward pass ``dX = dY * scale``) and ``Y = X * scale``."""
-    scale = xp.astype(U < keep, X.dtype) * (1.0 / keep)
-    return X * scale, scale
-
-
 class Dropout(Layer):
     """Inverted dropout.
 
@@ -73,7 +66,6 @@ class Dropout(Layer):
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         backend = self._require_built()
-        xp = backend.xp
         if not training or self.p == 0.0:
 
             def identity(dY: Array, need_dX: bool = True) -> Array | None:
@@ -82,7 +74,7 @@ class Dropout(Layer):
             return X, identity
 
         U = backend.uniform(self._generator(backend), tuple(X.shape))
-        Y, scale = backend.kernel("dropout_forward", dropout_forward)(xp, X, U, 1.0 - self.p)
+        Y, scale = backend.ops.dropout(X, U, 1.0 - self.p)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
             return dY * scale if need_dX else None

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Array
-from .base import Backward, BuildContext, Layer, set_column_sum_grad
+from ..backends import Array, Ops
+from ..parameter import Parameter
+from .base import Backward, BuildContext, Layer
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -32,10 +33,16 @@ def _float_in(value: Any, owner: str, name: str, low: float, high: float, *, ope
     return value
 
 
+def _column_sums(ops: Ops, p: Parameter, A: Array) -> Array:
+    """``p.grad = sum_n A[n, :]`` (written into its gradient slot where it has one); returns it."""
+    p.grad = ops.sum_rows(A, out=p.grad_slot)
+    return p.grad
+
+
 class _Norm(Layer):
     """Shared parts: the feature count, ``gamma``/``beta`` and the build-time check."""
 
-    def __init__(self, features: int, eps: float):
+    def __init__(self, features: int, eps: float = 1e-5):
         super().__init__()
         owner = type(self).__name__
         self.features = _positive_int(features, owner, "features")
@@ -93,7 +100,8 @@ class BatchNorm(_Norm):
         return out
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
+        ops = self.ops
+        xp = ops.xp
         self._check_input(X, self.features)
         gamma = self.gamma.data
         if not training:
@@ -103,8 +111,8 @@ class BatchNorm(_Norm):
             Y = gamma * xhat + self.beta.data
 
             def backward_eval(dY: Array, need_dX: bool = True) -> Array | None:
-                set_column_sum_grad(self.gamma, xp, dY * xhat)
-                set_column_sum_grad(self.beta, xp, dY)
+                _column_sums(ops, self.gamma, dY * xhat)
+                _column_sums(ops, self.beta, dY)
                 return dY * (gamma * inv_std) if need_dX else None
 
             return Y, backward_eval
@@ -128,8 +136,8 @@ class BatchNorm(_Norm):
         self.running_var.data = (1.0 - m) * self.running_var.data + (m * N / (N - 1)) * var
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            sum_dY_xhat = set_column_sum_grad(self.gamma, xp, dY * xhat)
-            sum_dY = set_column_sum_grad(self.beta, xp, dY)
+            sum_dY_xhat = _column_sums(ops, self.gamma, dY * xhat)
+            sum_dY = _column_sums(ops, self.beta, dY)
             if not need_dX:
                 return None
             return (gamma * inv_std / N) * (N * dY - sum_dY - xhat * sum_dY_xhat)
@@ -160,7 +168,8 @@ class LayerNorm(_Norm):
         super().__init__(features, eps)
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        xp = self._require_built().xp
+        ops = self.ops
+        xp = ops.xp
         self._check_input(X, self.features)
         F = self.features
         gamma = self.gamma.data
@@ -172,8 +181,8 @@ class LayerNorm(_Norm):
         Y = gamma * xhat + self.beta.data
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            set_column_sum_grad(self.gamma, xp, dY * xhat)
-            set_column_sum_grad(self.beta, xp, dY)
+            _column_sums(ops, self.gamma, dY * xhat)
+            _column_sums(ops, self.beta, dY)
             if not need_dX:
                 return None
             g = dY * gamma

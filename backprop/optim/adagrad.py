@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..backends import Array
 from ..parameter import Parameter
 from .base import Optimizer, _non_negative
 
@@ -44,7 +45,7 @@ class Adagrad(Optimizer):
         }
 
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
-        g = p.grad
+        g: Array = p.grad  # never None here: step() skips parameters without a gradient
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         t = state["step"] = state.get("step", 0) + 1

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ..backends import Array, Ops
 from ..parameter import Parameter
 from .base import Optimizer, _non_negative
 
@@ -21,7 +22,7 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     """
 
-    fused_kernel = "adam_update"
+    fusable = True
     fused_state = ("exp_avg", "exp_avg_sq")
     counts_steps = True
     decoupled_weight_decay = False
@@ -45,12 +46,15 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
 
-    def fused_arguments(self, step: int) -> dict[str, Any]:
+    def fused_update(
+        self, ops: Ops, p: Array, g: Array, state: list[Array], *, fresh: bool, step: int, scalars: Array | None
+    ) -> None:
         beta1, beta2 = self.betas
-        return {
-            "step": step, "lr": self.lr, "beta1": beta1, "beta2": beta2, "eps": self.eps,
-            "weight_decay": self.weight_decay, "decoupled": self.decoupled_weight_decay,
-        }
+        m, v = state
+        ops.adam_update(
+            p, g, m, v, step=step, lr=self.lr, beta1=beta1, beta2=beta2, eps=self.eps,
+            weight_decay=self.weight_decay, decoupled=self.decoupled_weight_decay, scalars=scalars,
+        )
 
     def step_scalars(self, step: int) -> tuple[float, ...]:
         """``(lr, lr / (1 - beta1^t), sqrt(1 - beta2^t))``: the bias corrections, computed on the
@@ -59,7 +63,7 @@ class Adam(Optimizer):
         return (self.lr, self.lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step))
 
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
-        g = p.grad
+        g: Array = p.grad  # never None here: step() skips parameters without a gradient
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         self._adam_step(p, g, state, xp)

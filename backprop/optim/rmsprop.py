@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..backends import Array
 from ..parameter import Parameter
 from .base import Optimizer, _non_negative
 
@@ -55,7 +56,7 @@ class RMSprop(Optimizer):
 
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
         w = 1.0 - self.alpha
-        g = p.grad
+        g: Array = p.grad  # never None here: step() skips parameters without a gradient
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         g2 = g * g

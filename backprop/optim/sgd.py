@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..backends import Array, Ops
 from ..parameter import Parameter
 from .base import Optimizer, _non_negative
 
@@ -42,17 +43,19 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
 
-    fused_kernel = "sgd_update"
+    fusable = True
 
     @property
     def fused_state(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("momentum_buffer",) if self.momentum else ()
 
-    def fused_arguments(self, step: int) -> dict[str, Any]:
-        return {
-            "lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
-            "nesterov": self.nesterov, "weight_decay": self.weight_decay,
-        }
+    def fused_update(
+        self, ops: Ops, p: Array, g: Array, state: list[Array], *, fresh: bool, step: int, scalars: Array | None
+    ) -> None:
+        ops.sgd_update(
+            p, g, *state, fresh=fresh, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+            nesterov=self.nesterov, weight_decay=self.weight_decay, scalars=scalars,
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -64,7 +67,7 @@ class SGD(Optimizer):
         }
 
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
-        g = p.grad
+        g: Array = p.grad  # never None here: step() skips parameters without a gradient
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         if self.momentum:
