@@ -9,18 +9,11 @@ import numpy as np
 
 from ..backends import Array, Ops
 from ..init import Initializer, get_initializer
+from ..validation import integer, real
 from .activations import Elementwise
 from .base import Backward, BuildContext, Layer, Stage
 
 __all__ = ["Dense"]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Dense {name} must be a positive int; got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"Dense {name} must be a positive int; got {value}")
-    return int(value)
 
 
 class Dense(Layer):
@@ -52,14 +45,13 @@ class Dense(Layer):
         l2: float = 0.0,
     ):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
+        self.in_features = integer(in_features, "in_features", minimum=1, owner="Dense")
+        self.out_features = integer(out_features, "out_features", minimum=1, owner="Dense")
         self.init = init
         self._initializer = get_initializer(init)
         self.bias = bool(bias)
-        self.l1, self.l2 = float(l1), float(l2)
-        if not (self.l1 >= 0 and self.l2 >= 0):
-            raise ValueError(f"Dense l1 and l2 must be non-negative; got l1={l1!r}, l2={l2!r}")
+        self.l1 = real(l1, "l1", low=0.0, owner="Dense")
+        self.l2 = real(l2, "l2", low=0.0, owner="Dense")
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int:
         if in_features is not None and in_features != self.in_features:

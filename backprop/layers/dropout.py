@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ..backends import Array, Backend
+from ..validation import choice, real
 from .base import Backward, BuildContext, Layer
 
 __all__ = ["Dropout"]
@@ -39,14 +39,9 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, masks: str = "host"):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-            raise TypeError(f"Dropout p must be a float in [0, 1); got {type(p).__name__} {p!r}")
-        if not (math.isfinite(p) and 0.0 <= p < 1.0):
-            raise ValueError(f"Dropout p is the probability of dropping an entry and must lie in [0, 1); got {p}")
-        if masks not in _MASKS:
-            raise ValueError(f"Dropout masks must be 'host' or 'device'; got {masks!r}")
-        self.p = float(p)
-        self.masks = masks
+        # p: the probability of dropping an entry
+        self.p = real(p, "p", low=0.0, high=1.0, high_open=True, owner="Dropout")
+        self.masks = choice(masks, "masks", _MASKS, owner="Dropout")
         self._rng: np.random.Generator | None = None
         self._seeds: np.random.SeedSequence | None = None
         self._device_rng: Any = None

@@ -9,28 +9,10 @@ import numpy as np
 
 from ..backends import Array, Ops
 from ..parameter import Parameter
+from ..validation import integer, real
 from .base import Backward, BuildContext, Layer
 
 __all__ = ["BatchNorm", "LayerNorm"]
-
-
-def _positive_int(value: Any, owner: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner} {name} must be a positive int; got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{owner} {name} must be a positive int; got {value}")
-    return int(value)
-
-
-def _float_in(value: Any, owner: str, name: str, low: float, high: float, *, open_low: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner} {name} must be a float; got {type(value).__name__} {value!r}")
-    value = float(value)
-    ok = math.isfinite(value) and (low < value if open_low else low <= value) and value <= high
-    if not ok:
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{owner} {name} must lie in {interval}; got {value}")
-    return value
 
 
 def _column_sums(ops: Ops, p: Parameter, A: Array) -> Array:
@@ -45,8 +27,8 @@ class _Norm(Layer):
     def __init__(self, features: int, eps: float = 1e-5):
         super().__init__()
         owner = type(self).__name__
-        self.features = _positive_int(features, owner, "features")
-        self.eps = _float_in(eps, owner, "eps", 0.0, math.inf, open_low=True)
+        self.features = integer(features, "features", minimum=1, owner=owner)
+        self.eps = real(eps, "eps", low=0.0, high=math.inf, low_open=True, owner=owner)
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int:
         if in_features is not None and in_features != self.features:
@@ -91,7 +73,7 @@ class BatchNorm(_Norm):
 
     def __init__(self, features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__(features, eps)
-        self.momentum = _float_in(momentum, "BatchNorm", "momentum", 0.0, 1.0, open_low=False)
+        self.momentum = real(momentum, "momentum", low=0.0, high=1.0, owner="BatchNorm")
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int:
         out = super().build(in_features, ctx)

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..backends import Array
 from ..parameter import Parameter
-from .base import Optimizer, _non_negative
+from ..validation import real
+from .base import Optimizer
 
 __all__ = ["Adagrad"]
 
@@ -30,10 +31,10 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
     ):
         super().__init__(params, lr)
-        self.lr_decay = _non_negative(lr_decay, "lr_decay")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
-        self.initial_accumulator_value = _non_negative(initial_accumulator_value, "initial_accumulator_value")
-        self.eps = _non_negative(eps, "eps")
+        self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
+        self.initial_accumulator_value = real(initial_accumulator_value, "initial_accumulator_value", low=0.0)
+        self.eps = real(eps, "eps", low=0.0)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..backends import Array, Ops
 from ..parameter import Parameter
-from .base import Optimizer, _non_negative
+from ..validation import InvalidParameterError, real
+from .base import Optimizer
 
 __all__ = ["Adam"]
 
@@ -36,12 +37,14 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ):
         super().__init__(params, lr)
-        beta1, beta2 = (float(b) for b in betas)
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"betas must lie in [0, 1); got {betas!r}")
-        self.betas = (beta1, beta2)
-        self.eps = _non_negative(eps, "eps")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise InvalidParameterError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        self.betas = (
+            real(betas[0], "betas", low=0.0, high=1.0, high_open=True),
+            real(betas[1], "betas", low=0.0, high=1.0, high_open=True),
+        )
+        self.eps = real(eps, "eps", low=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}

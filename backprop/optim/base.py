@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backends import Array, Ops, to_numpy
 from ..parameter import Parameter
+from ..validation import real
 from . import fused as _fused
 
 __all__ = ["Optimizer"]
@@ -44,7 +45,7 @@ class Optimizer:
                 raise TypeError(
                     f"{type(self).__name__} takes bp.Parameter objects (model.parameters()); got {type(p).__name__}"
                 )
-        self.lr = _non_negative(lr, "lr")
+        self.lr = real(lr, "lr", low=0.0)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -149,10 +150,3 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
-
-
-def _non_negative(value: Any, name: str) -> float:
-    number = float(value)
-    if not number >= 0.0:
-        raise ValueError(f"{name} must be a non-negative number; got {value!r}")
-    return number

@@ -15,12 +15,12 @@ The base lr is the optimizer's lr when the first schedule is attached: that sche
 from __future__ import annotations
 
 import math
-import numbers
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Optimizer, _non_negative
+from ..validation import choice, integer, real
+from .base import Optimizer
 
 __all__ = [
     "CosineAnnealingLR",
@@ -103,8 +103,8 @@ class StepLR(LRScheduler):
     """``lr = base_lr * gamma ** (epoch // step_size)``: decay by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size = _positive_int(step_size, "step_size")
-        self.gamma = _positive(gamma, "gamma")
+        self.step_size = integer(step_size, "step_size", minimum=1)
+        self.gamma = real(gamma, "gamma", low=0.0, low_open=True)
         super().__init__(optimizer)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class ExponentialLR(LRScheduler):
     """``lr = base_lr * gamma ** epoch``: decay by ``gamma`` every epoch."""
 
     def __init__(self, optimizer: Optimizer, gamma: float):
-        self.gamma = _positive(gamma, "gamma")
+        self.gamma = real(gamma, "gamma", low=0.0, low_open=True)
         super().__init__(optimizer)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -136,8 +136,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
-        self.T_max = _positive_int(T_max, "T_max")
-        self.eta_min = _non_negative(eta_min, "eta_min")
+        self.T_max = integer(T_max, "T_max", minimum=1)
+        self.eta_min = real(eta_min, "eta_min", low=0.0)
         super().__init__(optimizer)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -161,13 +161,9 @@ class LinearLR(LRScheduler):
         end_factor: float = 1.0,
         total_iters: int = 5,
     ):
-        self.start_factor = float(start_factor)
-        if not 0.0 < self.start_factor <= 1.0:
-            raise ValueError(f"start_factor must lie in (0, 1]; got {start_factor!r}")
-        self.end_factor = float(end_factor)
-        if not 0.0 <= self.end_factor <= 1.0:
-            raise ValueError(f"end_factor must lie in [0, 1]; got {end_factor!r}")
-        self.total_iters = _positive_int(total_iters, "total_iters")
+        self.start_factor = real(start_factor, "start_factor", low=0.0, high=1.0, low_open=True)
+        self.end_factor = real(end_factor, "end_factor", low=0.0, high=1.0)
+        self.total_iters = integer(total_iters, "total_iters", minimum=1)
         super().__init__(optimizer)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -204,7 +200,7 @@ class SequentialLR(LRScheduler):
                 raise TypeError(f"SequentialLR takes epoch schedules, not ReduceLROnPlateau (schedulers[{i}])")
             if s.optimizer is not optimizer:
                 raise ValueError(f"schedulers[{i}] ({type(s).__name__}) drives another optimizer than SequentialLR's")
-        self.milestones = [_positive_int(m, "each milestone") for m in milestones]
+        self.milestones = [integer(m, "each milestone", minimum=1) for m in milestones]
         if len(self.milestones) != len(self.schedulers) - 1:
             raise ValueError(
                 f"SequentialLR needs one milestone fewer than schedulers; got {len(self.schedulers)} schedulers "
@@ -271,20 +267,14 @@ class ReduceLROnPlateau(LRScheduler):
         eps: float = 1e-8,
     ):
         self.optimizer = _checked_optimizer(optimizer, type(self).__name__)
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max'; got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"threshold_mode must be 'rel' or 'abs'; got {threshold_mode!r}")
-        self.mode = mode
-        self.threshold_mode = threshold_mode
-        self.factor = float(factor)
-        if not 0.0 <= self.factor < 1.0:
-            raise ValueError(f"factor must lie in [0, 1); got {factor!r}")
-        self.patience = _non_negative_int(patience, "patience")
-        self.threshold = _non_negative(threshold, "threshold")
-        self.cooldown = _non_negative_int(cooldown, "cooldown")
-        self.min_lr = _non_negative(min_lr, "min_lr")
-        self.eps = _non_negative(eps, "eps")
+        self.mode = choice(mode, "mode", ("min", "max"))
+        self.threshold_mode = choice(threshold_mode, "threshold_mode", ("rel", "abs"))
+        self.factor = real(factor, "factor", low=0.0, high=1.0, high_open=True)
+        self.patience = integer(patience, "patience")
+        self.threshold = real(threshold, "threshold", low=0.0)
+        self.cooldown = integer(cooldown, "cooldown")
+        self.min_lr = real(min_lr, "min_lr", low=0.0)
+        self.eps = real(eps, "eps", low=0.0)
         self.base_lr = float(optimizer.lr)
         self.last_epoch = 0
         self.last_lr = float(optimizer.lr)
@@ -353,22 +343,3 @@ def _checked_optimizer(optimizer: Any, who: str) -> Optimizer:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"{who} takes a bp.optim optimizer (e.g. bp.optim.SGD(...)); got {type(optimizer).__name__}")
     return optimizer
-
-
-def _positive(value: Any, name: str) -> float:
-    number = float(value)
-    if not number > 0.0:
-        raise ValueError(f"{name} must be a positive number; got {value!r}")
-    return number
-
-
-def _non_negative_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
-    return int(value)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..backends import Array
 from ..parameter import Parameter
-from .base import Optimizer, _non_negative
+from ..validation import real
+from .base import Optimizer
 
 __all__ = ["RMSprop"]
 
@@ -36,12 +37,10 @@ class RMSprop(Optimizer):
         centered: bool = False,
     ):
         super().__init__(params, lr)
-        self.alpha = float(alpha)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha (the square average's decay) must lie in [0, 1]; got {alpha!r}")
-        self.eps = _non_negative(eps, "eps")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
-        self.momentum = _non_negative(momentum, "momentum")
+        self.alpha = real(alpha, "alpha (the square average's decay)", low=0.0, high=1.0)
+        self.eps = real(eps, "eps", low=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
+        self.momentum = real(momentum, "momentum", low=0.0)
         self.centered = bool(centered)
 
     def hyperparameters(self) -> dict[str, Any]:

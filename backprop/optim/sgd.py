@@ -7,7 +7,8 @@ from typing import Any
 
 from ..backends import Array, Ops
 from ..parameter import Parameter
-from .base import Optimizer, _non_negative
+from ..validation import real
+from .base import Optimizer
 
 __all__ = ["SGD"]
 
@@ -36,10 +37,10 @@ class SGD(Optimizer):
         dampening: float = 0.0,
     ):
         super().__init__(params, lr)
-        self.momentum = _non_negative(momentum, "momentum")
-        self.dampening = float(dampening)
+        self.momentum = real(momentum, "momentum", low=0.0)
+        self.dampening = real(dampening, "dampening", low=0.0, high=1.0)
         self.nesterov = bool(nesterov)
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
 
