@@ -24,16 +24,15 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         raise ValueError("no parameter has a gradient yet: call model.backprop(...) first")
+    grads = [p.grad for p in with_grad if p.grad is not None]  # every one of them; the test is for the type checker
     backend = with_grad[0].backend
     xp = backend.xp
     flat = _flat_gradients(with_grad)
     with backend.activate():
-        if flat is not None:  # all of a model's gradients, in its flat buffer: one reduction, one scaling
-            total = xp.sqrt(xp.sum(flat * flat))
-        else:
-            total = xp.sqrt(sum(xp.sum(p.grad * p.grad) for p in with_grad))
+        # all of a model's gradients in its flat buffer: one reduction, one scaling; else one per gradient
+        total = xp.sqrt(xp.sum(flat * flat) if flat is not None else sum(xp.sum(g * g) for g in grads))
         scale = xp.minimum(max_norm / (total + 1e-6), 1.0)
-        for g in [flat] if flat is not None else [p.grad for p in with_grad]:
+        for g in [flat] if flat is not None else grads:
             g *= scale  # in place, like torch's clip_grad_norm_: gradients stay in the flat buffer
     return total
 

@@ -58,9 +58,8 @@ class GradcheckResult:
         width = max([len(n) for n in self.errors] + [9])
         lines = [f"{'parameter':<{width}}  {'max rel. error':>14}  {'checked':>7}  {'failed':>6}  {'kinks':>5}"]
         for name, err in self.errors.items():
-            lines.append(
-                f"{name:<{width}}  {err:>14.3e}  {self.checked[name]:>7}  {self.failed[name]:>6}  {self.skipped.get(name, 0):>5}"
-            )
+            checked, failed, kinks = self.checked[name], self.failed[name], self.skipped.get(name, 0)
+            lines.append(f"{name:<{width}}  {err:>14.3e}  {checked:>7}  {failed:>6}  {kinks:>5}")
         verdict = "OK" if self.ok else "FAILED"
         lines.append(f"gradient check {verdict} (rtol={self.rtol:g}, atol={self.atol:g})")
         return "\n".join(lines)
@@ -99,7 +98,7 @@ def gradcheck(
                 "on every call. Check in eval mode (model.eval()) or with Dropout(p, masks='host')."
             )
     clone = _float64_clone(model)
-    backend = clone.backend
+    backend = clone._require_built()  # a model always is: this only tells the type checker
     rng = np.random.default_rng(seed)
     with backend.activate():
         Xd, T = clone.checked_data(X, y, loss)

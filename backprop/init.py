@@ -109,4 +109,6 @@ def get_initializer(init: str | Initializer) -> Initializer:
         return init
     if isinstance(init, str) and init.lower() in _NAMED:
         return _NAMED[init.lower()]
-    raise ValueError(f"unknown init {init!r}: use one of {', '.join(sorted(_NAMED))} or a callable (rng, fan_in, fan_out) -> array")
+    raise ValueError(
+        f"unknown init {init!r}: use one of {', '.join(sorted(_NAMED))} or a callable (rng, fan_in, fan_out) -> array"
+    )

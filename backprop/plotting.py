@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -100,7 +100,8 @@ def panels(keys: Mapping[str, Any] | Sequence[str]) -> list[tuple[str, list[str]
 
 
 def _series(history: History | Mapping[str, Sequence[float]]) -> tuple[dict[str, list[float]], list[int] | None]:
-    data = getattr(history, "history", history)
+    # duck-typed on purpose: a History, or anything else with a .history mapping (Keras's), or the mapping itself
+    data = cast("Mapping[str, Sequence[float]]", getattr(history, "history", history))
     epochs = getattr(history, "epochs", None)
     series = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
     if len(set(series.get("lr", []))) == 1:
@@ -122,8 +123,8 @@ def _label(panel: str, key: str) -> str:
 def _matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:
     """`Figure` and the Agg canvas, imported on first use."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional, and slow to import
+        from matplotlib.figure import Figure  # noqa: PLC0415
     except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
     return Figure, FigureCanvasAgg

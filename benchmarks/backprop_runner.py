@@ -270,8 +270,12 @@ def prepare_fit(config: Config, device: str, n: int) -> FitSetup:
         Xd = backend.from_host(X)
         T = loss.prepare_target(backend, y, n, config.out_features)
         step = make_step(step_model, loss, _optimizer(config, step_model))
-        batches = [(Xd[i : min(i + config.batch, n)], T[i : min(i + config.batch, n)]) for i in range(0, n, config.batch)]
-    options = {"loss": loss, "optimizer": _optimizer(config, fit_model), "epochs": 1, "batch_size": config.batch, "verbose": 0}
+        batches = [
+            (Xd[i : min(i + config.batch, n)], T[i : min(i + config.batch, n)]) for i in range(0, n, config.batch)
+        ]
+    options = {
+        "loss": loss, "optimizer": _optimizer(config, fit_model), "epochs": 1, "batch_size": config.batch, "verbose": 0
+    }
     warm = min(n, 2 * config.batch)
     fit_model.fit(Xd[:warm], y[:warm], **options)
     return FitSetup(n, fit_model, options, Xd, y, T, step, batches, backend, _sync(fit_model))

@@ -27,10 +27,10 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo's backprop importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backprop.batching import batches  # noqa: E402
-from backprop.epoch_results import EpochResults  # noqa: E402
-from benchmarks.backprop_runner import prepare_fit, warm_device  # noqa: E402
-from benchmarks.configs import CONFIGS  # noqa: E402
+from backprop.batching import batches
+from backprop.epoch_results import EpochResults
+from benchmarks.backprop_runner import prepare_fit, warm_device
+from benchmarks.configs import CONFIGS
 
 
 def main(argv: list[str] | None = None) -> int:

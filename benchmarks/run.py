@@ -23,10 +23,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo's backprop importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import backprop_runner, report, torch_runner, tutorial_runner  # noqa: E402
-from benchmarks.configs import CONFIGS, QUICK, flops_per_step, make_batches  # noqa: E402
-from benchmarks.machine import OthersLoad, cpu_busy, describe_machine, gemm_rate  # noqa: E402
-from benchmarks.timing import Prepared, measure_interleaved  # noqa: E402
+from benchmarks import backprop_runner, report, torch_runner, tutorial_runner
+from benchmarks.configs import CONFIGS, QUICK, flops_per_step, make_batches
+from benchmarks.machine import OthersLoad, cpu_busy, describe_machine, gemm_rate
+from benchmarks.timing import Prepared, measure_interleaved
 
 N_BATCHES = 4  # distinct device batches every timed loop cycles through
 GEMMS_WHAT = "the step's matrix products alone, same shapes and transposes, the library's own kernels"
@@ -42,7 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--tutorial",
         metavar="PATH",
-        help="also time the tutorial's own NumPy network (its seed_tutorial.py) against backprop on full-batch XOR (CPU)",
+        help=(
+            "also time the tutorial's own NumPy network (its seed_tutorial.py) against backprop on full-batch XOR (CPU)"
+        ),
     )
     return p.parse_args(argv)
 
@@ -69,7 +71,7 @@ def _check_cuda() -> tuple[Any, str | None]:
         bp.Sequential(bp.Dense(1, 1), device="cuda")
     except bp.CudaUnavailableError as exc:
         return None, str(exc)
-    except Exception as exc:  # a CUDA error of another kind: still no usable GPU
+    except Exception as exc:  # noqa: BLE001 - a CUDA error of another kind: still no usable GPU
         return None, f"{type(exc).__name__}: {exc}"
     import cupy  # noqa: PLC0415
 
@@ -102,11 +104,13 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
         whats[name] = what
         try:
             prepared[name] = fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported in the variant's row; the others still run
             log(traceback.format_exc())
             errors[name] = {"error": f"{type(exc).__name__}: {exc}"}
 
-    prepare("backprop", "make_step, eager", lambda: backprop_runner.prepare_step_variant(config, bp_device, batches, counts))
+    prepare(
+        "backprop", "make_step, eager", lambda: backprop_runner.prepare_step_variant(config, bp_device, batches, counts)
+    )
     if device != "cpu" and backprop_runner.has_graph_step():
         prepare(
             "backprop graph",
@@ -128,7 +132,7 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
     load = OthersLoad().start()
     try:
         timed = measure_interleaved(prepared, counts.warmup, counts.steps, device != "cpu", rounds=1 if quick else 10)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported in every variant's row; the fit and the next config still run
         log(traceback.format_exc())
         timed = {name: {"error": f"{type(exc).__name__}: {exc}"} for name in prepared}
     busy = load.stop()
@@ -152,7 +156,7 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
     try:
         entry["fit"] = backprop_runner.run_fit(config, bp_device, counts, rounds=1 if quick else 20)
         log(f"    fit             {entry['fit']['samples_per_s']:.4g} samples/s   ({time.perf_counter() - t0:.1f} s)")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported in the fit row
         log(traceback.format_exc())
         entry["fit"] = {"error": f"{type(exc).__name__}: {exc}"}
     backprop_runner.release(device)
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         log("xor against the tutorial's own code ...")
         try:
             tutorial = tutorial_runner.run_tutorial_comparison(args.tutorial, *((50, 1) if args.quick else (200, 50)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported under the table (someone else's code)
             log(traceback.format_exc())
             tutorial = {"error": f"{type(exc).__name__}: {exc}"}
     for entry in entries:
@@ -259,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     print(line + "\n")
     print(table)
     if tutorial is not None:
-        print("\n" + (tutorial_runner.markdown(tutorial) if "error" not in tutorial else f"tutorial: failed, {tutorial['error']}"))
+        failure = f"tutorial: failed, {tutorial['error']}" if "error" in tutorial else None
+        print("\n" + (failure or tutorial_runner.markdown(tutorial)))
     if args.quick:
         notes.insert(0, "--quick: a few steps each, a smoke test; these numbers are not measurements")
     for note in notes:
@@ -268,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [f"{e['config']}/{v['name']}" for e in entries for v in e["variants"] if "error" in v]
     # a graph row that did not replay timed eager steps: on a GPU that is a failure, not a number
     failed += [
-        f"{e['config']}/{v['name']} (not replayed)" for e in entries for v in e["variants"] if v.get("graph_replaying") is False
+        f"{e['config']}/{v['name']} (not replayed)"
+        for e in entries
+        for v in e["variants"]
+        if v.get("graph_replaying") is False
     ]
     failed += [f"{e['config']}/fit" for e in entries if "error" in e.get("fit", {})]
     failed += ["tutorial"] if tutorial is not None and "error" in tutorial else []

@@ -46,7 +46,8 @@ def run_tutorial_comparison(path: str | os.PathLike[str], epochs: int = 200, rou
     tutorial = load_tutorial(path)
     net = tutorial.NeuralNetwork([2, 4, 1])
     fit_model, step_model = (
-        bp.Sequential(bp.Dense(2, 4), bp.ReLU(), bp.Dense(4, 1), bp.Sigmoid(), dtype="float64", seed=0) for _ in range(2)
+        bp.Sequential(bp.Dense(2, 4), bp.ReLU(), bp.Dense(4, 1), bp.Sigmoid(), dtype="float64", seed=0)
+        for _ in range(2)
     )
     fit_opt, step_opt = bp.optim.SGD(fit_model.parameters(), lr=0.1), bp.optim.SGD(step_model.parameters(), lr=0.1)
     backend = step_model.backend
@@ -66,7 +67,7 @@ def run_tutorial_comparison(path: str | os.PathLike[str], epochs: int = 200, rou
 
     variants = {"tutorial": run_tutorial, "backprop fit": run_fit, "backprop step": run_steps}
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for name, run in variants.items():  # warm-up: first calls, kernel lookups, allocations
+    for run in variants.values():  # warm-up: first calls, kernel lookups, allocations
         run()
     for _ in range(rounds):
         for name, run in variants.items():

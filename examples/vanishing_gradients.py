@@ -150,7 +150,7 @@ def main() -> None:
     for variant, r in results.items():
         ratio = r["norms"][0][0] / r["norms"][-1][0]
         print(f"{variant:12}  {r['loss']:10.4f}  {r['accuracy']:13.3f}  {ratio:34.1e}  {r['seconds']:5.1f}s")
-    for variant, r in results.items():
+    for r in results.values():
         if "plot" in r:
             print(f"saved {r['plot']}")
 

@@ -51,7 +51,7 @@ def away_from_kinks(x: np.ndarray, margin: float = 0.05) -> np.ndarray:
 def torch_twin(model: bp.Sequential | list[bp.Layer]) -> Any:
     """A float64 ``torch.nn.Sequential`` with the same architecture, weights and state
     (Dense, BatchNorm, LayerNorm, Dropout, Residual and the activations)."""
-    import torch
+    import torch  # noqa: PLC0415 - optional: only the tests that compare with PyTorch need it
 
     class TorchResidual(torch.nn.Module):
         def __init__(self, block: torch.nn.Module):
@@ -94,7 +94,7 @@ def torch_twin(model: bp.Sequential | list[bp.Layer]) -> Any:
 
 def torch_activation(layer: bp.Layer) -> Any:
     """The ``torch.nn`` module computing the same function as a backprop activation layer."""
-    import torch
+    import torch  # noqa: PLC0415 - optional: only the tests that compare with PyTorch need it
 
     name = type(layer).__name__
     if name == "LeakyReLU":
@@ -106,7 +106,7 @@ def torch_activation(layer: bp.Layer) -> Any:
 
 def torch_params(twin: Any) -> list[np.ndarray]:
     """Torch's parameters in backprop's order and layout (a Linear's W as (in, out))."""
-    import torch
+    import torch  # noqa: PLC0415 - optional: only the tests that compare with PyTorch need it
 
     out = []
     for module in twin.modules():
@@ -121,7 +121,7 @@ def torch_params(twin: Any) -> list[np.ndarray]:
 
 def optimizer_pair(name: str, model: bp.Sequential, twin: Any) -> tuple[Any, Any]:
     """The same optimizer for ``model`` and its torch ``twin``: "SGD-momentum" or "Adam"."""
-    import torch
+    import torch  # noqa: PLC0415 - optional: only the tests that compare with PyTorch need it
 
     if name == "Adam":
         return bp.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
@@ -132,11 +132,17 @@ def optimizer_pair(name: str, model: bp.Sequential, twin: Any) -> tuple[Any, Any
 
 
 def assert_trains_like_torch(
-    model: bp.Sequential, twin: Any, ours: Any, theirs: Any, rng: np.random.Generator, shift: float = 0.0, steps: int = 20
+    model: bp.Sequential,
+    twin: Any,
+    ours: Any,
+    theirs: Any,
+    rng: np.random.Generator,
+    shift: float = 0.0,
+    steps: int = 20,
 ) -> None:
     """``steps`` MSE training steps on random batches of shape (8, 3) -> (8, 2), side by side:
     the losses and every parameter agree to float64 tolerance after each step."""
-    import torch
+    import torch  # noqa: PLC0415 - optional: only the tests that compare with PyTorch need it
 
     for step in range(steps):
         X, y = shift + (1.0 + shift) * rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
@@ -148,4 +154,6 @@ def assert_trains_like_torch(
         theirs.step()
         assert abs(loss - tloss.item()) <= 1e-12 * abs(tloss.item()), f"step {step}: {loss} != {tloss.item()}"
         for param, expected in zip(model.parameters(), torch_params(twin), strict=True):
-            np.testing.assert_allclose(host(param.data), expected, rtol=1e-10, atol=1e-13, err_msg=f"{param.name} step {step}")
+            np.testing.assert_allclose(
+                host(param.data), expected, rtol=1e-10, atol=1e-13, err_msg=f"{param.name} step {step}"
+            )

@@ -58,7 +58,7 @@ def test_cuda_without_cupy_says_to_install_the_extra(monkeypatch: pytest.MonkeyP
 def test_cuda_without_a_usable_gpu_says_why() -> None:
     if importlib.util.find_spec("cupy") is None:
         pytest.skip("CuPy not installed here; covered by the monkeypatched test")
-    gpus, why = bp.backends.cuda_gpus()
+    gpus, _ = bp.backends.cuda_gpus()
     if gpus:
         assert bp.Sequential(bp.Dense(2, 2), device="cuda").device == bp.Device("cuda:0")
         with pytest.raises(bp.CudaUnavailableError, match="does not exist: this machine has"):

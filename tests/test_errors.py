@@ -21,14 +21,18 @@ y = np.array([[0], [1], [1], [0]], dtype=np.float32)
 
 
 def test_wrong_feature_count_names_the_layer_and_both_shapes(device: bp.Device) -> None:
-    with pytest.raises(ValueError, match=r"layer '0' \(Dense\(2, 4\)\) expects inputs of shape \(batch, 2\); got shape \(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"layer '0' \(Dense\(2, 4\)\) expects inputs of shape \(batch, 2\); got shape \(4, 3\)"
+    ):
         xor_model(device).predict(np.ones((4, 3)))
     with pytest.raises(ValueError, match=r"2-D.*X.reshape\(1, -1\)"):
         xor_model(device).predict(np.ones(2))
 
 
 def test_layers_that_do_not_fit_together() -> None:
-    with pytest.raises(ValueError, match=r"layer '2' \(Dense\(5, 1\)\) expects 5 input features but the layer before it produces 4"):
+    with pytest.raises(
+        ValueError, match=r"layer '2' \(Dense\(5, 1\)\) expects 5 input features but the layer before it produces 4"
+    ):
         bp.Sequential(bp.Dense(2, 4), bp.ReLU(), bp.Dense(5, 1))
     with pytest.raises(TypeError, match="argument 1 is 'relu'"):
         bp.Sequential(bp.Dense(2, 4), "relu")
@@ -52,7 +56,9 @@ def test_wrong_label_shape(device: bp.Device) -> None:
 
 def test_labels_out_of_range_or_not_integers(device: bp.Device) -> None:
     model = classifier(device)
-    with pytest.raises(ValueError, match=r"labels from 0 to 3, but the model has 3 outputs, so labels must lie in \[0, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"labels from 0 to 3, but the model has 3 outputs, so labels must lie in \[0, 2\]"
+    ):
         model.backprop(X, np.array([0, 1, 2, 3]), "cross_entropy")
     with pytest.raises(ValueError, match=r"labels from -1 to 2"):
         model.backprop(X, np.array([0, -1, 2, 1]), "cross_entropy")

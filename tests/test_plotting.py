@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backprop.history import History
-from backprop.plotting import INSTALL_HINT, panels
+from backprop.plotting import INSTALL_HINT, history_figure, panels, plot_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,8 +61,6 @@ def test_panels_pair_metrics_with_validation_and_put_grad_norms_last() -> None:
 )
 def test_figure_has_one_panel_per_quantity(options: dict[str, bool], expected: list[tuple[str, int]]) -> None:
     pytest.importorskip("matplotlib")
-    from backprop.plotting import history_figure
-
     figure = history_figure(make_history(**options), title="run 1")
     assert [(ax.get_title(), len(ax.get_lines())) for ax in figure.axes] == expected
     assert figure.get_suptitle() == "run 1"
@@ -93,8 +91,6 @@ def test_other_formats_follow_the_suffix_and_unknown_ones_are_rejected(tmp_path:
 
 def test_one_epoch_zero_grad_norms_and_a_plain_dict_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from backprop.plotting import history_figure, plot_history
-
     history = History()
     history.append(1, {"loss": 0.7, "grad_norm/0.W": 0.0})
     figure = history_figure(history)

@@ -47,8 +47,9 @@ def restore_rng_states(model: Sequential, states: dict[str, Any]) -> None:
     layers = {layer.path: layer for layer in model.walk() if layer is not model}
     for key, state in states.items():
         path, _, attribute = key.rpartition(":")
-        if attribute == "streams" and path in layers and hasattr(layers[path], "restore_stream_state"):
-            layers[path].restore_stream_state(state)
+        layer = layers.get(path) if attribute == "streams" else None
+        if layer is not None and hasattr(layer, "restore_stream_state"):
+            layer.restore_stream_state(state)
         elif key not in ("shuffle", "noise") and key in own:
             own[key].bit_generator.state = state
 

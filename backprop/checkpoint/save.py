@@ -45,7 +45,8 @@ def save_checkpoint(
     The file appears under ``path`` only once completely written and synced; if saving
     fails, a previous file at ``path`` is left untouched. Nothing passed in is modified.
     """
-    write_archive(path, *checkpoint_contents(model, optimizer, scheduler=scheduler, epoch=epoch, history=history, extra=extra))
+    contents = checkpoint_contents(model, optimizer, scheduler=scheduler, epoch=epoch, history=history, extra=extra)
+    write_archive(path, *contents)
 
 
 def checkpoint_contents(

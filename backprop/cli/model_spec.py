@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,14 +136,15 @@ def _read(path: Path) -> Any:
 
 
 def _toml_module() -> Any:
+    if sys.version_info >= (3, 11):  # the test lets type checkers skip tomllib when they check for 3.10
+        try:
+            import tomllib  # noqa: PLC0415 - only TOML model files need a TOML parser
+        except ImportError:  # only where it is blocked, as the tests do to play Python 3.10
+            pass
+        else:
+            return tomllib
     try:
-        import tomllib  # Python 3.11+
-
-        return tomllib
-    except ImportError:
-        pass
-    try:
-        import tomli  # the same parser, installable on Python 3.10
+        import tomli  # noqa: PLC0415 - optional: the same parser, installable on Python 3.10
 
         return tomli
     except ImportError:

@@ -90,7 +90,7 @@ def _model_spec(settings: TrainSettings, data: TrainingData) -> ModelSpec:
         return ModelSpec((LayerSpec(DEFAULT_HIDDEN), LayerSpec(needed)))
     spec = parse_layers(settings.layers)
     if spec.out_features != needed:
-        sizes = ",".join(str(size) for size in spec.sizes[:-1] + [needed])
+        sizes = ",".join(str(size) for size in [*spec.sizes[:-1], needed])
         raise UsageError(
             f"--layers {settings.layers}: the output layer has {spec.out_features} units but {data.dataset.name} "
             f"needs {needed} ({_outputs(data)}); the last size is the output size, e.g. --layers {sizes}"

@@ -92,9 +92,11 @@ class Dataset:
         if features.ndim != 2:
             raise DataError(f"X must be 2-D, shape (samples, features); got shape {features.shape}")
         targets = np.asarray(y)
+        labels: tuple[Any, ...] | None
         if task == "classification":
-            targets, classes = _class_indices(targets, classes)
+            targets, labels = _class_indices(targets, classes)
         else:
+            labels = None if classes is None else tuple(classes)  # refused by _validate: regression has no classes
             targets = targets.reshape(-1, 1) if targets.ndim == 1 else targets
             targets = targets.astype(np.float32)
         if targets.shape[0] != features.shape[0]:
@@ -106,7 +108,7 @@ class Dataset:
         return cls(
             X_train=X32[train], y_train=targets[train], X_test=X32[test], y_test=targets[test],
             task=task, name=name, feature_names=names,
-            n_classes=None if classes is None else len(classes), classes=classes,
+            n_classes=None if labels is None else len(labels), classes=labels,
             target_name=target_name, train_rows=train, test_rows=test,
         )
 
