@@ -16,7 +16,8 @@ import numpy as np
 
 from .backends import Array, Backend, Ops, array_device
 
-__all__ = ["BCE", "BCEWithLogits", "Loss", "MSE", "SoftmaxCrossEntropy", "get_loss"]
+__all__ = ["BCE", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get_loss"]
+
 
 class Loss:
     """Base class: subclasses implement `value_and_grad` and `value`."""
@@ -44,7 +45,9 @@ class Loss:
             hint = ""
             if shape == (n_samples,) and out_features == 1:
                 hint = " (reshape it with y.reshape(-1, 1))"
-            raise ValueError(f"{what} must have shape {(n_samples, out_features)} to match the model output; got {shape}{hint}")
+            raise ValueError(
+                f"{what} must have shape {(n_samples, out_features)} to match the model output; got {shape}{hint}"
+            )
         if not backend.all_finite(T):
             raise ValueError(f"{what} contains NaN or Inf values; clean or drop those samples first")
         return T
@@ -135,7 +138,9 @@ class SoftmaxCrossEntropy(Loss):
             labels = labels.reshape(-1)
         if labels.shape != (n_samples,):
             hint = " (one-hot targets? pass y.argmax(axis=1))" if labels.shape == (n_samples, out_features) else ""
-            raise ValueError(f"{what} must hold one integer class label per sample, shape ({n_samples},); got {labels.shape}{hint}")
+            raise ValueError(
+                f"{what} must hold one integer class label per sample, shape ({n_samples},); got {labels.shape}{hint}"
+            )
         if labels.size and (labels.min() < 0 or labels.max() >= out_features):
             raise ValueError(
                 f"{what} has class labels from {labels.min()} to {labels.max()}, but the model has "

@@ -34,7 +34,7 @@ class Parameter:
         ``data`` is still fine: optimizers copy it back into the buffer on their next step.
     """
 
-    __slots__ = ("name", "data", "grad", "backend", "trainable", "arenas", "index")
+    __slots__ = ("arenas", "backend", "data", "grad", "index", "name", "trainable")
 
     def __init__(self, name: str, data: Array, backend: Backend, *, trainable: bool = True):
         self.name = name
@@ -56,4 +56,5 @@ class Parameter:
         return tuple(self.data.shape)
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.backend.dtype_name}, device={self.backend.device.name!r})"
+        where = f"dtype={self.backend.dtype_name}, device={self.backend.device.name!r}"
+        return f"Parameter({self.name!r}, shape={self.shape}, {where})"

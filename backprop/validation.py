@@ -54,15 +54,15 @@ def real(
         raise InvalidParameterError(f"{who} must be a float; got {type(value).__name__} {value!r}")
     number = float(value)
     above = number > low if low_open else number >= low
-    if high is None:
-        below = number < math.inf
-    else:
-        below = number < high if high_open else number <= high
+    top = math.inf if high is None else high
+    below = number < top if high_open or high is None else number <= top
     if above and below:
         return number
     if high is None and low == 0.0:
-        raise InvalidParameterError(f"{who} must be a {'positive' if low_open else 'non-negative'} number; got {value!r}")
-    interval = f"{'(' if low_open else '['}{low:g}, {math.inf if high is None else high:g}{')' if high_open or high is None else ']'}"
+        raise InvalidParameterError(
+            f"{who} must be a {'positive' if low_open else 'non-negative'} number; got {value!r}"
+        )
+    interval = f"{'(' if low_open else '['}{low:g}, {top:g}{')' if high_open or high is None else ']'}"
     raise InvalidParameterError(f"{who} must lie in {interval}; got {value!r}")
 
 

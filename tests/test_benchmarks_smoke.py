@@ -121,7 +121,15 @@ def test_gemm_floors_run_the_steps_own_products(monkeypatch: pytest.MonkeyPatch)
     for name in ("matmul", "matmul_tn", "matmul_nt"):
         real = getattr(NumpyOps, name)
 
-        def counted(self: NumpyOps, A: np.ndarray, B: np.ndarray, *rest: object, name: str = name, real: object = real, **kw: object) -> object:
+        def counted(
+            self: NumpyOps,
+            A: np.ndarray,
+            B: np.ndarray,
+            *rest: object,
+            name: str = name,
+            real: object = real,
+            **kw: object,
+        ) -> object:
             calls.append((name, A.shape, B.shape))
             return real(self, A, B, *rest, **kw)  # type: ignore[operator]
 
@@ -129,9 +137,14 @@ def test_gemm_floors_run_the_steps_own_products(monkeypatch: pytest.MonkeyPatch)
     backprop_runner.prepare_gemm_variant(config, "cpu").run_step(0)
     B = config.batch
     assert calls == [
-        ("matmul", (B, 784), (784, 256)), ("matmul_tn", (B, 784), (B, 256)),
-        ("matmul", (B, 256), (256, 256)), ("matmul_tn", (B, 256), (B, 256)), ("matmul_nt", (B, 256), (256, 256)),
-        ("matmul", (B, 256), (256, 10)), ("matmul_tn", (B, 256), (B, 10)), ("matmul_nt", (B, 10), (256, 10)),
+        ("matmul", (B, 784), (784, 256)),
+        ("matmul_tn", (B, 784), (B, 256)),
+        ("matmul", (B, 256), (256, 256)),
+        ("matmul_tn", (B, 256), (B, 256)),
+        ("matmul_nt", (B, 256), (256, 256)),
+        ("matmul", (B, 256), (256, 10)),
+        ("matmul_tn", (B, 256), (B, 10)),
+        ("matmul_nt", (B, 10), (256, 10)),
     ]
     assert _product_flops(calls) == flops_per_step(config)
     if not HAS_TORCH:
@@ -208,7 +221,7 @@ def test_bad_config_exits_2() -> None:
     assert proc.returncode == 2 and "unknown config" in proc.stderr
 
 
-FAKE_TUTORIAL = '''
+FAKE_TUTORIAL = """
 import numpy as np
 
 class NeuralNetwork:  # the tutorial's interface: layers, then train(X, Y, epochs, lr, verbose) on (features, samples)
@@ -218,7 +231,7 @@ class NeuralNetwork:  # the tutorial's interface: layers, then train(X, Y, epoch
     def train(self, X, Y, epochs=1000, lr=0.01, verbose=True):
         for _ in range(epochs):
             self.W -= lr * (self.W @ X - Y) @ X.T / X.shape[1]
-'''
+"""
 
 
 def test_tutorial_comparison(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ _NDARRAY, _INDEXER, _SCALAR = 1, 2, 3  # CuPy's _ArgKind (cupy/_core/_kernel.pxd
 def _nvrtc() -> Any:
     cupy = pytest.importorskip("cupy")
     try:
-        from cupy_backends.cuda.libs import nvrtc
+        from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415 - CuPy is optional
 
         nvrtc.getVersion()
     except Exception as exc:  # noqa: BLE001 - any failure to load NVRTC means: cannot check here
@@ -28,9 +28,11 @@ def _nvrtc() -> Any:
 
 def _source(cupy: Any, name: str, definition: cupy_sources.Definition, dtype: np.dtype) -> str:
     """The CUDA source CuPy generates for the kernel called with ``dtype`` arrays."""
-    from cupy._core import _carray, _kernel, _scalar, core
+    from cupy._core import _carray, _kernel, _scalar, core  # noqa: PLC0415 - CuPy is optional
 
-    kernel = cupy.ElementwiseKernel(definition.inputs, definition.outputs, definition.body, name, preamble=definition.preamble)
+    kernel = cupy.ElementwiseKernel(
+        definition.inputs, definition.outputs, definition.body, name, preamble=definition.preamble
+    )
     in_types = tuple(dtype if p.dtype is None else np.dtype(p.dtype) for p in kernel.in_params)
     _, out_types, type_map = kernel._decide_params_type(in_types, ())
     args = []
@@ -50,8 +52,8 @@ def _source(cupy: Any, name: str, definition: cupy_sources.Definition, dtype: np
 @pytest.mark.parametrize("name", sorted(cupy_sources.DEFINITIONS))
 def test_cupy_kernel_compiles(name: str, dtype: str) -> None:
     cupy = _nvrtc()
-    from cupy._core import core
-    from cupy.cuda import compiler
+    from cupy._core import core  # noqa: PLC0415 - CuPy is optional
+    from cupy.cuda import compiler  # noqa: PLC0415 - CuPy is optional
 
     source = _source(cupy, name, cupy_sources.DEFINITIONS[name], np.dtype(dtype))
     # CuPy adds -ftz=true to every kernel it compiles (cupy/cuda/compiler.py)
@@ -68,7 +70,7 @@ def test_cupy_raw_kernel_compiles(name: str, ctype: str) -> None:
     """The raw kernels (work across a row, the scalar write) compile as `cupy.RawKernel` builds
     them: their source with ``T`` set, our options, NVRTC."""
     _nvrtc()
-    from cupy.cuda import compiler
+    from cupy.cuda import compiler  # noqa: PLC0415 - CuPy is optional
 
     options = (*cupy_sources.OPTIONS, "-arch=compute_80", "-ftz=true")
     try:
@@ -80,8 +82,8 @@ def test_cupy_raw_kernel_compiles(name: str, ctype: str) -> None:
 def test_a_broken_kernel_is_caught() -> None:
     """The check above can fail: a kernel with an undeclared name does not compile."""
     cupy = _nvrtc()
-    from cupy._core import core
-    from cupy.cuda import compiler
+    from cupy._core import core  # noqa: PLC0415 - CuPy is optional
+    from cupy.cuda import compiler  # noqa: PLC0415 - CuPy is optional
 
     broken = cupy_sources.Definition("T x", "T y", "y = x * undeclared")
     source = _source(cupy, "bp_broken", broken, np.dtype("float32"))

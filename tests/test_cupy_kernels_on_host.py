@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends.cupy_sources import DEFINITIONS, RAW_SOURCES, Definition, raw_source
 from backprop.backends import Ops
+from backprop.backends.cupy_sources import DEFINITIONS, RAW_SOURCES, Definition, raw_source
 
 _CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bool"}
 _PRELUDE = """
@@ -57,7 +57,8 @@ def _source(name: str, d: Definition) -> str:
             loads.append(
                 f"{ctype}& {pname} = _raw_{pname}[i];" if is_out else f"const {ctype} {pname} = _raw_{pname}[i];"
             )
-    return f'extern "C" void {name}({", ".join(args)}) {{\n  for (long long i = 0; i < n; ++i) {{ {" ".join(loads)} {d.body}; }}\n}}\n'
+    loop = f"for (long long i = 0; i < n; ++i) {{ {' '.join(loads)} {d.body}; }}"
+    return f'extern "C" void {name}({", ".join(args)}) {{\n  {loop}\n}}\n'
 
 
 def _build(folder: Any, source: str, *flags: str) -> ctypes.CDLL:
@@ -220,10 +221,12 @@ def _pointer(a: np.ndarray) -> ctypes.c_void_p:
 
 
 @pytest.mark.parametrize("shape", [(7, 4), (9, 70)])  # 70: more classes than a warp has lanes
-def test_softmax_cross_entropy_kernels(raw_library: ctypes.CDLL, shape: tuple[int, int], rng: np.random.Generator) -> None:
+def test_softmax_cross_entropy_kernels(
+    raw_library: ctypes.CDLL, shape: tuple[int, int], rng: np.random.Generator
+) -> None:
     """One warp per row (loss per row and gradient), then one warp for the mean, launched as
     the CuPy backend launches them, give the generic loss and gradient."""
-    from backprop.backends import cupy_ops
+    from backprop.backends import cupy_ops  # noqa: PLC0415 - it imports nothing of CuPy's, but belongs to it
 
     n, c = shape
     Z = rng.standard_normal(shape) * 5

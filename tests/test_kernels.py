@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends import Backend, Ops
-from backprop.backends import numpy_ops
+from backprop.backends import Backend, Ops, numpy_ops
 from backprop.backends.numpy_ops import NumpyOps
+from backprop.optim import fused
 from helpers import host
 
 ACTIVATIONS = {
@@ -46,14 +48,20 @@ def activation_methods(name: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_fused_activation_kernels_match_generic(name: str, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+def test_fused_activation_kernels_match_generic(
+    name: str, device: bp.Device, dtype: str, rng: np.random.Generator
+) -> None:
     act, backend = bound(ACTIVATIONS[name](), device, dtype)
     method = name.split("-")[0]
     if not any(overrides(backend.ops, m) for m in activation_methods(method)):
         pytest.skip(f"{backend.device.name} fuses nothing of {method}")
     ops, ref = backend.ops, Ops(backend.xp)
     Xh = np.concatenate([rng.standard_normal((6, 5)) * 3, [[-1000.0, -30.0, 0.0, 30.0, 1000.0]]])
-    X, dY, b = backend.from_host(Xh), backend.from_host(rng.standard_normal(Xh.shape)), backend.from_host(rng.standard_normal(5))
+    X, dY, b = (
+        backend.from_host(Xh),
+        backend.from_host(rng.standard_normal(Xh.shape)),
+        backend.from_host(rng.standard_normal(5)),
+    )
     X0, b0 = host(X).copy(), host(b).copy()
     Y = act.f(ops, X)
     np.testing.assert_allclose(host(Y), host(act.f(ref, X)), rtol=RTOL[dtype], atol=1e-30)
@@ -100,10 +108,17 @@ def test_fused_bce_matches_generic(device: bp.Device, dtype: str, rng: np.random
 
 
 @pytest.mark.parametrize("name", ["matmul", "matmul_tn", "matmul_nt", "sum_rows"])
-def test_fused_linear_algebra_matches_generic(name: str, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+def test_fused_linear_algebra_matches_generic(
+    name: str, device: bp.Device, dtype: str, rng: np.random.Generator
+) -> None:
     backend = Backend(device, dtype)
     ops, ref = needs_kernel(backend, name)
-    shapes = {"matmul": ((5, 3), (3, 4)), "matmul_tn": ((5, 3), (5, 4)), "matmul_nt": ((5, 3), (4, 3)), "sum_rows": ((5, 3),)}
+    shapes = {
+        "matmul": ((5, 3), (3, 4)),
+        "matmul_tn": ((5, 3), (5, 4)),
+        "matmul_nt": ((5, 3), (4, 3)),
+        "sum_rows": ((5, 3),),
+    }
     with backend.activate():
         args = [backend.from_host(rng.standard_normal(s)) for s in shapes[name]]
         expected = host(getattr(ref, name)(*args))
@@ -120,7 +135,9 @@ def test_fused_linear_algebra_matches_generic(name: str, device: bp.Device, dtyp
 
 
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "leaky_relu", "gelu"])
-def test_fused_dense_activation_stage_matches_separate_layers(act: str, device: bp.Device, rng: np.random.Generator) -> None:
+def test_fused_dense_activation_stage_matches_separate_layers(
+    act: str, device: bp.Device, rng: np.random.Generator
+) -> None:
     """Sequential fuses Dense + activation; the result equals running the layers one by one."""
     model = bp.Sequential(bp.Dense(5, 4), bp.layers.get_activation(act), device=device, dtype="float64", seed=1)
     assert len(model._stages) == 1
@@ -151,7 +168,9 @@ def test_fused_dropout_matches_generic(device: bp.Device, dtype: str, rng: np.ra
 
 
 @pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
-def test_fused_all_finite_matches_generic(bad: float | None, device: bp.Device, dtype: str, rng: np.random.Generator) -> None:
+def test_fused_all_finite_matches_generic(
+    bad: float | None, device: bp.Device, dtype: str, rng: np.random.Generator
+) -> None:
     backend = Backend(device, dtype)
     ops, _ = needs_kernel(backend, "all_finite")
     Xh = rng.standard_normal((37, 301)) * 1e30  # large, but finite in float32 too
@@ -168,21 +187,31 @@ def test_fused_all_finite_matches_generic(bad: float | None, device: bp.Device, 
 
 
 TESTED = {m for n in ACTIVATION_METHODS for m in activation_methods(n)} | {
-    "softmax_cross_entropy", "bce", "matmul", "matmul_tn", "matmul_nt", "sum_rows", "dropout", "all_finite",
-    "adam_update", "sgd_update",  # test_fused_optimizer_step_matches_the_per_parameter_rule, and the generic twins below
+    "softmax_cross_entropy",
+    "bce",
+    "matmul",
+    "matmul_tn",
+    "matmul_nt",
+    "sum_rows",
+    "dropout",
+    "all_finite",
+    "adam_update",
+    "sgd_update",  # test_fused_optimizer_step_matches_the_per_parameter_rule, and the generic twins below
 }
 
 
 def overridden(cls: type[Ops]) -> set[str]:
-    return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_") and hasattr(Ops, name)}
+    return {
+        name for name, value in vars(cls).items() if callable(value) and not name.startswith("_") and hasattr(Ops, name)
+    }
 
 
 def test_cupy_ops_declare_cleanly_and_are_all_tested() -> None:
     """Building CuPy's ops parses every kernel declaration (no GPU needed); each override is tested."""
     cupy = pytest.importorskip("cupy")
-    import array_api_compat.cupy as xp
+    import array_api_compat.cupy as xp  # noqa: PLC0415 - CuPy is optional
 
-    from backprop.backends.cupy_ops import CupyOps
+    from backprop.backends.cupy_ops import CupyOps  # noqa: PLC0415 - CuPy is optional
 
     CupyOps(xp, cupy, 0)
     assert overridden(CupyOps) <= TESTED, overridden(CupyOps) - TESTED
@@ -217,10 +246,15 @@ FUSED_OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("name", FUSED_OPTIMIZERS)
-def test_fused_optimizer_step_matches_the_per_parameter_rule(name: str, device: bp.Device, rng: np.random.Generator) -> None:
+def test_fused_optimizer_step_matches_the_per_parameter_rule(
+    name: str, device: bp.Device, rng: np.random.Generator
+) -> None:
     """One flat update over the model's arena equals the reference loop over parameters."""
     cls, kwargs = FUSED_OPTIMIZERS[name]
-    models = [bp.Sequential(bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2), device=device, dtype="float64", seed=4) for _ in range(2)]
+    models = [
+        bp.Sequential(bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2), device=device, dtype="float64", seed=4)
+        for _ in range(2)
+    ]
     if models[0].parameters()[0].arenas is None:
         pytest.skip(f"{device.name} keeps parameters as separate arrays (no flat buffer to fuse over)")
     fused, loop = (cls(m.parameters(), **kwargs) for m in models)
@@ -232,7 +266,9 @@ def test_fused_optimizer_step_matches_the_per_parameter_rule(name: str, device: 
             opt.step()
         assert fused._fused is not None and fused._fused.valid(fused), "the fused path must actually run"
         for a, b in zip(*(m.parameters() for m in models)):
-            np.testing.assert_allclose(host(a.data), host(b.data), rtol=1e-14, atol=1e-16, err_msg=f"{a.name} step {step}")
+            np.testing.assert_allclose(
+                host(a.data), host(b.data), rtol=1e-14, atol=1e-16, err_msg=f"{a.name} step {step}"
+            )
             assert a.data is a.arenas.data.views[a.index]  # still a view of the flat buffer
     for sa, sb in zip(fused.state, loop.state):
         assert sa.keys() - {"backend"} == sb.keys() - {"backend"}
@@ -261,8 +297,6 @@ def test_replaced_parameter_arrays_are_gathered_back_into_the_flat_buffer(rng: n
 
 
 def test_deep_copied_models_keep_a_consistent_flat_buffer(rng: np.random.Generator) -> None:
-    import copy
-
     model = bp.Sequential(bp.Dense(3, 2), device="cpu", dtype="float64", seed=0)
     twin = copy.deepcopy(model)
     opt = bp.optim.SGD(twin.parameters(), lr=0.1)
@@ -276,10 +310,20 @@ def test_deep_copied_models_keep_a_consistent_flat_buffer(rng: np.random.Generat
 
 
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True}])
-def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(settings: dict, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(
+    settings: dict, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
     """The NumPy Adam walks its arrays in cache-sized chunks; the chunking never changes a bit,
     including at chunk edges and in a last, shorter chunk."""
-    arguments = {"step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False}
+    arguments = {
+        "step": 3,
+        "lr": 0.01,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "decoupled": False,
+    }
     arguments.update(settings)
     p, g, m, v = (rng.standard_normal(45).astype(np.float32) for _ in range(4))
     v = np.abs(v)
@@ -297,16 +341,24 @@ def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(settings: dict, monke
     assert not np.array_equal(results[2][0], p)  # the step moved the parameters
 
 
-def test_every_layers_gradients_land_in_the_flat_buffer(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+def test_every_layers_gradients_land_in_the_flat_buffer(
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
     """Dense (with l1/l2), BatchNorm and LayerNorm write their gradients into the flat buffer,
     so the optimizer's fused update is planned once, not re-gathered every step."""
-    from backprop.optim import fused
-
     plans = []
     prepare = fused.prepare
     monkeypatch.setattr(fused, "prepare", lambda opt: plans.append(1) or prepare(opt))
-    model = bp.Sequential(bp.Dense(3, 8, l1=0.01, l2=0.01), bp.BatchNorm(8), bp.ReLU(), bp.LayerNorm(8), bp.Dense(8, 2),
-                          device="cpu", dtype="float64", seed=0)
+    model = bp.Sequential(
+        bp.Dense(3, 8, l1=0.01, l2=0.01),
+        bp.BatchNorm(8),
+        bp.ReLU(),
+        bp.LayerNorm(8),
+        bp.Dense(8, 2),
+        device="cpu",
+        dtype="float64",
+        seed=0,
+    )
     opt = bp.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(4):
         model.backprop(rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), "mse")
@@ -317,7 +369,15 @@ def test_every_layers_gradients_land_in_the_flat_buffer(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True}])
 def test_numpy_adam_is_bit_identical_to_the_generic_adam(settings: dict, rng: np.random.Generator) -> None:
-    arguments = {"step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False}
+    arguments = {
+        "step": 3,
+        "lr": 0.01,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "decoupled": False,
+    }
     arguments.update(settings)
     p, g, m, v = (rng.standard_normal(300_000).astype(np.float32) for _ in range(4))  # over two chunks
     v = np.abs(v)

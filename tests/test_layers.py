@@ -34,7 +34,7 @@ def run_layer(layer: bp.Layer, device: bp.Device, X: np.ndarray, R: np.ndarray):
 def test_layer_matches_central_differences(name: str, device: bp.Device, rng: np.random.Generator) -> None:
     X = away_from_kinks(rng.standard_normal((4, 5)))
     R = rng.standard_normal((4, 3 if "Dense" in name else 5))
-    model, Y, dX = run_layer(LAYERS[name](), device, X, R)
+    model, _, dX = run_layer(LAYERS[name](), device, X, R)
     backend = model.backend
 
     def loss_of_input(Xp: np.ndarray) -> float:
@@ -52,7 +52,7 @@ def test_layer_matches_pytorch(name: str, device: bp.Device, rng: np.random.Gene
     layer = LAYERS[name]()
     out = 3 if isinstance(layer, bp.Dense) else 5
     R = rng.standard_normal((6, out))
-    model, Y, dX = run_layer(layer, device, X, R)
+    _, Y, dX = run_layer(layer, device, X, R)
     Xt = torch.tensor(X, requires_grad=True)
     if isinstance(layer, bp.Dense):
         Wt = torch.tensor(host(layer.W.data), requires_grad=True)

@@ -10,7 +10,14 @@ import pytest
 
 import backprop as bp
 from backprop.layers import BatchNorm, Dropout, LayerNorm, Residual, layer_config, layer_from_config
-from helpers import assert_parameter_grads_match, assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
+from helpers import (
+    assert_parameter_grads_match,
+    assert_trains_like_torch,
+    central_difference,
+    host,
+    optimizer_pair,
+    torch_twin,
+)
 
 
 def randomise(model: bp.Sequential, rng: np.random.Generator) -> None:
@@ -223,7 +230,7 @@ NESTED_NAMES = [
 def test_nested_parameter_names_and_order(device: bp.Device) -> None:
     model = nested_model(device, seed=0)
     assert [p.name for p in model.parameters()] == NESTED_NAMES
-    assert list(model.state_dict()) == NESTED_NAMES[:10] + ["2.running_mean", "2.running_var"] + NESTED_NAMES[10:]
+    assert list(model.state_dict()) == [*NESTED_NAMES[:10], "2.running_mean", "2.running_var", *NESTED_NAMES[10:]]
     residual = model.layers[1]
     assert residual.children() == [("block", residual.block)]
     assert [layer.path for layer in residual.walk()] == [
@@ -360,9 +367,10 @@ def test_no_dtype_drift_in_float32(device: bp.Device, rng: np.random.Generator) 
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: BatchNorm(5), lambda: LayerNorm(5), lambda: Residual(bp.Dense(5, 5), bp.Tanh()), lambda: bp.Dropout(0.5)],
+    "make",
+    [lambda: BatchNorm(5), lambda: LayerNorm(5), lambda: Residual(bp.Dense(5, 5), bp.Tanh()), lambda: bp.Dropout(0.5)],
     ids=["BatchNorm", "LayerNorm", "Residual", "Dropout"],
-)  # fmt: skip
+)
 def test_inputs_are_never_modified(make, device: bp.Device, rng: np.random.Generator) -> None:
     model = bp.Sequential(make(), device=device, dtype="float64", seed=0)
     randomise(model, rng)

@@ -10,7 +10,14 @@ import pytest
 
 import backprop as bp
 from backprop.layers import Dropout, layer_config, layer_from_config
-from helpers import assert_parameter_grads_match, assert_trains_like_torch, central_difference, host, optimizer_pair, torch_twin
+from helpers import (
+    assert_parameter_grads_match,
+    assert_trains_like_torch,
+    central_difference,
+    host,
+    optimizer_pair,
+    torch_twin,
+)
 
 
 def forward_backward(model: bp.Sequential, X: np.ndarray, R: np.ndarray, training: bool = True):

@@ -74,7 +74,9 @@ def test_losses_are_finite_at_extremes(device: bp.Device, dtype: str) -> None:
         L, dP, _ = value_and_grad(loss, device, P, y, dtype)
         assert np.isfinite(L) and np.isfinite(dP).all(), loss
     assert value_and_grad(bp.losses.BCE(), device, P01, y01)[0] == pytest.approx(50.0)  # two of four at log floor -100
-    assert value_and_grad(bp.losses.BCEWithLogits(), device, logits, y01)[0] == pytest.approx(500.0)  # two of four wrong by 1000
+    assert value_and_grad(bp.losses.BCEWithLogits(), device, logits, y01)[0] == pytest.approx(
+        500.0
+    )  # two of four wrong by 1000
 
 
 def test_loss_call_works_on_plain_arrays() -> None:

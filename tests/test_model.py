@@ -14,8 +14,14 @@ from helpers import host
 
 def mlp(device, dtype="float32", seed=0) -> bp.Sequential:
     return bp.Sequential(
-        bp.Dense(4, 8, init="he"), bp.ReLU(), bp.Dense(8, 8), bp.GELU(), bp.Dense(8, 3),
-        device=device, dtype=dtype, seed=seed,
+        bp.Dense(4, 8, init="he"),
+        bp.ReLU(),
+        bp.Dense(8, 8),
+        bp.GELU(),
+        bp.Dense(8, 3),
+        device=device,
+        dtype=dtype,
+        seed=seed,
     )
 
 
@@ -69,8 +75,9 @@ def test_fit_history_predict_and_no_dtype_drift(device: bp.Device, dtype: str, r
     X, y = data(rng, 64)
     Xv, yv = data(rng, 16)
     opt = bp.optim.Adam(model.parameters(), lr=0.01)
-    history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=15, batch_size=16,
-                        validation_data=(Xv, yv), verbose=0)
+    history = model.fit(
+        X, y, loss="cross_entropy", optimizer=opt, epochs=15, batch_size=16, validation_data=(Xv, yv), verbose=0
+    )
     assert history.epochs == list(range(1, 16)) and len(history["val_loss"]) == 15
     assert history["loss"][-1] < history["loss"][0]
     for p in model.parameters():
@@ -87,8 +94,16 @@ def test_fit_loss_matches_mean_of_batch_losses(rng: np.random.Generator) -> None
     """History's epoch loss is the sample-weighted mean of the batch losses, last batch partial."""
     X, y = data(rng, 10)
     a, b = mlp("cpu", "float64"), mlp("cpu", "float64")
-    history = a.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(a.parameters(), lr=0.1),
-                    epochs=1, batch_size=4, shuffle=False, verbose=0)
+    history = a.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=bp.optim.SGD(a.parameters(), lr=0.1),
+        epochs=1,
+        batch_size=4,
+        shuffle=False,
+        verbose=0,
+    )
     opt = bp.optim.SGD(b.parameters(), lr=0.1)
     losses = []
     for s in (slice(0, 4), slice(4, 8), slice(8, 10)):
@@ -102,8 +117,17 @@ def test_shuffling_follows_the_model_seed(rng: np.random.Generator) -> None:
     runs = []
     for _ in range(2):
         model = mlp("cpu", seed=5)
-        runs.append(model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1),
-                              epochs=3, batch_size=8, verbose=0)["loss"])
+        runs.append(
+            model.fit(
+                X,
+                y,
+                loss="cross_entropy",
+                optimizer=bp.optim.SGD(model.parameters(), lr=0.1),
+                epochs=3,
+                batch_size=8,
+                verbose=0,
+            )["loss"]
+        )
     assert runs[0] == runs[1]
 
 
@@ -208,6 +232,9 @@ def test_gradcheck_skips_relu_kinks() -> None:
 
 
 def test_import_does_not_import_cupy() -> None:
-    code = "import sys, backprop; m = backprop.Sequential(backprop.Dense(2, 2)); m.predict([[1.0, 2.0]]); print('cupy' in sys.modules)"
+    code = (
+        "import sys, backprop; m = backprop.Sequential(backprop.Dense(2, 2)); m.predict([[1.0, 2.0]]); "
+        "print('cupy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -157,7 +157,9 @@ class Backend:
         if isinstance(generator, np.random.Generator):
             return self.from_host(generator.random(shape))
         with self.activate():
-            return generator.random(shape, dtype=self._cupy.float32 if self.dtype_name == "float32" else self._cupy.float64)
+            return generator.random(
+                shape, dtype=self._cupy.float32 if self.dtype_name == "float32" else self._cupy.float64
+            )
 
     # ------------------------------------------------------------------ input checks
     def asarray(self, x: Any, *, what: str, dtype: Any = None) -> Array:

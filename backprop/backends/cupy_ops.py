@@ -50,7 +50,9 @@ class CupyOps(Ops):
         self.gemm = Gemm(device_index)
         self._acts = {name: _Activation(cupy, name) for name in ("relu", "sigmoid", "tanh", "leaky_relu", "gelu")}
         self._ones: dict[tuple[int, Any], Any] = {}
-        self._all_finite = cupy.ReductionKernel("T x", "bool y", "isfinite(x)", "a && b", "y = a", "true", "bp_all_finite")
+        self._all_finite = cupy.ReductionKernel(
+            "T x", "bool y", "isfinite(x)", "a && b", "y = a", "true", "bp_all_finite"
+        )
         self._ce_rows = _by_dtype(cupy, "bp_softmax_ce_rows")
         self._mean = _by_dtype(cupy, "bp_mean")
         self._bce = elementwise(cupy, "bp_bce")
@@ -160,14 +162,35 @@ class CupyOps(Ops):
 
     # ------------------------------------------------------------------ optimizer updates
     def adam_update(
-        self, p: Any, g: Any, m: Any, v: Any, *, step: int, lr: float, beta1: float, beta2: float,
-        eps: float, weight_decay: float, decoupled: bool, scalars: Any = None,
+        self,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        *,
+        step: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        scalars: Any = None,
     ) -> None:
         self._adam(g, scalars, beta1, beta2, eps, weight_decay, decoupled, p, m, v)
 
     def sgd_update(
-        self, p: Any, g: Any, *buf: Any, fresh: bool, lr: float, momentum: float, dampening: float,
-        nesterov: bool, weight_decay: float, scalars: Any = None,
+        self,
+        p: Any,
+        g: Any,
+        *buf: Any,
+        fresh: bool,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        nesterov: bool,
+        weight_decay: float,
+        scalars: Any = None,
     ) -> None:
         if buf:
             self._sgd_momentum(g, scalars, momentum, dampening, nesterov, weight_decay, fresh, p, buf[0])

@@ -209,11 +209,13 @@ extern "C" __global__ void bp_set_replay(double* s, double a, double b, double c
     # inward (a batch), out of it otherwise (an output); 16 bytes at a time where both ends are
     # aligned to 16
     "bp_copy_slot": """
-extern "C" __global__ void bp_copy_slot(const long long* slots, int slot, unsigned char* buf, long long nbytes, int inward) {
+extern "C" __global__ void bp_copy_slot(const long long* slots, int slot, unsigned char* buf, long long nbytes,
+                                        int inward) {
     unsigned char* there = (unsigned char*)slots[slot];
     const unsigned char* src = inward ? there : buf;
     unsigned char* dst = inward ? buf : there;
-    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long stride = (long long)gridDim.x * blockDim.x;
     long long done = 0;
     if ((((unsigned long long)src | (unsigned long long)dst) & 15) == 0) {
         done = nbytes / 16 * 16;

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Device", "DeviceLike", "get_device"]
 
@@ -40,7 +40,7 @@ class Device:
     True
     """
 
-    __slots__ = ("type", "index", "namespace", "_native")
+    __slots__ = ("_native", "index", "namespace", "type")
 
     type: str
     index: int | None
@@ -146,7 +146,7 @@ def _find_device(devices: Any, spec: str, namespace: str) -> Any:
     raise ValueError(f"{namespace} has no device {spec!r}; its devices are {names}")
 
 
-DeviceLike = Union[str, Device]
+DeviceLike = str | Device
 
 
 def get_device(spec: DeviceLike | None = "cpu") -> Device:

@@ -62,7 +62,9 @@ class Dense(Layer):
         super().build(in_features, ctx)
         W = np.asarray(self._initializer(ctx.rng, self.in_features, self.out_features), dtype=np.float64)
         if W.shape != (self.in_features, self.out_features):
-            raise ValueError(f"init {self.init!r} returned shape {W.shape}, expected {(self.in_features, self.out_features)}")
+            raise ValueError(
+                f"init {self.init!r} returned shape {W.shape}, expected {(self.in_features, self.out_features)}"
+            )
         self.W = self.add_variable("W", W, ctx)
         self.b = self.add_variable("b", np.zeros(self.out_features), ctx) if self.bias else None
         return self.out_features

@@ -51,7 +51,12 @@ class FusedUpdate:
     __slots__ = ("arenas", "fresh", "keys", "pairs", "state_flats", "state_views", "states")
 
     def __init__(
-        self, arenas: ParameterArenas, keys: tuple[str, ...], flats: list[Arena], states: list[dict[str, Any]], fresh: bool
+        self,
+        arenas: ParameterArenas,
+        keys: tuple[str, ...],
+        flats: list[Arena],
+        states: list[dict[str, Any]],
+        fresh: bool,
     ):
         self.arenas, self.keys, self.states, self.fresh = arenas, keys, states, fresh
         self.pairs = list(zip(arenas.data.views, arenas.grad.views))  # each parameter's value and gradient views
@@ -123,8 +128,13 @@ def run(optimizer: Optimizer, fused: FusedUpdate) -> None:
             if not backend.capturing():  # a graph replay writes them itself (`replay_scalars`)
                 backend.cuda.write_scalars(scalars, optimizer.step_scalars(step))
         optimizer.fused_update(
-            backend.ops, fused.arenas.data.flat, fused.arenas.grad.flat, fused.state_flats,
-            fresh=fused.fresh, step=step, scalars=scalars,
+            backend.ops,
+            fused.arenas.data.flat,
+            fused.arenas.grad.flat,
+            fused.state_flats,
+            fresh=fused.fresh,
+            step=step,
+            scalars=scalars,
         )
     fused.fresh = False
     if optimizer.counts_steps:
