@@ -25,8 +25,9 @@ _CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bo
 _PRELUDE = """
 #include <cmath>
 using std::exp; using std::log; using std::tanh; using std::floor; using std::fabs; using std::sqrt;
-template <typename A> A min(A a, A b) { return a < b ? a : b; }
-template <typename A> A max(A a, A b) { return a > b ? a : b; }
+// CUDA's floating min and max are fmin and fmax: a NaN operand gives the other one
+inline double min(double a, double b) { return std::fmin(a, b); }
+inline double max(double a, double b) { return std::fmax(a, b); }
 #define __device__
 typedef double T;
 """
@@ -373,3 +374,58 @@ def test_a_wrong_kernel_is_caught(library: ctypes.CDLL) -> None:
     Y = run(library, "bp_sigmoid_forward", X.size, x=X)["y"]
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(Y, bp.ReLU().f(Ops(xp), X), rtol=1e-13)
+
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -1.5, 1000.0, -1000.0])
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_kernels_propagate_nan_and_inf_as_the_generic_path(name: str, library: ctypes.CDLL) -> None:
+    """NaN and +-inf in X (forward) and in dY (backward) come out where, and as, the generic
+    Array API code gives them: a kernel that maps NaN to a number would hide a diverging run."""
+    layer = ACTIVATIONS[name]()
+    bp.Sequential(layer, seed=0, dtype="float64")
+    scalars = {"alpha": layer.alpha} if isinstance(layer, bp.LeakyReLU) else {}
+    ops = Ops(xp)
+    X = np.repeat(SPECIAL, SPECIAL.size)  # every pair of a special X and a special dY
+    dY = np.tile(SPECIAL, SPECIAL.size)
+    with np.errstate(all="ignore"):
+        Y_ref = layer.f(ops, X)
+        dX_ref = layer.df(ops, dY, X, Y_ref)
+        Y = run(library, f"bp_{name}_forward", X.size, x=X, **scalars)["y"]
+        dX = run(library, f"bp_{name}_backward", X.size, dy=dY, x=X, y=Y_ref, **scalars)["dx"]
+        fused = run(library, f"bp_bias_{name}_forward", X.size, b=np.zeros_like(X), z=X.copy(), **scalars)["z"]
+    np.testing.assert_array_equal(np.isnan(Y), np.isnan(Y_ref))
+    np.testing.assert_array_equal(np.isnan(fused), np.isnan(Y_ref))
+    np.testing.assert_array_equal(np.isnan(dX), np.isnan(dX_ref))
+    finite = ~np.isnan(Y_ref)
+    np.testing.assert_allclose(Y[finite], Y_ref[finite], rtol=1e-13, atol=1e-300)
+    finite = ~np.isnan(dX_ref)
+    np.testing.assert_allclose(dX[finite], dX_ref[finite], rtol=1e-12, atol=1e-15)
+
+
+def test_bce_kernel_turns_a_nan_probability_into_a_nan_loss(library: ctypes.CDLL) -> None:
+    P = np.array([0.3, np.nan, 0.7, np.inf, 0.0, 1.0])
+    Tb = np.array([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    out = run(library, "bp_bce", P.size, p=P, t=Tb, scale=float(P.size))
+    with np.errstate(all="ignore"):
+        L_ref, dP_ref = bp.losses.BCE().value_and_grad(Ops(xp), P, Tb)
+        term_ref = [float(bp.losses.BCE().value(Ops(xp), P[i : i + 1], Tb[i : i + 1])) for i in range(P.size)]
+    np.testing.assert_array_equal(np.isnan(-out["term"]), np.isnan(term_ref))
+    np.testing.assert_array_equal(np.isnan(out["dp"]), np.isnan(dP_ref))
+    assert np.isnan(-out["term"].mean()) and np.isnan(L_ref)
+
+
+def test_softmax_cross_entropy_kernel_propagates_nan_and_inf(raw_library: ctypes.CDLL) -> None:
+    Z = np.array([[0.5, np.nan, 1.0], [np.nan, 0.5, 1.0], [np.inf, 0.5, 1.0], [0.1, 0.2, 0.3]])
+    n, c = Z.shape
+    labels = np.array([0, 2, 1, 1], dtype=np.int64)
+    dZ, rows = np.full(Z.shape, 7.0), np.full(n, 7.0)
+    raw_library.run_softmax_ce_rows(
+        ctypes.c_uint(1), ctypes.c_uint(4 * 32), _pointer(Z), _pointer(labels), _pointer(dZ), _pointer(rows),
+        ctypes.c_longlong(n), ctypes.c_int(c),
+    )  # fmt: skip
+    with np.errstate(all="ignore"):
+        _, dZ_ref = bp.losses.SoftmaxCrossEntropy().value_and_grad(Ops(xp), Z, labels)
+    np.testing.assert_array_equal(np.isnan(dZ), np.isnan(dZ_ref))
+    np.testing.assert_array_equal(np.isnan(rows), [True, True, True, False])

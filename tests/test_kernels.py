@@ -406,3 +406,44 @@ def test_generic_sgd_update_is_the_reference_rule(settings: dict, device: bp.Dev
             param.grad = backend.from_host(g0)
             opt.update(param, opt.state[0], backend.xp)
             np.testing.assert_allclose(host(p), host(param.data), rtol=1e-15, atol=1e-15)
+
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -1.5, 1000.0, -1000.0])
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_fused_activations_propagate_nan_and_inf_as_the_generic_path(name: str, device: bp.Device, dtype: str) -> None:
+    """A fused kernel that turned NaN into a number would hide a diverging run."""
+    act, backend = bound(ACTIVATIONS[name](), device, dtype)
+    ops, ref = backend.ops, Ops(backend.xp)
+    Xh, dYh = np.repeat(SPECIAL, SPECIAL.size), np.tile(SPECIAL, SPECIAL.size)  # every pair
+    X, dY = backend.from_host(Xh.reshape(9, 9)), backend.from_host(dYh.reshape(9, 9))
+    b = backend.from_host(np.zeros(9))
+    with np.errstate(all="ignore"), backend.activate():
+        Y_ref = act.f(ref, X)
+        for got, want in [
+            (act.f(ops, X), Y_ref),
+            (act.bias_f(ops, backend.from_host(Xh.reshape(9, 9)), b), Y_ref),
+            (act.df(ops, dY, X, Y_ref), act.df(ref, dY, X, Y_ref)),
+        ]:
+            np.testing.assert_array_equal(np.isnan(host(got)), np.isnan(host(want)))
+            np.testing.assert_allclose(host(got), host(want), rtol=RTOL[dtype], atol=1e-30)  # NaN equal to NaN
+
+
+def test_numpy_relu_backward_is_zero_where_the_output_is_not_positive_whatever_dY() -> None:
+    Y = np.array([0.0, 0.0, 0.0, 2.0, 2.0, np.nan], dtype=np.float32)
+    dY = np.array([np.nan, np.inf, -3.0, np.nan, -np.inf, 1.0], dtype=np.float32)
+    got = NumpyOps().relu_backward(dY, Y)
+    np.testing.assert_array_equal(got, Ops(np).relu_backward(dY, Y))
+    assert not np.signbit(got[:3]).any()  # +0, as where(Y > 0, dY, 0.0): not -0 from -3 * 0
+
+
+def test_raw_kernels_refuse_a_dtype_they_have_no_kernel_for() -> None:
+    """An explicit dtype map: a 2-byte array never reaches the float kernel (it would read past its end)."""
+    cupy = pytest.importorskip("cupy")
+    from backprop.backends.cupy_ops import _by_dtype  # noqa: PLC0415 - CuPy is optional
+
+    kernel = _by_dtype(cupy, "bp_mean")
+    assert kernel(np.float32) is kernel(np.dtype("float32"))  # made once per dtype
+    with pytest.raises(TypeError, match="float32, float64 arrays; got float16"):
+        kernel(np.float16)

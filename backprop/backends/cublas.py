@@ -3,11 +3,13 @@
 ``cupy.matmul`` refuses to run while a stream is being captured (its wrapper checks the
 stream), but cuBLAS itself is capture-safe. This calls ``cublas<S|D>gemm_v2`` through
 ``ctypes`` on the ``libcublas`` that CuPy has loaded, with a handle created outside any
-capture, its own workspace (``cublasSetWorkspace_v2``) and the current stream bound before
-each call. There is one handle per GPU for the whole process, made on first use and never
-destroyed: ``cublasDestroy`` synchronizes the device, which would break a capture if a
-garbage collection ran it at the wrong moment, and each handle costs a ``cublasCreate`` and a
-32 MiB workspace. One handle is not for concurrent use from several host threads.
+capture, a workspace of its own per stream (``cublasSetWorkspace_v2``) and the current stream
+bound before each call. As in PyTorch, there is one handle per (GPU, host thread), made on
+first use and never destroyed (``cublasDestroy`` synchronizes the device, which would break a
+capture if a garbage collection ran it at the wrong moment): ``ctypes`` releases the GIL, so a
+handle shared by threads could be re-bound by one between another's bind and GEMM; and one
+32 MiB workspace per stream, since split-K products on two streams would race on a shared one.
+cuBLAS takes 32-bit sizes: larger products are refused (`gemm_shape`), never wrapped.
 Row-major ``C = op(A) @ op(B)`` is column-major ``C^T = op(B)^T @ op(A)^T``, so the operands
 are passed swapped: ``gemm(opB, opA, n, m, k, B, A, C)``.
 If the library cannot be found, `cupy.matmul` is used (eager steps only).
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import threading
+import warnings
 from typing import Any
 
-__all__ = ["Gemm"]
+__all__ = ["Gemm", "gemm_shape"]
 
 _OP_N, _OP_T = 0, 1
+_INT_MAX = 2**31 - 1  # cuBLAS's int arguments
 _WORKSPACE_BYTES = 32 * 2**20  # cuBLAS's recommendation for Hopper; ample for older GPUs
 
 
@@ -43,10 +49,7 @@ class Gemm:
                 return out
             return C
         A, B = cupy.ascontiguousarray(A), cupy.ascontiguousarray(B)
-        m, k = (A.shape[1], A.shape[0]) if transpose_a else A.shape
-        k_b, n = (B.shape[1], B.shape[0]) if transpose_b else B.shape
-        if k != k_b:
-            raise ValueError(f"matrix product of incompatible shapes {A.shape} and {B.shape}")
+        m, n, k = gemm_shape(A.shape, B.shape, transpose_a, transpose_b)
         if A.dtype != B.dtype or A.dtype not in (cupy.float32, cupy.float64):
             raise TypeError(f"gemm takes two float32 or two float64 matrices; got {A.dtype} and {B.dtype}")
         if out is None:
@@ -93,38 +96,84 @@ class Gemm:
             handle.bind(cupy.cuda.get_current_stream().ptr)
 
 
+def gemm_shape(
+    a_shape: tuple[int, ...], b_shape: tuple[int, ...], transpose_a: bool, transpose_b: bool
+) -> tuple[int, int, int]:
+    """``(m, n, k)`` of the row-major product ``op(A) @ op(B)`` of C-contiguous matrices, after
+    checking that the shapes agree and that every size and leading dimension cuBLAS is given
+    fits its 32-bit ``int`` (a larger one would wrap silently and compute a few rows only)."""
+    m, k = (a_shape[1], a_shape[0]) if transpose_a else a_shape
+    k_b, n = (b_shape[1], b_shape[0]) if transpose_b else b_shape
+    if k != k_b:
+        raise ValueError(f"matrix product of incompatible shapes {tuple(a_shape)} and {tuple(b_shape)}")
+    largest = max(*a_shape, *b_shape, m, n, k)
+    if largest > _INT_MAX:
+        raise ValueError(
+            f"a matrix product of shapes {tuple(a_shape)} and {tuple(b_shape)} has a dimension of {largest}, "
+            f"beyond cuBLAS's 32-bit limit of {_INT_MAX}; split the work into smaller batches "
+            "(e.g. model.predict(X, batch_size=...))"
+        )
+    return m, n, k
+
+
 class _Handle:
-    """A cuBLAS handle on one GPU, its workspace and the stream it is bound to."""
+    """A cuBLAS handle on one GPU for one host thread, its workspaces (one per stream) and the
+    stream it is bound to."""
 
     def __init__(self, lib: Any, cupy: Any):
         handle = ctypes.c_void_p()
         _check(lib.cublasCreate_v2(ctypes.byref(handle)), "create")
-        self.lib, self.handle = lib, handle
-        self.workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)
+        self.lib, self.handle, self._cupy = lib, handle, cupy
+        self.workspaces: dict[int, Any] = {}
         self.stream = -1
 
     def bind(self, stream: int) -> None:
         if stream == self.stream:
             return
         _check(self.lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream)), "set stream")
-        # setting a stream resets the workspace to cuBLAS's own pool, which is not capture-safe
-        ptr = ctypes.c_void_p(self.workspace.data.ptr)
+        # setting a stream resets the workspace to cuBLAS's own pool, which is not capture-safe;
+        # each stream gets its own, made before any capture on it (see `Gemm.bind_current_stream`)
+        workspace = self.workspaces.get(stream)
+        if workspace is None:
+            workspace = self.workspaces[stream] = self._cupy.empty(_WORKSPACE_BYTES, dtype=self._cupy.uint8)
+        ptr = ctypes.c_void_p(workspace.data.ptr)
         _check(self.lib.cublasSetWorkspace_v2(self.handle, ptr, _WORKSPACE_BYTES), "set workspace")
         self.stream = stream
 
 
-# One handle per device id, or None where libcublas could not be found (cupy.matmul then).
-_HANDLES: dict[int, _Handle | None] = {}
+# One handle per (device id, host thread), or None where libcublas could not be found or a
+# handle not be made (cupy.matmul then).
+_HANDLES: dict[tuple[int, int], _Handle | None] = {}
+_HANDLES_LOCK = threading.Lock()
 
 
 def _handle(device: int, cupy: Any) -> _Handle | None:
-    if device not in _HANDLES:
+    key = (device, threading.get_ident())
+    found = _HANDLES.get(key, _MISSING)
+    if found is not _MISSING:
+        return found  # type: ignore[return-value]
+    with _HANDLES_LOCK:
         lib = _load_library(cupy)
-        with cupy.cuda.Device(device):
-            _HANDLES[device] = None if lib is None else _Handle(lib, cupy)
-    return _HANDLES[device]
+        handle = None
+        if lib is not None:
+            with cupy.cuda.Device(device):
+                try:
+                    handle = _Handle(lib, cupy)
+                except RuntimeError as exc:  # e.g. CUBLAS_STATUS_NOT_INITIALIZED: out of memory
+                    warnings.warn(
+                        f"cuBLAS could not make a handle on cuda:{device} ({exc}); matrix products use "
+                        "cupy.matmul instead, which a CUDA graph cannot capture",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+        _HANDLES[key] = handle
+    return handle
 
 
+_MISSING = object()
+
+
+@functools.cache  # one CDLL per process, whichever thread asks first
 def _load_library(cupy: Any) -> Any:
     path = _libcublas_path(cupy)
     if path is None:

@@ -206,15 +206,25 @@ class CupyOps(Ops):
         return bool(self._all_finite(X))
 
 
+#: the C type a raw kernel's ``T`` is for each array dtype it takes; any other dtype is refused
+#: (a 2-byte array handed to the ``float`` kernel would be read past its end)
+C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
 def _by_dtype(cupy: Any, name: str) -> Any:
     """``kernel(dtype)``: the `cupy.RawKernel` of ``RAW_SOURCES[name]`` for float dtype ``dtype``
     (each made once, compiled on its first launch)."""
     made: dict[Any, Any] = {}
 
     def kernel(dtype: Any) -> Any:
-        found = made.get(dtype)
+        found = made.get(dtype)  # arrays give np.dtype objects: found at once
         if found is None:
-            found = made[dtype] = raw_kernel(cupy, name, "double" if dtype == cupy.float64 else "float")
+            key = np.dtype(dtype)
+            ctype = C_TYPES.get(key)
+            if ctype is None:
+                raise TypeError(f"{name} has kernels for {', '.join(map(str, C_TYPES))} arrays; got {key}")
+            found = made.get(key) or raw_kernel(cupy, name, ctype)
+            made[dtype] = made[key] = found
         return found
 
     return kernel

@@ -79,7 +79,7 @@ template <typename T> __device__ T bp_erf(T x) {{
 _GELU_PHI = "(T)0.5 * ((T)1.0 + bp_erf(x * (T)" + repr(INV_SQRT2) + "))"
 ACTIVATIONS = {
     # name: (forward Y = f(X), backward dX = df(dY, X, Y)), as the generic f and df compute them
-    "relu": ("y = x > 0 ? x : (T)0", "dx = y > 0 ? dy : (T)0"),
+    "relu": ("y = x > 0 || x != x ? x : (T)0", "dx = y > 0 ? dy : (T)0"),  # NaN stays NaN, as max(NaN, 0)
     "sigmoid": ("y = (T)1 / ((T)1 + exp(-x))", "dx = dy * y * ((T)1 - y)"),
     "tanh": ("y = tanh(x)", "dx = dy * ((T)1 - y * y)"),
     "leaky_relu": ("y = x > 0 ? x : (T)alpha * x", "dx = x > 0 ? dy : (T)alpha * dy"),
@@ -112,8 +112,8 @@ DEFINITIONS: dict[str, Definition] = {
         "T term, T dp",
         """
         T q = (T)1 - p;
-        T log_p = p > 0 ? max(log(p), (T)-100) : (T)-100;
-        T log_q = q > 0 ? max(log(q), (T)-100) : (T)-100;
+        T log_p = p > 0 ? max(log(p), (T)-100) : p == p ? (T)-100 : p;  // a NaN p is a NaN loss
+        T log_q = q > 0 ? max(log(q), (T)-100) : q == q ? (T)-100 : q;
         term = t * log_p + ((T)1 - t) * log_q;
         dp = (p - t) / (max(p * q, (T)1e-12) * scale);
         """,
