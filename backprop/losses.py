@@ -15,6 +15,7 @@ import array_api_compat
 import numpy as np
 
 from .backends import Array, Backend, Ops, array_device
+from .registry import LOSSES
 
 __all__ = ["BCE", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get_loss"]
 
@@ -52,10 +53,19 @@ class Loss:
             raise ValueError(f"{what} contains NaN or Inf values; clean or drop those samples first")
         return T
 
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, as JSON values (none for the built-in losses)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
+@LOSSES.register(aliases=('mse',))
 class MSE(Loss):
     """Mean squared error ``L = mean((P - T)^2)``; ``dP = 2 (P - T) / P.size``. T shaped like P."""
 
@@ -68,6 +78,7 @@ class MSE(Loss):
         return ops.xp.mean(D * D)
 
 
+@LOSSES.register(aliases=('bce',))
 class BCE(Loss):
     """Binary cross-entropy on probabilities (the tutorial's loss), as ``torch.nn.BCELoss``:
 
@@ -90,6 +101,7 @@ class BCE(Loss):
         return T
 
 
+@LOSSES.register(aliases=('bce_with_logits',))
 class BCEWithLogits(Loss):
     """Binary cross-entropy on logits Z, as ``torch.nn.BCEWithLogitsLoss``:
 
@@ -113,6 +125,7 @@ class BCEWithLogits(Loss):
         return T
 
 
+@LOSSES.register(aliases=('softmax_cross_entropy', 'cross_entropy'))
 class SoftmaxCrossEntropy(Loss):
     """Softmax + cross-entropy on logits Z ``(N, C)`` with integer class labels y ``(N,)``,
     as ``torch.nn.CrossEntropyLoss``:
@@ -176,20 +189,14 @@ def _host_labels(backend: Backend, y: Any, what: str) -> np.ndarray:
     return host.astype(np.int64, copy=False)  # from_host copies it to the device anyway
 
 
-_LOSSES: dict[str, type[Loss]] = {
-    "mse": MSE,
-    "bce": BCE,
-    "bce_with_logits": BCEWithLogits,
-    "softmax_cross_entropy": SoftmaxCrossEntropy,
-    "cross_entropy": SoftmaxCrossEntropy,
-}
-
-
 def get_loss(loss: str | Loss) -> Loss:
-    """A loss from its name (``"mse"``, ``"bce"``, ``"bce_with_logits"``, ``"cross_entropy"``) or instance."""
+    """A loss from its name (``"mse"``, ``"bce"``, ``"bce_with_logits"``, ``"cross_entropy"``, a
+    registered class name) or instance."""
     if isinstance(loss, Loss):
         return loss
-    cls = _LOSSES.get(loss.lower().replace("-", "_")) if isinstance(loss, str) else None
-    if cls is None:
-        raise ValueError(f"unknown loss {loss!r}: use one of {', '.join(sorted(_LOSSES))} or a bp.losses.Loss")
+    try:
+        cls = LOSSES[loss]
+    except ValueError:
+        names = ", ".join(LOSSES.aliases())
+        raise ValueError(f"unknown loss {loss!r}: use one of {names} or a bp.losses.Loss") from None
     return cls()

@@ -91,7 +91,7 @@ class Sequential(Layer):
 
         return X, backward
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         from .layers import layer_config
 
         return {"layers": [layer_config(layer) for layer in self.layers]}

@@ -191,7 +191,7 @@ def test_every_optimizer_is_rebuilt_from_its_hyperparameters_and_resumes_exactly
     save_checkpoint(tmp_path / "ck.npz", first, optimizer)
     loaded = load_checkpoint(tmp_path / "ck.npz")
     assert type(loaded.optimizer) is cls
-    assert loaded.optimizer.hyperparameters() == optimizer.hyperparameters()
+    assert loaded.optimizer.get_config() == optimizer.get_config()
     assert train(loaded.model, loaded.optimizer, 3)["loss"] == full["loss"][2:]
     assert_same_weights(straight, loaded.model)
 
@@ -237,7 +237,7 @@ def test_the_resume_test_above_trains_the_saved_optimizer(tmp_path: Path) -> Non
     train(model, optimizer, 1)
     save_checkpoint(tmp_path / "ck.npz", model, optimizer)
     restored = load_checkpoint(tmp_path / "ck.npz").optimizer
-    assert restored is not None and restored.hyperparameters() == optimizer.hyperparameters()
+    assert restored is not None and restored.get_config() == optimizer.get_config()
     assert [p.name for p in restored.params] == [p.name for p in model.parameters()]
     theirs, ours = restored.state_dict()["state"], optimizer.state_dict()["state"]
     assert set(theirs) == set(ours) and ours["0.step"] == 5 and theirs["0.step"] == 5

@@ -287,7 +287,7 @@ def test_config_round_trips_through_json(device: bp.Device, rng: np.random.Gener
     np.testing.assert_array_equal(host(rebuilt.predict(X)), host(model.predict(X)))
     for layer in (BatchNorm(3, momentum=0.05, eps=1e-3), LayerNorm(2, eps=1e-6), Residual(bp.ReLU(), Dropout(0.1))):
         again = layer_from_config(json.loads(json.dumps(layer_config(layer))))
-        assert type(again) is type(layer) and again.config() == layer.config()
+        assert type(again) is type(layer) and again.get_config() == layer.get_config()
 
 
 def test_model_to_moves_running_statistics(device: bp.Device, rng: np.random.Generator) -> None:

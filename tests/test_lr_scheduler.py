@@ -231,7 +231,7 @@ def test_state_dict_restores_hyperparameters() -> None:
     sched = ls.CosineAnnealingLR(opt, T_max=10, eta_min=0.01)
     other = ls.CosineAnnealingLR(_optimizers()[0], T_max=99)
     other.load_state_dict(sched.state_dict())
-    assert other.hyperparameters() == {"T_max": 10, "eta_min": 0.01}
+    assert other.get_config() == {"T_max": 10, "eta_min": 0.01}
     assert repr(other) == "CosineAnnealingLR(T_max=10, eta_min=0.01)"
 
 

@@ -89,7 +89,7 @@ def test_state_dict_round_trip_resumes_the_trajectory(cls: type, kwargs: dict, r
     b.load_state_dict(a.state_dict())
     opt_b = cls(b.parameters(), lr=123.0)
     opt_b.load_state_dict(opt_a.state_dict())
-    assert opt_b.hyperparameters() == opt_a.hyperparameters()
+    assert opt_b.get_config() == opt_a.get_config()
     for X, y in batches[3:]:
         for m, o in ((a, opt_a), (b, opt_b)):
             m.backprop(X, y, "mse")
@@ -129,7 +129,7 @@ def test_defaults_match_torch_defaults() -> None:
     params = small_model("cpu").parameters()
     weight = [torch.nn.Parameter(torch.zeros(1))]
     for cls in (bp.optim.AdamW, bp.optim.RMSprop, bp.optim.Adagrad):
-        ours = cls(params).hyperparameters()
+        ours = cls(params).get_config()
         theirs = getattr(torch.optim, cls.__name__)(weight).defaults
         assert ours == {key: theirs[key] for key in ours}, cls.__name__
         assert all(isinstance(v, (float, bool, tuple)) for v in ours.values())

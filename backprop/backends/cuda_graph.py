@@ -118,7 +118,7 @@ class GraphedStep:
 
     def _constants(self) -> tuple[Any, ...]:
         """The optimizer's settings the captured kernels hold as constants (all but ``lr``)."""
-        return tuple(v for k, v in self.optimizer.hyperparameters().items() if k != "lr")
+        return tuple(v for k, v in self.optimizer.get_config().items() if k != "lr")
 
     def _capture(self, X: Array, T: Array) -> None:
         import cupy

@@ -57,7 +57,7 @@ def layer_config(layer: Layer) -> dict[str, Any]:
     name = type(layer).__name__
     if name not in _registry():
         raise TypeError(f"{name} is not a built-in layer, so it cannot be described for saving")
-    return {"class": name, "config": layer.config()}
+    return {"class": name, "config": layer.get_config()}
 
 
 def layer_from_config(description: dict[str, Any]) -> Layer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends import Array, Ops
+from ..registry import LAYERS
 from .base import Backward, Layer
 
 __all__ = ["GELU", "Elementwise", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "get_activation"]
@@ -45,6 +46,7 @@ class Elementwise(Layer):
         return Y, backward
 
 
+@LAYERS.register(aliases=('relu',))
 class ReLU(Elementwise):
     """``Y = max(X, 0)``;  ``dX = dY * 1[Y > 0]`` (gradient 0 at the kink, as in PyTorch)."""
 
@@ -58,6 +60,7 @@ class ReLU(Elementwise):
         return ops.relu_backward(dY, Y)
 
 
+@LAYERS.register(aliases=('leaky_relu',))
 class LeakyReLU(Elementwise):
     """``Y = X if X > 0 else alpha * X``;  ``dX = dY if X > 0 else alpha * dY``."""
 
@@ -76,10 +79,11 @@ class LeakyReLU(Elementwise):
     def df(self, ops: Ops, dY: Array, X: Array | None, Y: Array) -> Array:
         return ops.leaky_relu_backward(dY, X, self.alpha)
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
 
+@LAYERS.register(aliases=('sigmoid',))
 class Sigmoid(Elementwise):
     """``Y = 1 / (1 + exp(-X))``;  ``dX = dY * Y * (1 - Y)``."""
 
@@ -95,6 +99,7 @@ class Sigmoid(Elementwise):
         return ops.sigmoid_backward(dY, Y)
 
 
+@LAYERS.register(aliases=('tanh',))
 class Tanh(Elementwise):
     """``Y = tanh(X)``;  ``dX = dY * (1 - Y^2)``."""
 
@@ -108,6 +113,7 @@ class Tanh(Elementwise):
         return ops.tanh_backward(dY, Y)
 
 
+@LAYERS.register(aliases=('gelu',))
 class GELU(Elementwise):
     """Exact GELU: ``Y = X * Phi(X)``, ``Phi(X) = (1 + erf(X / sqrt 2)) / 2``;
     ``dX = dY * (Phi(X) + X * phi(X))`` with the normal density ``phi(X) = exp(-X^2/2) / sqrt(2 pi)``."""
@@ -124,6 +130,7 @@ class GELU(Elementwise):
         return ops.gelu_backward(dY, X)
 
 
+@LAYERS.register(aliases=('softmax',))
 class Softmax(Layer):
     """Row-wise ``Y = exp(X - max X) / sum exp(X - max X)``;
     ``dX = Y * (dY - sum_j dY_j Y_j)``.

@@ -119,12 +119,18 @@ class Layer:
         return 0.0
 
     # ------------------------------------------------------------------ description
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this layer (JSON-serialisable)."""
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer, as JSON values: ``from_config`` of
+        them makes an unbuilt twin. Saving a model stores this with the registered name."""
         return {}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A new, unbuilt layer from `get_config`'s values."""
+        return cls(**config)
+
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
     @property

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backends import Array, Ops
 from ..init import Initializer, get_initializer
+from ..registry import LAYERS
 from ..validation import integer, real
 from .activations import Elementwise
 from .base import Backward, BuildContext, Layer, Stage
@@ -16,6 +17,7 @@ from .base import Backward, BuildContext, Layer, Stage
 __all__ = ["Dense"]
 
 
+@LAYERS.register
 class Dense(Layer):
     """Fully connected layer.
 
@@ -136,7 +138,7 @@ class Dense(Layer):
             total = total + self.l2 * xp.sum(W * W)
         return total
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"in_features": self.in_features, "out_features": self.out_features}
         if isinstance(self.init, str):
             cfg["init"] = self.init

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Array, Backend
+from ..registry import LAYERS
 from ..validation import choice, real
 from .base import Backward, BuildContext, Layer
 
@@ -15,6 +16,7 @@ __all__ = ["Dropout"]
 _MASKS = ("host", "device")
 
 
+@LAYERS.register
 class Dropout(Layer):
     """Inverted dropout.
 
@@ -131,7 +133,7 @@ class Dropout(Layer):
         extra = "" if self.masks == "host" else f", masks={self.masks!r}"
         return f"Dropout({self.p}{extra})"
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"p": self.p}
         if self.masks != "host":
             cfg["masks"] = self.masks

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backends import Array, Ops
 from ..parameter import Parameter
+from ..registry import LAYERS
 from ..validation import integer, real
 from .base import Backward, BuildContext, Layer
 
@@ -42,11 +43,12 @@ class _Norm(Layer):
         return self.features
 
     def __repr__(self) -> str:
-        defaults = type(self)(1).config()  # show only the options that differ from the defaults
-        extra = "".join(f", {k}={v!r}" for k, v in self.config().items() if k != "features" and v != defaults[k])
+        defaults = type(self)(1).get_config()  # show only the options that differ from the defaults
+        extra = "".join(f", {k}={v!r}" for k, v in self.get_config().items() if k != "features" and v != defaults[k])
         return f"{type(self).__name__}({self.features}{extra})"
 
 
+@LAYERS.register
 class BatchNorm(_Norm):
     """Batch normalisation over the batch axis, as ``torch.nn.BatchNorm1d(features, momentum, eps)``.
 
@@ -126,10 +128,11 @@ class BatchNorm(_Norm):
 
         return Y, backward
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"features": self.features, "momentum": self.momentum, "eps": self.eps}
 
 
+@LAYERS.register
 class LayerNorm(_Norm):
     """Layer normalisation over the features of each row, as ``torch.nn.LayerNorm(features, eps)``.
 
@@ -174,5 +177,5 @@ class LayerNorm(_Norm):
 
         return Y, backward
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"features": self.features, "eps": self.eps}

@@ -61,8 +61,8 @@ class Residual(Layer):
 
         return Y, backward
 
-    def config(self) -> dict[str, Any]:
-        return self.block.config()
+    def get_config(self) -> dict[str, Any]:
+        return self.block.get_config()
 
     def __repr__(self) -> str:
         inner = ",\n".join("    " + repr(layer).replace("\n", "\n    ") for layer in self.block.layers)

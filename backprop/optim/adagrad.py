@@ -7,12 +7,14 @@ from typing import Any
 
 from ..backends import Array
 from ..parameter import Parameter
+from ..registry import OPTIMIZERS
 from ..validation import real
 from .base import Optimizer
 
 __all__ = ["Adagrad"]
 
 
+@OPTIMIZERS.register(aliases=('adagrad',))
 class Adagrad(Optimizer):
     """Adagrad (Duchi et al.), PyTorch's update rule, step ``t`` counted per parameter::
 
@@ -36,7 +38,7 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = real(initial_accumulator_value, "initial_accumulator_value", low=0.0)
         self.eps = real(eps, "eps", low=0.0)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
             "lr_decay": self.lr_decay,

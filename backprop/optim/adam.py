@@ -8,12 +8,14 @@ from typing import Any
 
 from ..backends import Array, Ops
 from ..parameter import Parameter
+from ..registry import OPTIMIZERS
 from ..validation import InvalidParameterError, real
 from .base import Optimizer
 
 __all__ = ["Adam"]
 
 
+@OPTIMIZERS.register(aliases=('adam',))
 class Adam(Optimizer):
     """Adam (Kingma & Ba), PyTorch's update rule, step ``t`` counted per parameter::
 
@@ -46,7 +48,7 @@ class Adam(Optimizer):
         self.eps = real(eps, "eps", low=0.0)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
 
     def fused_update(

@@ -6,11 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..parameter import Parameter
+from ..registry import OPTIMIZERS
 from .adam import Adam
 
 __all__ = ["AdamW"]
 
 
+@OPTIMIZERS.register(aliases=('adamw',))
 class AdamW(Adam):
     """AdamW (Loshchilov & Hutter), PyTorch's update rule, step ``t`` counted per parameter::
 

@@ -48,9 +48,15 @@ class Optimizer:
         self.lr = real(lr, "lr", low=0.0)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
-    def hyperparameters(self) -> dict[str, Any]:
-        """The constructor's settings (besides ``params``), for saving and printing."""
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's settings (besides ``params``) as JSON values, for saving and
+        printing: ``from_config(params, config)`` makes a new optimizer with them."""
         return {"lr": self.lr}
+
+    @classmethod
+    def from_config(cls, params: Iterable[Parameter], config: dict[str, Any]) -> Optimizer:
+        """A new optimizer over ``params`` with `get_config`'s settings (and no state)."""
+        return cls(params, **config)
 
     def zero_grad(self) -> None:
         """Forget all gradients (``.grad = None``)."""
@@ -122,7 +128,7 @@ class Optimizer:
                 else:
                     held = hosted.get(id(value))
                     state[f"{i}.{key}"] = held if held is not None else np.array(to_numpy(value), copy=True)
-        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(), "state": state}
+        return {"type": type(self).__name__, "hyperparameters": self.get_config(), "state": state}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (for the same parameters, in the same order)."""
@@ -148,5 +154,5 @@ class Optimizer:
         self.state = fresh
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"

@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
+from ..registry import SCHEDULES
 from ..validation import choice, integer, real
 from .base import Optimizer
 
@@ -39,7 +40,7 @@ class LRScheduler:
 
     Building the schedule applies epoch 0; each `step()` advances one epoch and applies its lr.
     Subclasses set their hyperparameters, then call ``super().__init__(optimizer)``, and write
-    `lr_at` and `hyperparameters`.
+    `lr_at` and `get_config`.
     """
 
     def __init__(self, optimizer: Optimizer):
@@ -55,9 +56,15 @@ class LRScheduler:
         """The learning rate of ``epoch`` (0 is the epoch before the first `step`)."""
         raise NotImplementedError
 
-    def hyperparameters(self) -> dict[str, Any]:
-        """The constructor's settings (besides ``optimizer``), for saving and printing."""
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's settings (besides ``optimizer``) as JSON values, for saving and
+        printing: ``from_config(optimizer, config)`` makes a new schedule with them."""
         return {}
+
+    @classmethod
+    def from_config(cls, optimizer: Optimizer, config: dict[str, Any]) -> LRScheduler:
+        """A new schedule of ``optimizer`` with `get_config`'s settings, at its first epoch."""
+        return cls(optimizer, **config)
 
     def step(self) -> None:
         """Advance one epoch and set ``optimizer.lr`` to its learning rate."""
@@ -69,7 +76,7 @@ class LRScheduler:
 
     def state_dict(self) -> dict[str, Any]:
         """Type, hyperparameters and position, as plain JSON-serialisable values."""
-        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(), **self._state()}
+        return {"type": type(self).__name__, "hyperparameters": self.get_config(), **self._state()}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Restore what `state_dict` returned and set ``optimizer.lr`` to the restored lr, so that
@@ -95,10 +102,11 @@ class LRScheduler:
         self.last_lr = float(saved["last_lr"])
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
+@SCHEDULES.register
 class StepLR(LRScheduler):
     """``lr = base_lr * gamma ** (epoch // step_size)``: decay by ``gamma`` every ``step_size`` epochs."""
 
@@ -107,13 +115,14 @@ class StepLR(LRScheduler):
         self.gamma = real(gamma, "gamma", low=0.0, low_open=True)
         super().__init__(optimizer)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"step_size": self.step_size, "gamma": self.gamma}
 
     def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
+@SCHEDULES.register
 class ExponentialLR(LRScheduler):
     """``lr = base_lr * gamma ** epoch``: decay by ``gamma`` every epoch."""
 
@@ -121,13 +130,14 @@ class ExponentialLR(LRScheduler):
         self.gamma = real(gamma, "gamma", low=0.0, low_open=True)
         super().__init__(optimizer)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"gamma": self.gamma}
 
     def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma**epoch
 
 
+@SCHEDULES.register
 class CosineAnnealingLR(LRScheduler):
     """``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2``.
 
@@ -140,13 +150,14 @@ class CosineAnnealingLR(LRScheduler):
         self.eta_min = real(eta_min, "eta_min", low=0.0)
         super().__init__(optimizer)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"T_max": self.T_max, "eta_min": self.eta_min}
 
     def lr_at(self, epoch: int) -> float:
         return self.eta_min + (self.base_lr - self.eta_min) * (1.0 + math.cos(math.pi * epoch / self.T_max)) / 2.0
 
 
+@SCHEDULES.register
 class LinearLR(LRScheduler):
     """``lr = base_lr * (start_factor + (end_factor - start_factor) * min(epoch, total_iters) / total_iters)``.
 
@@ -166,7 +177,7 @@ class LinearLR(LRScheduler):
         self.total_iters = integer(total_iters, "total_iters", minimum=1)
         super().__init__(optimizer)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"start_factor": self.start_factor, "end_factor": self.end_factor, "total_iters": self.total_iters}
 
     def lr_at(self, epoch: int) -> float:
@@ -174,6 +185,7 @@ class LinearLR(LRScheduler):
         return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
 
 
+@SCHEDULES.register
 class LinearWarmup(LinearLR):
     """Linear warm-up: exactly ``LinearLR(optimizer, start_factor, end_factor=1.0, total_iters=warmup_steps)``."""
 
@@ -181,6 +193,7 @@ class LinearWarmup(LinearLR):
         super().__init__(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup_steps)
 
 
+@SCHEDULES.register
 class SequentialLR(LRScheduler):
     """Runs ``schedulers[i]`` from epoch ``milestones[i - 1]`` (0 for the first) on, each restarted
     at its own epoch 0 when its turn comes: ``lr = schedulers[i].lr_at(epoch - milestones[i - 1])``.
@@ -210,7 +223,7 @@ class SequentialLR(LRScheduler):
             raise ValueError(f"milestones must increase strictly; got {list(milestones)!r}")
         super().__init__(optimizer)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"milestones": list(self.milestones)}
 
     def lr_at(self, epoch: int) -> float:
@@ -240,6 +253,7 @@ class SequentialLR(LRScheduler):
         super()._load_state(saved)
 
 
+@SCHEDULES.register
 class ReduceLROnPlateau(LRScheduler):
     """Multiplies the lr by ``factor`` when the metric passed to `step` stops improving.
 
@@ -282,7 +296,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "factor": self.factor,

@@ -7,12 +7,14 @@ from typing import Any
 
 from ..backends import Array
 from ..parameter import Parameter
+from ..registry import OPTIMIZERS
 from ..validation import real
 from .base import Optimizer
 
 __all__ = ["RMSprop"]
 
 
+@OPTIMIZERS.register(aliases=('rmsprop',))
 class RMSprop(Optimizer):
     """RMSprop (Hinton), PyTorch's update rule; every buffer starts at zero::
 
@@ -43,7 +45,7 @@ class RMSprop(Optimizer):
         self.momentum = real(momentum, "momentum", low=0.0)
         self.centered = bool(centered)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
             "alpha": self.alpha,

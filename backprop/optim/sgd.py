@@ -7,12 +7,14 @@ from typing import Any
 
 from ..backends import Array, Ops
 from ..parameter import Parameter
+from ..registry import OPTIMIZERS
 from ..validation import real
 from .base import Optimizer
 
 __all__ = ["SGD"]
 
 
+@OPTIMIZERS.register(aliases=('sgd',))
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's update rule::
 
@@ -58,7 +60,7 @@ class SGD(Optimizer):
             nesterov=self.nesterov, weight_decay=self.weight_decay, scalars=scalars,
         )
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
             "momentum": self.momentum,
