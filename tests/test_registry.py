@@ -60,7 +60,7 @@ def test_registering_a_class_of_ones_own() -> None:
 
     with pytest.raises(ValueError, match=r"named 'Scale' is registered already .*name='\.\.\.'"):
         registry.register(Other, name="Scale")
-    with pytest.raises(TypeError, match="Other is not a registered layer .* @bp.register_layer"):
+    with pytest.raises(TypeError, match="Other is not a registered layer.*@bp.register_layer"):
         registry.name_of(Other)
 
 
