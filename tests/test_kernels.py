@@ -447,3 +447,21 @@ def test_raw_kernels_refuse_a_dtype_they_have_no_kernel_for() -> None:
     assert kernel(np.float32) is kernel(np.dtype("float32"))  # made once per dtype
     with pytest.raises(TypeError, match="float32, float64 arrays; got float16"):
         kernel(np.float16)
+
+
+def test_float32_subnormals_on_a_gpu_are_within_the_smallest_normal_of_numpy(rng: np.random.Generator) -> None:
+    """CuPy compiles every kernel with -ftz=true: float32 subnormals (below 2**-126) read and
+    written on the GPU are flushed to zero, where NumPy keeps them. Every activation's results
+    then differ from the host's by at most the smallest normal float32, never more."""
+    gpus, why = bp.backends.cuda_gpus()
+    if not gpus:
+        pytest.skip(f"no usable GPU: {str(why).split(':')[0]}")
+    tiny = np.finfo(np.float32).tiny
+    Xh = (rng.uniform(-1, 1, (16, 8)) * tiny).astype(np.float32)  # subnormal, or tiny normal
+    Xh[0, :4] = [tiny / 2, -tiny / 3, tiny * 2, 0.0]
+    gpu, cpu = Backend("cuda", "float32"), Backend("cpu", "float32")
+    for name, make in ACTIVATIONS.items():
+        act = make()
+        with gpu.activate():
+            Y = host(act.f(gpu.ops, gpu.from_host(Xh)))
+        np.testing.assert_allclose(Y, act.f(cpu.ops, Xh.copy()), rtol=RTOL["float32"], atol=tiny, err_msg=name)
