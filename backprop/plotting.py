@@ -11,22 +11,29 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .history import History
+__all__ = ["HistoryLike", "history_figure", "panels", "plot_history"]
 
-__all__ = ["history_figure", "panels", "plot_history"]
+
+class HistoryLike(Protocol):
+    """What a plot reads from a `bp.History` (which calls this module, so this module names
+    only the shape it needs, not the class)."""
+
+    history: dict[str, list[float]]
+    epochs: list[int]
+
 
 GRAD_NORM = "grad_norm"
 INSTALL_HINT = 'plotting needs matplotlib: pip install "backprop[plot]" (or pip install matplotlib)'
 
 
-def plot_history(history: History | Mapping[str, Sequence[float]], path: str | os.PathLike[str], *,
+def plot_history(history: HistoryLike | Mapping[str, Sequence[float]], path: str | os.PathLike[str], *,
                  title: str | None = None, dpi: int = 100) -> Path:
     """Write ``history``'s curves to ``path`` and return it as a `Path`.
 
@@ -48,7 +55,7 @@ def plot_history(history: History | Mapping[str, Sequence[float]], path: str | o
     return path
 
 
-def history_figure(history: History | Mapping[str, Sequence[float]], *, title: str | None = None) -> Figure:
+def history_figure(history: HistoryLike | Mapping[str, Sequence[float]], *, title: str | None = None) -> Figure:
     """The `Figure` `plot_history` saves: one axes per entry of `panels`, in that order."""
     Figure = _matplotlib()[0]
     series, epochs = _series(history)
@@ -99,8 +106,8 @@ def panels(keys: Mapping[str, Any] | Sequence[str]) -> list[tuple[str, list[str]
     return result
 
 
-def _series(history: History | Mapping[str, Sequence[float]]) -> tuple[dict[str, list[float]], list[int] | None]:
-    data = getattr(history, "history", history)
+def _series(history: HistoryLike | Mapping[str, Sequence[float]]) -> tuple[dict[str, list[float]], list[int] | None]:
+    data = cast("Mapping[str, Sequence[float]]", getattr(history, "history", history))
     epochs = getattr(history, "epochs", None)
     series = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
     if len(set(series.get("lr", []))) == 1:
