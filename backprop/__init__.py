@@ -7,12 +7,13 @@ from . import checkpoint, datasets, init, losses, metrics, optim
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
-from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, load_weights, save_checkpoint
 from .clip import clip_grad_norm, clip_grad_value
 from .early_stopping import EarlyStopping
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU, Residual, Sigmoid, Softmax, Tanh
+from .loading import load, load_checkpoint
 from .model import Sequential
 from .parameter import Parameter
 from .training import TrainingDivergedError

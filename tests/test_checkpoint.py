@@ -15,7 +15,8 @@ import pytest
 from helpers import host
 
 import backprop as bp
-from backprop.checkpoint import CheckpointError, archive, load, load_checkpoint, load_weights, save_checkpoint
+from backprop.checkpoint import CheckpointError, archive, load_weights, save_checkpoint
+from backprop.loading import load, load_checkpoint
 
 STRICT = bp.Device(namespace="array_api_strict")
 Dropout = getattr(bp, "Dropout", None) or getattr(bp.layers, "Dropout", None)
