@@ -3,13 +3,13 @@ any Array API namespace. The device is chosen when the model is built."""
 
 from __future__ import annotations
 
-from . import checkpoint, datasets, init, losses, metrics, optim
+from . import callbacks, checkpoint, datasets, init, losses, metrics, optim
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
+from .callbacks import EarlyStopping
 from .checkpoint import Checkpoint, CheckpointError, load_weights, save_checkpoint
 from .clip import clip_grad_norm, clip_grad_value
-from .early_stopping import EarlyStopping
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU, Residual, Sigmoid, Softmax, Tanh
@@ -44,6 +44,7 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "available_devices",
+    "callbacks",
     "checkpoint",
     "clip_grad_norm",
     "clip_grad_value",

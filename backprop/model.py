@@ -50,11 +50,12 @@ class Sequential(SequentialLayer):
         ``None`` draws a fresh seed, recorded in ``model.seed``.
 
     A Sequential placed inside another container is rebuilt by its parent, on the parent's
-    device, dtype and seed.
+    device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
     """
 
     def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
         super().__init__(*layers)
+        self.stop_training = False
         self.seed = int(np.random.SeedSequence().entropy if seed is None else seed) % 2**63
         self.training = True
         init_seq, noise_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(3)
@@ -188,7 +189,8 @@ class Sequential(SequentialLayer):
     def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
         batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
-        scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose)."""
+        scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose,
+        callbacks)."""
         return _fit(self, X, y, loss=loss, optimizer=optimizer, **options)
 
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends.cuda_graph import GraphedStep, graph_unsupported_reason
 from backprop.optim import lr_scheduler
-from backprop.training import make_step
+from backprop.training import GraphedStep, graph_unsupported_reason, make_step
 from helpers import host
 
 
