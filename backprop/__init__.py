@@ -3,19 +3,22 @@ any Array API namespace. The device is chosen when the model is built."""
 
 from __future__ import annotations
 
-from . import checkpoint, datasets, init, losses, metrics, optim
+from . import callbacks, checkpoint, datasets, init, losses, metrics, optim
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
-from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, load_weights, save_checkpoint
+from .callbacks import EarlyStopping
+from .checkpoint import Checkpoint, CheckpointError, load_weights, save_checkpoint
 from .clip import clip_grad_norm, clip_grad_value
-from .early_stopping import EarlyStopping
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU, Residual, Sigmoid, Softmax, Tanh
+from .loading import load, load_checkpoint
 from .model import Sequential
 from .parameter import Parameter
+from .registry import register_layer, register_loss, register_optimizer, register_schedule
 from .training import TrainingDivergedError
+from .validation import InvalidParameterError
 
 __all__ = [
     "GELU",
@@ -30,6 +33,7 @@ __all__ = [
     "EarlyStopping",
     "GradcheckResult",
     "History",
+    "InvalidParameterError",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
@@ -43,6 +47,7 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "available_devices",
+    "callbacks",
     "checkpoint",
     "clip_grad_norm",
     "clip_grad_value",
@@ -56,6 +61,10 @@ __all__ = [
     "losses",
     "metrics",
     "optim",
+    "register_layer",
+    "register_loss",
+    "register_optimizer",
+    "register_schedule",
     "save_checkpoint",
     "to_numpy",
 ]

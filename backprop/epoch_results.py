@@ -17,22 +17,30 @@ READ_EVERY = 1024  # batch results kept on the device at most, when nothing need
 
 class EpochResults:
     """Per-batch results of trained epochs, kept on the device until `read`: appending costs
-    no kernel launch, and `read` brings all of them to the host at once (one sync)."""
+    no kernel launch, and `read` brings all of them to the host at once (one sync).
 
-    def __init__(self, backend: Backend, n_metrics: int, n_norms: int):
+    Besides each batch's loss and metric sums, named per-step values can be `record`-ed (a
+    callback's gradient norms): each epoch reports their mean over the steps that recorded them."""
+
+    def __init__(self, backend: Backend, n_metrics: int):
         self.backend = backend
         self.losses: list[Any] = []  # batch means
         self.sizes: list[int] = []
         self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch sums
-        self.norms: list[list[Any]] = [[] for _ in range(n_norms)]
-        self.epochs: list[tuple[int, int, float]] = []  # (epoch, its end in `losses`, its lr)
+        self.series: dict[str, list[Any]] = {}  # recorded per step, by name, in the order first recorded
+        # (epoch, its end in `losses`, its lr, its end in each series)
+        self.epochs: list[tuple[int, int, float, dict[str, int]]] = []
 
     def add(self, L: Array, n: int) -> None:
         self.losses.append(L)
         self.sizes.append(n)
 
+    def record(self, name: str, value: Array) -> None:
+        """Keep a per-step device value; the epoch's ``name`` is their mean."""
+        self.series.setdefault(name, []).append(value)
+
     def end_epoch(self, epoch: int, lr: float) -> None:
-        self.epochs.append((epoch, len(self.losses), lr))
+        self.epochs.append((epoch, len(self.losses), lr, {name: len(row) for name, row in self.series.items()}))
 
     def full(self) -> bool:
         """Whether `READ_EVERY` batch results are kept: time to read them, even if nothing asks."""
@@ -43,29 +51,36 @@ class EpochResults:
         start = self.epochs[-1][1] if self.epochs else 0
         return weighted_mean(self.backend.to_floats(self.losses[start:]), self.sizes[start:])
 
-    def read(self, metrics: Sequence[Metric], params: Sequence[Any]) -> list[tuple[int, dict[str, float]]]:
-        """Each ended epoch's values (``loss``, metrics, ``grad_norm/<param>``, ``lr``), and forget them."""
-        rows = [self.losses, *self.metrics, *self.norms]
+    def read(self, metrics: Sequence[Metric]) -> list[tuple[int, dict[str, float]]]:
+        """Each ended epoch's values (``loss``, metrics, recorded series, ``lr``), and forget them."""
+        rows = [self.losses, *self.metrics, *self.series.values()]
         host = self.backend.to_floats([v for row in rows for v in row] if len(rows) > 1 else self.losses)  # one sync
         k = len(self.losses)
+        first = k * (1 + len(metrics))  # where the series begin in `host`
+        offsets = {}
+        for name, row in self.series.items():
+            offsets[name] = first
+            first += len(row)
         out = []
         start = 0
-        for epoch, stop, lr in self.epochs:
+        series_start: dict[str, int] = {}
+        for epoch, stop, lr, series_stop in self.epochs:
             sizes = self.sizes[start:stop]
             values = {"loss": weighted_mean(host[start:stop], sizes)}
             n = sum(sizes)
             for i, m in enumerate(metrics):
                 values[m.name] = math.fsum(host[k * (1 + i) + start : k * (1 + i) + stop]) / n
-            first = k * (1 + len(metrics))
-            for i, p in enumerate(params if self.norms else ()):
-                values[f"grad_norm/{p.name}"] = math.fsum(host[first + k * i + start : first + k * i + stop]) / (
-                    stop - start
-                )
+            for name, end in series_stop.items():
+                begin = series_start.get(name, 0)
+                if end > begin:
+                    values[name] = math.fsum(host[offsets[name] + begin : offsets[name] + end]) / (end - begin)
+                series_start[name] = end
             values["lr"] = lr
             out.append((epoch, values))
             start = stop
         for row in rows:
             row.clear()
+        self.series.clear()
         self.sizes.clear()
         self.epochs.clear()
         return out

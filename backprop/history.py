@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .plotting import plot_history
+
 __all__ = ["History"]
 
 
@@ -51,8 +53,6 @@ class History:
         """Save the training curves as an image (PNG unless the suffix says otherwise) and
         return its path; see `backprop.plotting.plot_history` for ``kwargs`` (``title=``).
         Needs matplotlib (``pip install "backprop[plot]"``); pyplot is never imported."""
-        from .plotting import plot_history
-
         return plot_history(self, path, **kwargs)
 
     def __repr__(self) -> str:

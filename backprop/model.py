@@ -1,28 +1,38 @@
-"""`Sequential`: layers applied in order, and the model API built on them."""
+"""`bp.Sequential`: the user's model, layers applied in order plus a device, a dtype, a seed
+and the model API (fit, predict, evaluate, save, to, state_dict).
+
+The container part, applying the layers in order, is `backprop.layers.Sequential`, which this
+class extends; training is `backprop.training` and saving `backprop.checkpoint`, both below
+this module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backends import Array, Backend, DeviceLike, array_device, to_numpy
 from .backends.arena import ParameterArenas
-from .layers.base import Backward, BuildContext, Layer
+from .checkpoint import save_checkpoint
+from .history import History
+from .layers.base import BuildContext, Layer
+from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss, get_loss
+from .metrics import get_metrics
 from .parameter import Parameter
+from .training import evaluate as _evaluate
+from .training import fit as _fit
 
 if TYPE_CHECKING:
-    import os
-
     from .optim import Optimizer
-    from .training import History
 
 __all__ = ["Sequential"]
 
 
-class Sequential(Layer):
+class Sequential(SequentialLayer):
     """A stack of layers, ``Y = f_n(... f_2(f_1(X)))``, and a trainable model.
 
     Parameters
@@ -40,17 +50,12 @@ class Sequential(Layer):
         ``None`` draws a fresh seed, recorded in ``model.seed``.
 
     A Sequential placed inside another container is rebuilt by its parent, on the parent's
-    device, dtype and seed.
+    device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
     """
 
     def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
-        super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
-            layers = tuple(layers[0])
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential takes layers such as bp.Dense(2, 4) or bp.ReLU(); argument {i} is {layer!r}")
-        self.layers: list[Layer] = list(layers)
+        super().__init__(*layers)
+        self.stop_training = False
         self.seed = int(np.random.SeedSequence().entropy if seed is None else seed) % 2**63
         self.training = True
         init_seq, noise_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(3)
@@ -62,44 +67,11 @@ class Sequential(Layer):
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
 
-    # ------------------------------------------------------------------ layer protocol
-    def children(self) -> list[tuple[str, Layer]]:
-        return [(str(i), layer) for i, layer in enumerate(self.layers)]
-
-    def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
-        super().build(in_features, ctx)
-        features = in_features
-        for name, child in self.children():
-            child.path = f"{self.path}.{name}" if self.path else name
-            features = child.build(features, ctx)
-        self.in_features = _first_in_features(self)
-        self.out_features = features
-        self._stages = _fuse(self.layers)
-        return features
-
-    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
-        backwards = []
-        for stage in self._stages:
-            X, back = stage(X, training)
-            backwards.append(back)
-
-        def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            last = len(backwards) - 1
-            for i in range(last, -1, -1):
-                dY = backwards[i](dY, need_dX or i > 0)
-            return dY
-
-        return X, backward
-
-    def get_config(self) -> dict[str, Any]:
-        from .layers import layer_config
-
-        return {"layers": [layer_config(layer) for layer in self.layers]}
-
+    # ------------------------------------------------------------------ description
     def __repr__(self) -> str:
-        inner = ",\n".join("    " + repr(layer).replace("\n", "\n    ") for layer in self.layers)
-        if self.path:
-            return f"Sequential(\n{inner},\n)"
+        if self.path:  # nested in another model: described as the container it is there
+            return super().__repr__()
+        inner = self._inner_repr()
         return f"Sequential(\n{inner},\n    device={self.device.name!r}, dtype={self.dtype!r}, seed={self.seed},\n)"
 
     # ------------------------------------------------------------------ model API
@@ -200,14 +172,11 @@ class Sequential(Layer):
     def evaluate(self, X: Any, y: Any, loss: Loss | str, metrics: Any = (), batch_size: int = 1024) -> dict[str, float]:
         """Mean loss (without l1/l2 penalties) and metrics on ``(X, y)`` in inference mode,
         e.g. ``{"loss": 0.12, "accuracy": 0.97}``."""
-        from .metrics import get_metrics
-        from .training import evaluate
-
         backend = self._require_built()
         loss = get_loss(loss)
         self._check_loss(loss)
         with backend.activate():
-            return evaluate(self, *self.checked_data(X, y, loss), loss, get_metrics(metrics, loss), batch_size)
+            return _evaluate(self, *self.checked_data(X, y, loss), loss, get_metrics(metrics, loss), batch_size)
 
     def checked_data(self, X: Any, y: Any, loss: Loss, x_name: str = "X", y_name: str = "y") -> tuple[Array, Array]:
         """Inputs and targets checked (shapes, labels, NaN/Inf) and moved to the device once.
@@ -220,16 +189,13 @@ class Sequential(Layer):
     def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
         batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
-        scheduler, record_grad_norms, checkpoint, initial_epoch, history, verbose)."""
-        from .training import fit
-
-        return fit(self, X, y, loss=loss, optimizer=optimizer, **options)
+        scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose,
+        callbacks)."""
+        return _fit(self, X, y, loss=loss, optimizer=optimizer, **options)
 
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
         """Save this model (and ``optimizer``; ``scheduler=``, ``epoch=``, ``history=``,
         ``extra=``) to one checkpoint file, atomically; see `backprop.checkpoint.save_checkpoint`."""
-        from .checkpoint import save_checkpoint
-
         save_checkpoint(path, self, optimizer, **kwargs)
 
     def to(self, device: DeviceLike | None = None, dtype: str | None = None) -> Sequential:
@@ -334,26 +300,6 @@ class Sequential(Layer):
                 f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
                 f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
             )
-
-
-def _fuse(layers: list[Layer]) -> list[Callable[[Array, bool], tuple[Array, Backward]]]:
-    """The stages `Sequential.apply` runs: each layer's ``apply``, except that a `Dense`
-    directly followed by an elementwise activation runs as one fused stage."""
-    stages: list[Callable[[Array, bool], tuple[Array, Backward]]] = []
-    i = 0
-    while i < len(layers):
-        fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
-        stages.append(fused or layers[i].apply)
-        i += 2 if fused else 1
-    return stages
-
-
-def _first_in_features(layer: Layer) -> int | None:
-    for sub in layer.walk():
-        features = getattr(sub, "in_features", None)
-        if sub is not layer and features is not None:
-            return int(features)
-    return None
 
 
 def _check_unique(model: Layer) -> None:

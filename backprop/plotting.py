@@ -11,22 +11,29 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .history import History
+__all__ = ["HistoryLike", "history_figure", "panels", "plot_history"]
 
-__all__ = ["history_figure", "panels", "plot_history"]
+
+class HistoryLike(Protocol):
+    """What a plot reads from a `bp.History` (which calls this module, so this module names
+    only the shape it needs, not the class)."""
+
+    history: dict[str, list[float]]
+    epochs: list[int]
+
 
 GRAD_NORM = "grad_norm"
 INSTALL_HINT = 'plotting needs matplotlib: pip install "backprop[plot]" (or pip install matplotlib)'
 
 
-def plot_history(history: History | Mapping[str, Sequence[float]], path: str | os.PathLike[str], *,
+def plot_history(history: HistoryLike | Mapping[str, Sequence[float]], path: str | os.PathLike[str], *,
                  title: str | None = None, dpi: int = 100) -> Path:
     """Write ``history``'s curves to ``path`` and return it as a `Path`.
 
@@ -48,7 +55,7 @@ def plot_history(history: History | Mapping[str, Sequence[float]], path: str | o
     return path
 
 
-def history_figure(history: History | Mapping[str, Sequence[float]], *, title: str | None = None) -> Figure:
+def history_figure(history: HistoryLike | Mapping[str, Sequence[float]], *, title: str | None = None) -> Figure:
     """The `Figure` `plot_history` saves: one axes per entry of `panels`, in that order."""
     Figure = _matplotlib()[0]
     series, epochs = _series(history)
@@ -99,8 +106,7 @@ def panels(keys: Mapping[str, Any] | Sequence[str]) -> list[tuple[str, list[str]
     return result
 
 
-def _series(history: History | Mapping[str, Sequence[float]]) -> tuple[dict[str, list[float]], list[int] | None]:
-    # duck-typed on purpose: a History, or anything else with a .history mapping (Keras's), or the mapping itself
+def _series(history: HistoryLike | Mapping[str, Sequence[float]]) -> tuple[dict[str, list[float]], list[int] | None]:
     data = cast("Mapping[str, Sequence[float]]", getattr(history, "history", history))
     epochs = getattr(history, "epochs", None)
     series = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
@@ -123,8 +129,8 @@ def _label(panel: str, key: str) -> str:
 def _matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:
     """`Figure` and the Agg canvas, imported on first use."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional, and slow to import
-        from matplotlib.figure import Figure  # noqa: PLC0415
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
     return Figure, FigureCanvasAgg

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import host
 
 import backprop as bp
-from backprop.checkpoint import CheckpointError, archive, load, load_checkpoint, load_weights, save_checkpoint
-from helpers import host
+from backprop.checkpoint import CheckpointError, archive, load_weights, save_checkpoint
+from backprop.loading import load, load_checkpoint
 
 STRICT = bp.Device(namespace="array_api_strict")
 Dropout = getattr(bp, "Dropout", None) or getattr(bp.layers, "Dropout", None)
@@ -181,7 +182,7 @@ OPTIMIZERS = sorted(
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_optimizer_is_rebuilt_from_its_hyperparameters_and_resumes_exactly(name: str, tmp_path: Path) -> None:
-    """Every optimizer in bp.optim must take back what its hyperparameters() gives."""
+    """Every optimizer in bp.optim must take back what its get_config() gives."""
     cls = getattr(bp.optim, name)
     straight = mlp("cpu", "float64", seed=8)
     full = train(straight, cls(straight.parameters(), lr=0.01), 5)

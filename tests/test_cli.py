@@ -253,7 +253,7 @@ def test_resume_equals_an_uninterrupted_run(
     assert main(["train", *common, "--epochs", "4", "--checkpoint", str(full), "--quiet"]) == 0
     if how == "interrupted":
         with monkeypatch.context() as patch:
-            patch.setattr("backprop.training.Progress", _InterruptAtEpoch3)
+            patch.setattr("backprop.callbacks.progress.Progress", _InterruptAtEpoch3)
             code, _, err = run_cli(capsys, "train", *common, "--epochs", "4", "--checkpoint", str(part))
         assert code == 130
         assert_one_paragraph_error(err, "backprop train")

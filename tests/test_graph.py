@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends.cuda_graph import GraphedStep, graph_unsupported_reason
+from backprop.backends.cuda_graph import GraphCapture
 from backprop.optim import lr_scheduler
-from backprop.training import make_step
+from backprop.training import GraphedStep, build_step, graph_unsupported_reason, make_step
 from helpers import host
 
 
@@ -114,6 +114,61 @@ def test_graphs_need_the_optimizer_to_update_exactly_the_models_parameters() -> 
     assert "exactly the model's parameters" in graph_unsupported_reason(model, some)
     reordered = bp.optim.Adam(model.parameters()[::-1])
     assert "in order" in graph_unsupported_reason(model, reordered)
+
+
+def test_the_trainer_undoes_what_captures_python_counted_and_counts_each_replay(
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
+    """The trainer's side of a capture, with the backend's capture stubbed: it runs the step's
+    Python once (as a real capture does), which must not count as a step; each replay does."""
+    model = mlp("cpu", bp.Dropout(0.2, masks="device"))
+    opt = bp.optim.Adam(model.parameters(), lr=0.01)
+    captured, launches = [], []
+
+    class Replayer:
+        n_outputs = 2
+
+        def __call__(self, X: np.ndarray, T: np.ndarray) -> tuple:
+            launches.append(X.shape)
+            return (np.float32(1.5),)
+
+    def fake_capture(self: GraphCapture, backend, fn, X, T, keep, scalars) -> Replayer:
+        captured.append((backend, keep, scalars))
+        fn(X, T)
+        return Replayer()
+
+    monkeypatch.setattr(GraphCapture, "capture", fake_capture)
+    step = build_step(model, bp.losses.SoftmaxCrossEntropy(), opt, graph=True, keep=1)
+    step.reason = None  # as if on a GPU
+    X, y = data(rng, 16)
+    T = bp.losses.SoftmaxCrossEntropy().prepare_target(model.backend, y, 16, 3)
+    outputs = [step(X, T) for _ in range(5)]
+    assert captured == [(model.backend, 1, opt.replay_scalars)] and len(launches) == 2
+    assert outputs[3] == outputs[4] == (1.5, None)
+    assert [s["step"] for s in opt.state] == [5] * len(opt.state)  # 3 warm-up steps, 2 replays; not the capture
+
+
+def test_a_failed_capture_warns_and_trains_eagerly_for_good(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    model = mlp("cpu")
+    opt = bp.optim.Adam(model.parameters(), lr=0.01)
+
+    def broken_capture(self: GraphCapture, backend, fn, X, T, keep, scalars) -> None:
+        fn(X, T)
+        raise RuntimeError("no graph today")
+
+    monkeypatch.setattr(GraphCapture, "capture", broken_capture)
+    step = build_step(model, bp.losses.SoftmaxCrossEntropy(), opt, graph=True)
+    step.reason = None
+    X, y = data(rng, 16)
+    T = bp.losses.SoftmaxCrossEntropy().prepare_target(model.backend, y, 16, 3)
+    for _ in range(3):
+        step(X, T)  # warm-up
+    with pytest.warns(UserWarning, match="training eagerly because the capture failed: RuntimeError: no graph today"):
+        step(X, T)
+    for _ in range(2):
+        step(X, T)
+    assert not step.replaying and step.reason.startswith("capture failed")
+    assert [s["step"] for s in opt.state] == [6] * len(opt.state)  # every call one eager step, the capture's undone
 
 
 # ---------------------------------------------------------------------------- on a GPU

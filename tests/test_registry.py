@@ -93,3 +93,43 @@ def test_get_loss_goes_through_the_registry() -> None:
     assert isinstance(bp.losses.get_loss("Cross-Entropy"), bp.losses.SoftmaxCrossEntropy)
     with pytest.raises(ValueError, match="unknown loss 'hinge': use one of bce, bce_with_logits, cross_entropy, mse"):
         bp.losses.get_loss("hinge")
+
+
+@bp.register_layer
+class Scale(bp.Layer):
+    """``Y = k X``: a layer of the user's own, registered so models holding it save and load."""
+
+    def __init__(self, k: float = 2.0):
+        super().__init__()
+        self.k = float(k)
+
+    def apply(self, X, training):  # type: ignore[no-untyped-def]
+        return X * self.k, lambda dY, need_dX=True: dY * self.k if need_dX else None
+
+    def get_config(self) -> dict:
+        return {"k": self.k}
+
+
+def test_a_registered_layer_of_ones_own_saves_and_loads(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    model = bp.Sequential(bp.Dense(3, 2), Scale(3.0), seed=0, dtype="float64")
+    path = tmp_path / "custom.npz"
+    model.save(path)
+    loaded = bp.load_checkpoint(path).model
+    assert isinstance(loaded.layers[1], Scale) and loaded.layers[1].k == 3.0
+    X = [[1.0, 2.0, 3.0]]
+    assert bp.to_numpy(loaded.predict(X)).tolist() == bp.to_numpy(model.predict(X)).tolist()
+    monkeypatch.delitem(LAYERS._classes, "Scale")  # a process that never registered it
+    monkeypatch.delitem(LAYERS._aliases, "scale")
+    with pytest.raises(bp.CheckpointError, match=r"unknown layer type 'Scale'.*@bp.register_layer"):
+        bp.load_checkpoint(path)
+
+
+def test_an_unregistered_layer_is_refused_when_saving_with_the_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Loose(bp.Layer):
+        def apply(self, X, training):  # type: ignore[no-untyped-def]
+            return X, lambda dY, need_dX=True: dY
+
+    model = bp.Sequential(bp.Dense(3, 2), Loose(), seed=0)
+    with pytest.raises((TypeError, ValueError), match=r"Loose is not a registered layer.*@bp.register_layer"):
+        model.save(tmp_path / "loose.npz")
+    assert not (tmp_path / "loose.npz").exists()

@@ -1,31 +1,24 @@
-"""`GraphedStep`: a whole training step recorded once as a CUDA graph and replayed.
+"""CUDA-graph capture with CuPy: record a callable once, replay it with one launch.
 
-Small models are launch-bound on a GPU: a step is dozens of kernels, each costing more host
-time to launch than device time to run. Replaying the step as one CUDA graph removes that
-cost. What makes replay correct:
+This is the CuPy half of whole-step replay; *when* to capture and replay (eligibility,
+warm-up, batch shapes, recapture, undoing what capture's Python counted) is the trainer's
+(`backprop.training.graph`), which calls `GraphCapture` without knowing CuPy. What capture
+needs that only this package knows:
 
-- every array the step updates is updated *in place* (the fused optimizer on the model's flat
-  buffers); a step that rebinds arrays (a generic optimizer, BatchNorm's running statistics)
-  cannot be replayed, so it runs eagerly and `reason` says why;
-- the step number and learning rate live in device memory, written before each replay
-  (`Optimizer.replay_scalars`); host-side step counts are advanced after it (`after_replay`);
-- the graph copies each batch into its static inputs and its outputs out to fresh arrays itself,
-  from and to addresses written, with the step's scalars, by one launch before the replay;
-- capture uses a private memory pool, kept for the graph's lifetime, after ``warmup`` eager
-  steps (kernels compiled, optimizer state created, cuBLAS bound to the capture stream);
-- a batch of another shape (the last, partial one) runs eagerly on the same memory;
-- any failure to capture falls back to eager steps for good, with a warning and the reason
-  recorded;
-- the optimizer's constants (betas, eps, momentum, weight decay) are baked into the captured
-  kernels: changing one recaptures; the Python garbage collector is held off during capture
-  (a finalizer that synchronizes the device would invalidate it).
+- a private memory pool, kept as long as the `GraphCapture` lives (arrays allocated while
+  capturing live in it, and may outlive the graph);
+- a non-blocking stream, with cuBLAS bound to it before capture begins (our own handle:
+  CuPy's matmul refuses capture);
+- the Python garbage collector held off while capturing (a finalizer that synchronizes the
+  device would invalidate the capture);
+- the kernels copying a batch into the graph's static inputs and its outputs out to fresh
+  arrays compiled before capture (loading a module while capturing is not allowed), from and
+  to addresses written, with the step's scalars, by one launch before each replay (`GraphIO`).
 """
 
 from __future__ import annotations
 
-import copy
 import gc
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,102 +27,35 @@ import numpy as np
 from .cupy_kernels import raw_kernel, scalar_args
 
 if TYPE_CHECKING:
-    from ..model import Sequential
-    from ..optim import Optimizer
-    from .backend import Array
+    from .backend import Array, Backend
 
-__all__ = ["GraphIO", "GraphedStep", "graph_unsupported_reason"]
+__all__ = ["GraphCapture", "GraphIO", "Replayer"]
 
-StepFn = Callable[[Any, Any], tuple[Any, ...]]
-
-
-def graph_unsupported_reason(model: Sequential, optimizer: Optimizer) -> str | None:
-    """Why ``model`` trained by ``optimizer`` cannot be replayed from a CUDA graph (``None``
-    when it can)."""
-    if model.device.type != "cuda":
-        return f"CUDA graphs need a CUDA device; the model is on {model.device.name}"
-    if not optimizer.fusable:
-        return f"{type(optimizer).__name__} updates parameters out of place; use SGD, Adam or AdamW"
-    params = model.parameters()
-    if len(optimizer.params) != len(params) or any(a is not b for a, b in zip(optimizer.params, params)):
-        return "the optimizer does not update exactly the model's parameters, in order (only that is one fused update)"
-    if any(p.arenas is None for p in optimizer.params):
-        return "the parameters are not in the model's flat buffer"
-    stateful = [p.name for layer in model.walk() if layer.updates_state for p in layer.variables().values() if not p.trainable]
-    if stateful:
-        return f"state updated out of place while training ({', '.join(stateful[:3])}, e.g. BatchNorm statistics)"
-    host_random = [layer for layer in model.walk() if layer.randomness() == "host"]
-    if host_random:
-        return (
-            f"{type(host_random[0]).__name__} {host_random[0].path!r} draws its masks on the host, and a replay "
-            "cannot redraw them; "
-            "use Dropout(p, masks='device')"
-        )
-    return None
+StepFn = Callable[[Any, Any], "tuple[Any, ...]"]
+#: ``() -> (device scalars array, values)``: what to write into device memory before a replay
+ScalarsFn = Callable[[], "tuple[Any, tuple[float, ...]]"]
 
 
-class GraphedStep:
-    """``step(X, T) -> outputs`` replayed from a CUDA graph for the batch shape of its first
-    call (a data set's full batches), captured after ``warmup`` eager calls of that shape;
-    other shapes (the last, partial batch) run eagerly. The first ``keep`` outputs are returned
-    (copies), the rest as ``None``. ``reason`` is ``None`` while graphs are in use, else why not."""
+class GraphCapture:
+    """Captures callables as CUDA graphs. Keeps every capture's private memory pool for its
+    own lifetime, failed captures included."""
 
-    def __init__(self, step: StepFn, model: Sequential, optimizer: Optimizer, warmup: int = 3, keep: int = 2):
-        self.step, self.model, self.optimizer = step, model, optimizer
-        if not 0 <= keep <= 2:
-            raise ValueError(f"keep must be 0, 1 or 2 (a replay copies out at most two outputs); got {keep}")
-        self.warmup, self.keep = warmup, keep
-        self.reason = graph_unsupported_reason(model, optimizer)
-        self.calls = 0  # calls of the shape to capture, since it was chosen
-        self._replay: Callable[[Any, Any], tuple[Any, ...]] | None = None  # (X, T) -> kept outputs
-        self._n_outputs = 0
-        self._shape: Any = None  # (X shape, T shape, dtypes) of the batches replayed
-        self._baked: Any = None  # the optimizer constants in the captured kernels
-        self._arenas: Any = None
-        self._pools: list[Any] = []  # every capture's private memory pool, kept for this object's lifetime
+    def __init__(self) -> None:
+        self._pools: list[Any] = []
 
-    @property
-    def replaying(self) -> bool:
-        """Whether a captured graph is ready to replay."""
-        return self._replay is not None
-
-    def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
-        if self.reason is not None:
-            return self.step(X, T)
-        shape = (X.shape, T.shape, X.dtype, T.dtype)  # dtypes as objects: str() of one costs microseconds
-        if self._replay is not None and (
-            self._arenas is not self.optimizer.params[0].arenas or self._constants() != self._baked
-        ):
-            self._drop()  # the model moved or was repacked, or a baked-in constant changed
-        if self._shape is None:
-            self._shape = shape
-        if shape != self._shape:
-            return self.step(X, T)
-        if self._replay is None:
-            self.calls += 1
-            if self.calls <= self.warmup:
-                return self.step(X, T)
-            self._capture(X, T)
-            if self._replay is None:
-                return self.step(X, T)
-        kept = self._replay(X, T)
-        self.optimizer.after_replay()
-        return kept + (None,) * (self._n_outputs - len(kept))
-
-    def _constants(self) -> tuple[Any, ...]:
-        """The optimizer's settings the captured kernels hold as constants (all but ``lr``)."""
-        return tuple(v for k, v in self.optimizer.get_config().items() if k != "lr")
-
-    def _capture(self, X: Array, T: Array) -> None:
+    def capture(self, backend: Backend, fn: StepFn, X: Array, T: Array, keep: int, scalars: ScalarsFn) -> Replayer:
+        """Record one call of ``fn`` on ``backend``'s CUDA device, on static copies of batch
+        ``(X, T)`` (their shapes and dtypes), and return the `Replayer` that replays it on
+        other batches of that shape, returning copies of its first ``keep`` outputs (at most
+        two). ``scalars`` is called before each replay. The call's Python runs once, while
+        nothing executes on the device: undoing what it counted or drew is the caller's.
+        Raises the first error that broke the capture."""
         import cupy
 
-        backend = self.model.backend
-        # Capture executes nothing, but its Python runs: undo what that counts or draws.
-        bookkeeping = [{k: v for k, v in s.items() if isinstance(v, (int, float))} for s in self.optimizer.state]
-        noise = copy.deepcopy(self.model.noise_rng.bit_generator.state)
+        if not 0 <= keep <= 2:
+            raise ValueError(f"keep must be 0, 1 or 2 (a replay copies out at most two outputs); got {keep}")
         pool = cupy.cuda.MemoryPool()
-        # Kept whatever happens: arrays allocated while capturing live in it.
-        self._pools.append(pool)
+        self._pools.append(pool)  # kept whatever happens: arrays allocated while capturing live in it
         stream = cupy.cuda.Stream(non_blocking=True)
         Xs, Ts = cupy.empty(X.shape, dtype=X.dtype), cupy.empty(T.shape, dtype=T.dtype)  # C order, whatever X's
         io = GraphIO(cupy)
@@ -149,8 +75,8 @@ class GraphedStep:
                     try:
                         io.copy_in(slots, 0, Xs)
                         io.copy_in(slots, 1, Ts)
-                        outputs = tuple(self.step(Xs, Ts))
-                        kept = tuple(o if o.flags.c_contiguous else o.copy() for o in outputs[: self.keep])  # 0-d stays 0-d
+                        outputs = tuple(fn(Xs, Ts))
+                        kept = tuple(o if o.flags.c_contiguous else o.copy() for o in outputs[:keep])  # 0-d stays 0-d
                         for i, o in enumerate(kept):
                             io.copy_out(slots, 2 + i, o)
                     except Exception as exc:  # noqa: BLE001 - the first error is the one to report
@@ -161,55 +87,45 @@ class GraphedStep:
                         except Exception as exc:  # noqa: BLE001
                             error = error or exc
                             graph = None
-        except Exception as exc:  # noqa: BLE001 - anything that breaks capture means: stay eager
+        except Exception as exc:  # noqa: BLE001 - anything that breaks capture is reported
             error = error or exc
         finally:
             if collecting:
                 gc.enable()
-            for state, saved in zip(self.optimizer.state, bookkeeping):
-                state.update(saved)
-            self.model.noise_rng.bit_generator.state = noise
-        if error is None and not self.optimizer.fused_ready:  # set by each step that ran fused
-            # an update that rebinds arrays (a parameter without a gradient falls back to the
-            # per-parameter rule) would replay from stale inputs
-            error = RuntimeError("the optimizer did not update every parameter in one fused step")
-        if error is not None or graph is None:
-            self.reason = f"capture failed: {type(error).__name__}: {error}"
-            warnings.warn(f"graph=True: training eagerly because the {self.reason}", stacklevel=4)
-            return
-        self._replay = _replayer(cupy, graph, io, slots, (Xs, Ts, *outputs), kept, self.optimizer)
-        self._n_outputs = len(outputs)
-        self._baked, self._arenas = self._constants(), self.optimizer.params[0].arenas
-
-    def _drop(self) -> None:
-        self._replay = self._baked = self._arenas = None
-        self._n_outputs = 0  # the pools stay: arrays made while capturing (a gradient) may outlive the graph
-        self.calls = 0
+        if error is not None:
+            raise error
+        if graph is None:
+            raise RuntimeError("stream capture returned no graph")
+        return Replayer(cupy, graph, io, slots, (Xs, Ts, *outputs), kept, scalars)
 
 
-def _replayer(
-    cupy: Any, graph: Any, io: Any, slots: Any, held: tuple[Any, ...], kept: tuple[Any, ...], optimizer: Optimizer
-) -> Callable[[Any, Any], tuple[Any, ...]]:
-    """``replay(X, T)``: one replay of ``graph`` on batch ``(X, T)``, returning fresh copies of
-    the ``kept`` outputs. Per replay the host makes the output arrays and two launches: one
-    kernel writing the optimizer's scalars and the addresses of X, T and the outputs into
-    ``slots``, and the graph, which copies the batch in and the outputs out itself. ``held``:
-    the graph's own arrays, kept alive with it."""
-    like = [(o.shape, o.dtype) for o in kept]
+class Replayer:
+    """``replay(X, T)``: one replay of a captured graph on batch ``(X, T)``, returning fresh
+    copies of the kept outputs. Per replay the host makes the output arrays and two launches:
+    one kernel writing the ``scalars()`` and the addresses of X, T and the outputs into the
+    graph's slots, and the graph, which copies the batch in and the outputs out itself.
+    ``held``: the graph's own arrays, kept alive with it; ``n_outputs``: how many outputs the
+    captured call returned (kept or not)."""
 
-    def contiguous(A: Any) -> Any:
+    def __init__(self, cupy: Any, graph: Any, io: GraphIO, slots: Any, held: tuple[Any, ...], kept: tuple[Any, ...],
+                 scalars: ScalarsFn):  # fmt: skip
+        self._cupy, self._graph, self._io, self._slots, self._scalars = cupy, graph, io, slots, scalars
+        self.held = held
+        self.n_outputs = len(held) - 2
+        self._like = [(o.shape, o.dtype) for o in kept]
+
+    def _contiguous(self, A: Any) -> Any:
+        cupy = self._cupy
         return A if isinstance(A, cupy.ndarray) and A.flags.c_contiguous else cupy.ascontiguousarray(A)
 
-    def replay(X: Any, T: Any) -> tuple[Any, ...]:
-        X, T = contiguous(X), contiguous(T)  # read by the graph later, in stream order: safe to drop after
-        outs = tuple(cupy.empty(shape, dtype=dtype) for shape, dtype in like)
-        scalars, values = optimizer.replay_scalars()
-        io.set(scalars, values, slots, (X.data.ptr, T.data.ptr, *(o.data.ptr for o in outs)))
-        graph.launch()
+    def __call__(self, X: Any, T: Any) -> tuple[Any, ...]:
+        cupy = self._cupy
+        X, T = self._contiguous(X), self._contiguous(T)  # read by the graph later, in stream order: safe to drop after
+        outs = tuple(cupy.empty(shape, dtype=dtype) for shape, dtype in self._like)
+        scalars, values = self._scalars()
+        self._io.set(scalars, values, self._slots, (X.data.ptr, T.data.ptr, *(o.data.ptr for o in outs)))
+        self._graph.launch()
         return outs
-
-    replay.held = held  # type: ignore[attr-defined]
-    return replay
 
 
 class GraphIO:

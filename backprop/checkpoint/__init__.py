@@ -2,8 +2,9 @@
 
 `save_checkpoint` writes the architecture, weights, optimizer and scheduler state, random
 generators' states, epoch, history and your own ``extra`` values to one ``.npz`` file of
-host NumPy arrays and JSON metadata, atomically. `load_checkpoint` rebuilds everything on
-any device so training continues exactly; `load` gives just the model and `load_weights`
+host NumPy arrays and JSON metadata, atomically. `read_checkpoint` rebuilds everything on
+any device so training continues exactly (`bp.load_checkpoint` and `bp.load` call it with
+`bp.Sequential`: this package sits below the model and never imports it); `load_weights`
 fills a model you built. Files are read with ``allow_pickle=False``: loading one never runs
 code, and every unreadable file raises `CheckpointError` saying what is wrong with it.
 """
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 from .archive import FORMAT_VERSION
 from .errors import CheckpointError
-from .load import Checkpoint, load, load_checkpoint, load_weights
-from .save import save_checkpoint
+from .load import Checkpoint, load_weights, read_checkpoint
+from .protocol import CheckpointedModel, ModelFactory
+from .save import checkpoint_contents, save_checkpoint
 
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
-    "load",
-    "load_checkpoint",
+    "CheckpointedModel",
+    "ModelFactory",
+    "checkpoint_contents",
     "load_weights",
+    "read_checkpoint",
     "save_checkpoint",
 ]

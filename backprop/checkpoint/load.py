@@ -1,5 +1,9 @@
-"""Loading: `load_checkpoint` (model and training state), `load` (the model) and
-`load_weights` (weights into a model you built)."""
+"""Loading: `read_checkpoint` (model and training state, the model built by the caller's
+`ModelFactory`) and `load_weights` (weights into a model you built).
+
+`bp.load_checkpoint` and `bp.load` (`backprop.loading`) call `read_checkpoint` with
+`bp.Sequential`: checkpoints sit below the model, so they never import it.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +19,17 @@ from .._version import __version__
 from ..backends import DeviceLike, get_device
 from ..history import History
 from ..layers import layer_config, layer_from_config
+from ..registry import OPTIMIZERS
 from .archive import read_archive
 from .errors import CheckpointError, checkpoint_error
 from .jsonable import unpack
+from .protocol import CheckpointedModel, ModelFactory
 from .rng import restore_rng_states
 
 if TYPE_CHECKING:
-    from ..model import Sequential
     from ..optim import Optimizer
 
-__all__ = ["Checkpoint", "load", "load_checkpoint", "load_weights"]
+__all__ = ["Checkpoint", "load_weights", "read_checkpoint"]
 
 _MODEL = "model/"
 _OPTIMIZER = "optimizer/"
@@ -32,7 +37,7 @@ _OPTIMIZER = "optimizer/"
 
 @dataclass
 class Checkpoint:
-    """What `load_checkpoint` restores.
+    """What `load_checkpoint` (`read_checkpoint`) restores.
 
     ``optimizer`` is rebuilt from its saved type and hyperparameters, bound to the model's
     parameters, with its state loaded (``None`` if none was saved). ``scheduler_state`` is the
@@ -41,7 +46,7 @@ class Checkpoint:
     (library version, device it was saved from, ...).
     """
 
-    model: Sequential
+    model: CheckpointedModel
     optimizer: Optimizer | None
     scheduler_state: dict[str, Any] | None
     epoch: int
@@ -50,15 +55,16 @@ class Checkpoint:
     metadata: dict[str, Any] = field(repr=False)
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str], device: DeviceLike | None = None, dtype: str | None = None
+def read_checkpoint(
+    path: str | os.PathLike[str], build: ModelFactory, device: DeviceLike | None = None, dtype: str | None = None
 ) -> Checkpoint:
     """Load a file written by `save_checkpoint`, ready to continue training exactly.
 
-    The model is rebuilt from the saved architecture on ``device`` (default ``"cpu"``,
-    wherever the file was saved from) as ``dtype`` (default: the saved one), its weights and
-    random generators' states are restored, and so is the optimizer. Any problem with the
-    file raises `CheckpointError` naming it.
+    The model is rebuilt from the saved architecture by ``build(*layers, device=, dtype=,
+    seed=)`` (`bp.Sequential`) on ``device`` (default ``"cpu"``, wherever the file was saved
+    from) as ``dtype`` (default: the saved one), its weights and random generators' states
+    are restored, and so is the optimizer. Any problem with the file raises `CheckpointError`
+    naming it.
     """
     target = get_device(device)
     if dtype is not None and dtype not in ("float32", "float64"):
@@ -76,17 +82,12 @@ def load_checkpoint(
         scheduler = metadata["scheduler"]
         scheduler_state = None if scheduler is None else scheduler["state"]
         has_optimizer = metadata["optimizer"] is not None
-    model = _build_model(path, metadata, arrays, target, dtype)
+    model = _build_model(path, build, metadata, arrays, target, dtype)
     optimizer = _build_optimizer(path, metadata, arrays, model) if has_optimizer else None
     return Checkpoint(model, optimizer, scheduler_state, epoch, history, extra, metadata)
 
 
-def load(path: str | os.PathLike[str], device: DeviceLike | None = None) -> Sequential:
-    """The model saved in a checkpoint, on ``device`` (default ``"cpu"``); see `load_checkpoint`."""
-    return load_checkpoint(path, device).model
-
-
-def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
+def load_weights(model: CheckpointedModel, path: str | os.PathLike[str]) -> None:
     """Copy a checkpoint's weights (and saved state) into ``model``, which keeps its device,
     dtype, random generators and everything else. The checkpoint's architecture must be the
     model's: otherwise `CheckpointError` lists the differing layers and parameters (names
@@ -105,13 +106,12 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
 # ---------------------------------------------------------------------------------- rebuilding
 def _build_model(
     path: str | os.PathLike[str],
+    build: ModelFactory,
     metadata: dict[str, Any],
     arrays: dict[str, np.ndarray],
     device: Any,
     dtype: str | None,
-) -> Sequential:
-    from ..model import Sequential  # noqa: PLC0415 - the model module imports layers, which import us lazily
-
+) -> CheckpointedModel:
     with _translate(path, "its architecture"):
         architecture = metadata["architecture"]
         if architecture.get("class") != "Sequential":
@@ -125,7 +125,7 @@ def _build_model(
                 f"{exc}. The file was written by backprop {metadata.get('library_version')}; this is backprop "
                 f"{__version__}: a newer version may know that layer"
             ) from exc
-        model = Sequential(*layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"])
+        model = build(*layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"])
     state = {name[len(_MODEL) :]: value for name, value in arrays.items() if name.startswith(_MODEL)}
     with _translate(path, "its weights"):
         model.load_state_dict(state)
@@ -136,28 +136,22 @@ def _build_model(
 
 
 def _build_optimizer(
-    path: str | os.PathLike[str], metadata: dict[str, Any], arrays: dict[str, np.ndarray], model: Sequential
+    path: str | os.PathLike[str], metadata: dict[str, Any], arrays: dict[str, np.ndarray], model: CheckpointedModel
 ) -> Optimizer:
-    from .. import optim  # noqa: PLC0415
-
     with _translate(path, "its optimizer"):
         saved = metadata["optimizer"]
         name = saved["type"]
-        cls = getattr(optim, name, None) if isinstance(name, str) and not name.startswith("_") else None
-        if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer) and cls is not optim.Optimizer):
-            known = sorted(
-                n
-                for n in dir(optim)
-                if isinstance(getattr(optim, n), type)
-                and issubclass(getattr(optim, n), optim.Optimizer)
-                and n != "Optimizer"
+        if not isinstance(name, str) or name not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer type {name!r} (this backprop {__version__} has {', '.join(OPTIMIZERS)}; "
+                "an optimizer of your own must be registered first: @bp.register_optimizer)"
             )
-            raise ValueError(f"unknown optimizer type {name!r} (this backprop {__version__} has {', '.join(known)})")
+        cls = OPTIMIZERS[name]
         own = dict(model.named_variables())
         missing = [n for n in saved["params"] if n not in own]
         if missing:
             raise ValueError(f"it updates parameters {missing} that the model does not have")
-        optimizer = cls([own[n] for n in saved["params"]], **saved["hyperparameters"])
+        optimizer = cls.from_config([own[n] for n in saved["params"]], saved["hyperparameters"])
         state = dict(saved["scalars"])
         state.update({key[len(_OPTIMIZER) :]: value for key, value in arrays.items() if key.startswith(_OPTIMIZER)})
         optimizer.load_state_dict({"type": name, "hyperparameters": saved["hyperparameters"], "state": state})
@@ -167,11 +161,11 @@ def _build_optimizer(
 
 
 # ---------------------------------------------------------------------------------- comparing
-def _layer_differences(saved: dict[str, Any], model: Sequential) -> list[str]:
+def _layer_differences(saved: dict[str, Any], model: CheckpointedModel) -> list[str]:
     """Where the layer types differ, position by position (empty if the model cannot be
     described: then only the weights are compared)."""
     try:
-        ours = _layer_types(layer_config(model))
+        ours = _layer_types(layer_config(model))  # type: ignore[arg-type]  # a model is a layer
     except TypeError:
         return []
     theirs = _layer_types(saved)
@@ -192,7 +186,7 @@ def _layer_types(description: dict[str, Any], position: str = "") -> dict[str, s
     return types
 
 
-def _weight_differences(state: dict[str, np.ndarray], model: Sequential) -> list[str]:
+def _weight_differences(state: dict[str, np.ndarray], model: CheckpointedModel) -> list[str]:
     own = {name: p.shape for name, p in model.named_variables()}
     problems = [f"the model's {n!r} {shape} is not in the checkpoint" for n, shape in own.items() if n not in state]
     problems += [f"the checkpoint's {n!r} {v.shape} is not in the model" for n, v in state.items() if n not in own]

@@ -12,17 +12,16 @@ run starts a fresh one (``"<layer path>:streams"``): new masks, never repeated o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..model import Sequential
+from .protocol import CheckpointedModel
 
 __all__ = ["restore_rng_states", "rng_states"]
 
 
-def rng_states(model: Sequential) -> dict[str, Any]:
+def rng_states(model: CheckpointedModel) -> dict[str, Any]:
     """``{"shuffle": state, "noise": state, "<layer path>:<attribute>": state, ...}``, each the
     generator's ``bit_generator.state`` (a dict; copies, so later draws do not change them)."""
     states = {"shuffle": model.shuffle_rng.bit_generator.state, "noise": model.noise_rng.bit_generator.state}
@@ -36,7 +35,7 @@ def rng_states(model: Sequential) -> dict[str, Any]:
     return states
 
 
-def restore_rng_states(model: Sequential, states: dict[str, Any]) -> None:
+def restore_rng_states(model: CheckpointedModel, states: dict[str, Any]) -> None:
     """Set every generator captured by `rng_states` back to its state, in place (layers that
     hold a reference to ``model.noise_rng`` see the change). A layer generator the rebuilt
     model does not have on the host (it runs on a GPU now) is skipped. Raises ``ValueError``
@@ -54,7 +53,7 @@ def restore_rng_states(model: Sequential, states: dict[str, Any]) -> None:
             own[key].bit_generator.state = state
 
 
-def _layer_generators(model: Sequential) -> Iterator[tuple[str, np.random.Generator]]:
+def _layer_generators(model: CheckpointedModel) -> Iterator[tuple[str, np.random.Generator]]:
     shared = (model.shuffle_rng, model.noise_rng)
     for layer in model.walk():
         if layer is model:

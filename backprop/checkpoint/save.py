@@ -12,10 +12,10 @@ from ..history import History
 from ..layers import layer_config
 from .archive import write_archive
 from .jsonable import pack
+from .protocol import CheckpointedModel
 from .rng import rng_states
 
 if TYPE_CHECKING:
-    from ..model import Sequential
     from ..optim import Optimizer
 
 __all__ = ["CheckpointContents", "checkpoint_contents", "save_checkpoint"]
@@ -25,7 +25,7 @@ CheckpointContents = tuple[dict[str, Any], dict[str, np.ndarray]]
 
 def save_checkpoint(
     path: str | os.PathLike[str],
-    model: Sequential,
+    model: CheckpointedModel,
     optimizer: Optimizer | None = None,
     *,
     scheduler: Any = None,
@@ -50,7 +50,7 @@ def save_checkpoint(
 
 
 def checkpoint_contents(
-    model: Sequential,
+    model: CheckpointedModel,
     optimizer: Optimizer | None = None,
     *,
     scheduler: Any = None,
@@ -67,7 +67,7 @@ def checkpoint_contents(
     arrays: dict[str, np.ndarray] = {f"model/{name}": value for name, value in model.state_dict().items()}
     metadata: dict[str, Any] = {
         "library_version": __version__,
-        "architecture": layer_config(model),
+        "architecture": layer_config(model),  # type: ignore[arg-type]  # a model is a layer
         "dtype": model.dtype,
         "device": model.device.name,
         "seed": int(model.seed),
@@ -82,7 +82,7 @@ def checkpoint_contents(
     return metadata, arrays
 
 
-def _optimizer_metadata(model: Sequential, optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _optimizer_metadata(model: CheckpointedModel, optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """The optimizer's type, hyperparameters, which of the model's parameters it updates (by
     name) and its state: arrays become ``optimizer/<i>.<key>`` members, scalars stay here."""
     if not hasattr(optimizer, "state_dict") or not hasattr(optimizer, "params"):

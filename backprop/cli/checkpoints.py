@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ..checkpoint import Checkpoint, CheckpointError
+from ..loading import load_checkpoint
 from ..datasets import DataError, Dataset, Standardizer
 from ..losses import get_loss
 from .errors import CliError

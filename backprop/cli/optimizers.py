@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import optim
+from .. import optim, registry
 from ..parameter import Parameter
 from .errors import UsageError
 
 __all__ = ["DEFAULT_LR", "OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_schedule"]
 
-OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
-    "sgd": optim.SGD,
-    "adam": optim.Adam,
-    "adamw": optim.AdamW,
-    "rmsprop": optim.RMSprop,
-    "adagrad": optim.Adagrad,
-}
+#: ``--optimizer`` choices: the registered optimizers' lower-case names
+OPTIMIZERS: dict[str, type[optim.Optimizer]] = {name: registry.OPTIMIZERS[name] for name in registry.OPTIMIZERS.aliases()}
 
 #: The learning rate each optimizer gets when ``--lr`` is not given.
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3, "adagrad": 0.05}

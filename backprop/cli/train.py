@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..early_stopping import EarlyStopping
+from ..callbacks import EarlyStopping
 from ..progress import format_duration
 from ..training import TrainingDivergedError
 from .checkpoints import run_extra

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..backends import Array
+from ..registry import LAYERS
 from .base import Backward, BuildContext, Layer
-
-if TYPE_CHECKING:
-    from ..model import Sequential
+from .sequential import Sequential
 
 __all__ = ["Residual"]
 
 
+@LAYERS.register
 class Residual(Layer):
     """``Y = X + f(X)`` with ``f = Sequential(*layers)``, held as the child ``"block"``.
 
@@ -25,8 +25,6 @@ class Residual(Layer):
 
     def __init__(self, *layers: Layer):
         super().__init__()
-        from ..model import Sequential
-
         self.block: Sequential = Sequential(*layers)
 
     def children(self) -> list[tuple[str, Layer]]:
@@ -65,5 +63,5 @@ class Residual(Layer):
         return self.block.get_config()
 
     def __repr__(self) -> str:
-        inner = ",\n".join("    " + repr(layer).replace("\n", "\n    ") for layer in self.block.layers)
+        inner = self.block._inner_repr()
         return f"Residual(\n{inner},\n)" if inner else "Residual()"

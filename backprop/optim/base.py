@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backends import Array, Ops, to_numpy
 from ..parameter import Parameter
+from ..registry import OPTIMIZERS
 from ..validation import real
 from . import fused as _fused
 
@@ -128,12 +129,12 @@ class Optimizer:
                 else:
                     held = hosted.get(id(value))
                     state[f"{i}.{key}"] = held if held is not None else np.array(to_numpy(value), copy=True)
-        return {"type": type(self).__name__, "hyperparameters": self.get_config(), "state": state}
+        return {"type": OPTIMIZERS.name_of(self), "hyperparameters": self.get_config(), "state": state}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (for the same parameters, in the same order)."""
-        if saved.get("type") != type(self).__name__:
-            raise ValueError(f"optimizer state is for {saved.get('type')}, not {type(self).__name__}")
+        if saved.get("type") != OPTIMIZERS.name_of(self):
+            raise ValueError(f"optimizer state is for {saved.get('type')}, not {OPTIMIZERS.name_of(self)}")
         for key, value in saved.get("hyperparameters", {}).items():
             setattr(self, key, tuple(value) if isinstance(value, list) else value)
         fresh: list[dict[str, Any]] = [{} for _ in self.params]

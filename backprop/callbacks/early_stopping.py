@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from .base import Callback, Logs, TrainedModel
+
 if TYPE_CHECKING:
     import numpy as np
-
-    from .model import Sequential
 
 __all__ = ["EarlyStopping"]
 
 
-class EarlyStopping:
+class EarlyStopping(Callback):
     """Stop training after ``patience`` epochs without improvement of ``monitor``.
 
     An epoch improves when the value beats the best so far by more than ``min_delta``
@@ -22,7 +22,15 @@ class EarlyStopping:
     epoch, whether training stopped early or ran out of epochs (a host copy is kept whenever
     the value improves). After `fit`, ``best_epoch``,
     ``best_value`` and ``stopped_epoch`` (``None`` if training ran to the end) tell what happened.
+
+    As a callback (``fit(early_stopping=...)`` or ``fit(callbacks=[...])``): it checks the
+    monitored key when training begins, sets ``model.stop_training`` when patience runs out
+    and, when training ends without an error, restores the best weights and tells the
+    callbacks after it in ``logs["restored_epoch"]`` (a `ModelCheckpoint` then saves them).
+    Put it before a `ModelCheckpoint` in ``callbacks=``, as `fit`'s keyword options do.
     """
+
+    needs_epoch_values = True  # it decides, as each epoch ends, whether the next one trains
 
     def __init__(
         self,
@@ -64,7 +72,7 @@ class EarlyStopping:
         self.best_epoch, self.best_value, self.stopped_epoch = None, math.nan, None
         self._best_state, self._wait, self._last_epoch = None, 0, None
 
-    def update(self, epoch: int, values: dict[str, float], model: Sequential) -> bool:
+    def update(self, epoch: int, values: dict[str, float], model: TrainedModel) -> bool:
         """Record an epoch's values; returns True when training should stop."""
         self._last_epoch = epoch
         value = values[self.monitor]
@@ -79,13 +87,25 @@ class EarlyStopping:
             return True
         return False
 
-    def finish(self, model: Sequential) -> bool:
+    def finish(self, model: TrainedModel) -> bool:
         """Put the best epoch's weights back when asked to and training went on after it
         (stopped early or not); returns whether the weights changed."""
         if self.restore_best_weights and self._best_state is not None and self.best_epoch != self._last_epoch:
             model.load_state_dict(self._best_state)
             return True
         return False
+
+    # ------------------------------------------------------------------ as a callback
+    def on_train_begin(self, logs: Logs) -> None:
+        self.start(list(self.params.get("metrics", [])))
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        if self.update(epoch, logs, self.model):
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Logs) -> None:
+        if "error" not in logs and self.finish(self.model):
+            logs["restored_epoch"] = self.best_epoch
 
     def _improves(self, value: float) -> bool:
         if math.isnan(value):

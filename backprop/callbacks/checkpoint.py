@@ -1,0 +1,70 @@
+"""`ModelCheckpoint`: save the model and its training state while `fit` runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..checkpoint import checkpoint_contents
+from ..checkpoint.archive import write_archive
+from .base import Callback, Logs
+
+__all__ = ["ModelCheckpoint"]
+
+
+class ModelCheckpoint(Callback):
+    """Save model, optimizer, learning-rate schedule, random generators, epoch, history and
+    ``extra`` (see `bp.save_checkpoint`) to ``path``, atomically: every ``every`` epochs and
+    once more at the end (``fit(checkpoint=path, checkpoint_every=, checkpoint_extra=)``).
+
+    Each completed epoch is kept as a host snapshot, so that if training is interrupted
+    (Ctrl-C) or diverges (a `FloatingPointError`, such as `bp.TrainingDivergedError`) the last
+    completed epoch is saved before the error propagates. When an `EarlyStopping` before it
+    restored the best weights (``logs["restored_epoch"]``), the final save holds those.
+    ``scheduler``: the schedule to save; default: `fit`'s (``params["scheduler"]``).
+    """
+
+    needs_epoch_values = True  # its snapshot is of the weights as the epoch ends
+
+    def __init__(self, path: str | os.PathLike[str], every: int = 1, extra: dict[str, Any] | None = None,
+                 scheduler: Any = None):  # fmt: skip
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1; got {every!r}")
+        self.path = os.fspath(path)
+        self.every, self.extra, self.scheduler = every, extra, scheduler
+        self._snapshot: Any = None
+        self._unsaved = False
+
+    def on_train_begin(self, logs: Logs) -> None:
+        self._snapshot, self._unsaved = None, False
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        self._take(epoch)
+        if epoch % self.every == 0:
+            self._write()
+
+    def on_train_end(self, logs: Logs) -> None:
+        error = logs.get("error")
+        if error is not None and not isinstance(error, (KeyboardInterrupt, FloatingPointError)):
+            return  # not a run that stopped short: an error to report as it is, saving nothing
+        if error is None and "restored_epoch" in logs:
+            history = self.params["history"]
+            self._take(len(history) and history.epochs[-1])  # the restored weights, at the last epoch trained
+        self._write()
+
+    def _take(self, epoch: int) -> None:
+        """A host snapshot of everything saved, valid while training goes on."""
+        scheduler = self.scheduler if self.scheduler is not None else self.params.get("scheduler")
+        self._snapshot = checkpoint_contents(
+            self.model, self.optimizer, scheduler=scheduler, epoch=epoch, history=self.params.get("history"),
+            extra=self.extra,
+        )
+        self._unsaved = True
+
+    def _write(self) -> None:
+        if self._unsaved:
+            write_archive(self.path, *self._snapshot)
+            self._unsaved = False
+
+    def __repr__(self) -> str:
+        return f"ModelCheckpoint({self.path!r}, every={self.every})"

@@ -1,0 +1,107 @@
+"""`Sequential` as a layer: a container applying its children in order, ``Y = f_n(... f_1(X))``.
+
+This is the part of a model that other containers need: `Residual` holds one as its block,
+the layer registry rebuilds one from a saved description, and the user's `bp.Sequential`
+(`backprop.model`) is a subclass that adds a device, a dtype, a seed and the model API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends import Array
+from ..registry import LAYERS
+from .base import Backward, BuildContext, Layer, Stage
+
+__all__ = ["Sequential", "layer_description"]
+
+
+@LAYERS.register
+class Sequential(Layer):
+    """A stack of layers applied in order, as a layer: it owns no parameters itself, only
+    its children ``"0"``, ``"1"``, ... (so the first Dense's weight is ``"0.W"``).
+
+    A layer directly followed by one it fuses with (`Layer.fused_with`, e.g. a `Dense` and
+    an elementwise activation) runs as one stage: the same numbers in fewer passes.
+
+    It has no device of its own: the model it is part of builds it. A model you train is a
+    `bp.Sequential`, this class plus a device, a dtype, a seed and fit/predict/save.
+    """
+
+    def __init__(self, *layers: Layer):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential takes layers such as bp.Dense(2, 4) or bp.ReLU(); argument {i} is {layer!r}")
+        self.layers: list[Layer] = list(layers)
+        self.in_features: int | None = None
+        self.out_features: int | None = None
+        self._stages: list[Stage] = []
+
+    def children(self) -> list[tuple[str, Layer]]:
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
+        super().build(in_features, ctx)
+        features = in_features
+        for name, child in self.children():
+            child.path = f"{self.path}.{name}" if self.path else name
+            features = child.build(features, ctx)
+        self.in_features = _first_in_features(self)
+        self.out_features = features
+        self._stages = _fuse(self.layers)
+        return features
+
+    def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
+        backwards = []
+        for stage in self._stages:
+            X, back = stage(X, training)
+            backwards.append(back)
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            last = len(backwards) - 1
+            for i in range(last, -1, -1):
+                dY = backwards[i](dY, need_dX or i > 0)
+            return dY
+
+        return X, backward
+
+    def get_config(self) -> dict[str, Any]:
+        return {"layers": [layer_description(layer) for layer in self.layers]}
+
+    def __repr__(self) -> str:
+        return f"Sequential(\n{self._inner_repr()},\n)"
+
+    def _inner_repr(self) -> str:
+        return ",\n".join("    " + repr(layer).replace("\n", "\n    ") for layer in self.layers)
+
+
+def layer_description(layer: Layer) -> dict[str, Any]:
+    """``{"class": name, "config": layer.get_config()}`` with the name ``layer``'s class is
+    registered under (`backprop.registry.LAYERS`); a model (a subclass of this container) is
+    described as the container it is inside another. Raises `TypeError` for a class that is
+    not registered, naming it and the decorator that registers it."""
+    name = "Sequential" if isinstance(layer, Sequential) else LAYERS.name_of(layer)
+    return {"class": name, "config": layer.get_config()}
+
+
+def _fuse(layers: list[Layer]) -> list[Stage]:
+    """The stages `Sequential.apply` runs: each layer's ``apply``, except that a layer and
+    the next one it fuses with (`Layer.fused_with`) run as one stage."""
+    stages: list[Stage] = []
+    i = 0
+    while i < len(layers):
+        fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
+        stages.append(fused or layers[i].apply)
+        i += 2 if fused else 1
+    return stages
+
+
+def _first_in_features(layer: Layer) -> int | None:
+    for sub in layer.walk():
+        features = getattr(sub, "in_features", None)
+        if sub is not layer and features is not None:
+            return int(features)
+    return None

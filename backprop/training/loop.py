@@ -1,0 +1,301 @@
+"""`fit`: the mini-batch training loop behind `Sequential.fit`.
+
+The loop itself trains batches and reads each epoch's values; everything else an epoch's end
+does (history, schedules, early stopping, checkpoints, progress, gradient norms) is a
+callback (`backprop.callbacks`), made from `fit`'s keyword options or given by the user.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..backends import Array
+from ..batching import batches
+from ..callbacks import (
+    BatchLogs,
+    Callback,
+    CallbackList,
+    EarlyStopping,
+    GradientNorms,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+    RecordHistory,
+)
+from ..epoch_results import EpochResults
+from ..history import History
+from ..losses import Loss, get_loss
+from ..metrics import Metric, get_metrics
+from .evaluate import evaluate
+from .protocol import TrainableModel
+from .step import StepCore, build_step
+
+if TYPE_CHECKING:
+    from ..optim import Optimizer
+
+__all__ = ["TrainingDivergedError", "fit"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def fit(
+    model: TrainableModel,
+    X: Any,
+    y: Any,
+    *,
+    loss: Loss | str,
+    optimizer: Optimizer,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    clip_grad_norm: float | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    metrics: Sequence[str | Metric] = (),
+    early_stopping: EarlyStopping | int | None = None,
+    scheduler: Any = None,
+    record_grad_norms: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    checkpoint_extra: dict[str, Any] | None = None,
+    initial_epoch: int = 0,
+    history: History | None = None,
+    graph: bool = False,
+    verbose: int = 1,
+    callbacks: Iterable[Callback] = (),
+) -> History:
+    """Train ``model`` on ``(X, y)`` for ``epochs`` more passes of mini-batches.
+
+    The data is checked and moved to the model's device once. Each epoch visits the samples
+    in an order drawn from the model's host generator (``shuffle=True``) in batches of
+    ``batch_size`` (the last one may be smaller); each batch is forward, loss, backward,
+    optional global-norm clipping (``clip_grad_norm=max_norm``) and ``optimizer.step()``.
+    Losses and metrics stay on the device and are read once per epoch (a progress bar reads
+    the running loss at most twice a second). With ``verbose=0`` and nothing that needs an
+    epoch's values as it ends (validation data, a scheduler, early stopping, checkpoints, a
+    callback whose ``needs_epoch_values`` is true), they are read in blocks of up to 1024
+    batches: many tiny epochs then cost no host sync each, and a diverging loss is reported
+    when its block is read (the model then holds the weights of the block's end).
+
+    Per epoch the returned `History` gets ``"loss"`` (mean training loss, including `Dense`
+    l1/l2 penalties), each metric (``metrics=["accuracy"]``: the running value over the
+    epoch's batches), ``"lr"``, and with ``validation_data=(Xv, yv)`` ``"val_loss"`` and
+    ``"val_<metric>"`` in inference mode. ``record_grad_norms=True`` adds
+    ``"grad_norm/<param>"``, the mean over the epoch's steps of each parameter's gradient L2
+    norm before clipping: the tutorial's vanishing/exploding-gradient diagnosis.
+
+    ``scheduler``: a `bp.optim.lr_scheduler` schedule stepped once per epoch
+    (`ReduceLROnPlateau` is given ``val_loss``, else ``loss``). ``early_stopping``: an
+    `EarlyStopping` or a patience (monitoring ``val_loss`` when there is validation data,
+    else ``loss``, restoring the best weights). ``checkpoint=path`` saves model, optimizer,
+    scheduler, random generators, epoch, history and ``checkpoint_extra`` every
+    ``checkpoint_every`` epochs and at the end, atomically (after early stopping restored the
+    best weights, with those weights); if training is interrupted (Ctrl-C) or diverges, the
+    last completed epoch is saved before the error propagates.
+    ``initial_epoch`` and ``history`` continue a resumed run: epochs are numbered from
+    ``initial_epoch + 1`` and appended to ``history``.
+
+    ``callbacks``: `backprop.callbacks.Callback` objects of your own, called after the ones
+    the options above make (history, gradient norms, schedule, early stopping) and before the
+    checkpoint and the progress bar. Each option is such a callback, so passing
+    ``EarlyStopping(...)``, ``ModelCheckpoint(path)``, ``LearningRateScheduler(s)``,
+    ``GradientNorms()`` or ``ProgressBar(2)`` here does what the option does.
+
+    ``graph=True`` replays each full-size batch's step from a CUDA graph on CUDA devices (see
+    `backprop.training.graph`); the same numbers, far fewer kernel launches. Models it
+    cannot replay (and other devices) train eagerly, with a warning saying why.
+
+    ``verbose=0`` is silent, ``1`` shows a progress bar on a terminal (about 20 lines
+    otherwise), ``2`` one line per epoch. Raises `TrainingDivergedError` naming the epoch if
+    the loss becomes NaN or infinite.
+    """
+    loss = get_loss(loss)
+    model._check_loss(loss)
+    epochs = _count(epochs, "epochs", minimum=0)
+    batch_size = _count(batch_size, "batch_size", minimum=1)
+    checkpoint_every = _count(checkpoint_every, "checkpoint_every", minimum=1)
+    initial_epoch = _count(initial_epoch, "initial_epoch", minimum=0)
+    metric_list = get_metrics(metrics, loss)
+    backend = model._require_built()
+    history = History() if history is None else history
+    own = _option_callbacks(record_grad_norms, scheduler, _early_stopping(early_stopping, validation_data is not None))
+    user: list[Callback] = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    last_ones: list[Callback] = [] if checkpoint is None else [ModelCheckpoint(checkpoint, checkpoint_every, checkpoint_extra)]
+    if verbose and not any(isinstance(cb, ProgressBar) for cb in user):
+        last_ones.append(ProgressBar(verbose))
+    callback_list = CallbackList([*own, *user, *last_ones])
+    was_training = model.training
+    end_logs: dict[str, Any] = {}
+    with backend.activate():
+        Xd, T = model.checked_data(X, y, loss)
+        val = model.checked_data(*validation_data, loss, "validation X", "validation y") if validation_data else None
+        n = Xd.shape[0]
+        callback_list.set_model(model)
+        callback_list.set_optimizer(optimizer)
+        callback_list.set_params({
+            "epochs": initial_epoch + epochs, "initial_epoch": initial_epoch, "steps": math.ceil(n / batch_size),
+            "batch_size": batch_size, "samples": n, "verbose": verbose, "metrics": _epoch_keys(metric_list, val is not None),
+            "history": history, "scheduler": scheduler if scheduler is not None else _user_schedule(user),
+        })  # fmt: skip
+        model.stop_training = False
+        callback_list.on_train_begin({})
+        results = EpochResults(backend, len(metric_list))
+        run = _Run(model, optimizer, loss, metric_list, callback_list, results, BatchLogs(results.running_loss, results.record),
+                   Xd, T, val, batch_size, shuffle)  # fmt: skip
+        try:
+            run.step = _step(run, clip_grad_norm, graph)
+            model.train()
+            # with nothing that reads an epoch's values when it ends, they are read in blocks
+            run.train(initial_epoch + 1, initial_epoch + epochs, defer=val is None and not callback_list.needs_epoch_values)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                run.read_completed()  # completed epochs not read yet
+            end_logs["error"] = exc
+            raise
+        finally:
+            model.train(was_training)
+            callback_list.on_train_end(end_logs)
+    return history
+
+
+@dataclass
+class _Run:
+    """One `fit` call's state: what `train` needs besides the epoch numbers."""
+
+    model: TrainableModel
+    optimizer: Optimizer
+    loss: Loss
+    metrics: list[Metric]
+    callbacks: CallbackList
+    results: EpochResults
+    logs: BatchLogs
+    X: Array
+    T: Array
+    val: tuple[Array, Array] | None
+    batch_size: int
+    shuffle: bool
+    step: StepCore | None = None
+
+    def train(self, first: int, last: int, defer: bool) -> None:
+        """Epochs ``first`` to ``last``; each one's values are read as it ends unless ``defer``."""
+        model, callbacks, results, logs, metrics, step = self.model, self.callbacks, self.results, self.logs, self.metrics, self.step
+        assert step is not None
+        backend = model._require_built()
+        xp = backend.xp
+        begin = callbacks.on_batch_begin if callbacks.wants("on_batch_begin") else None
+        end = callbacks.on_batch_end if callbacks.wants("on_batch_end") else None
+        for epoch in range(first, last + 1):
+            callbacks.on_epoch_begin(epoch, {})
+            for batch, (Xb, Tb) in enumerate(batches(backend, model.shuffle_rng, self.X, self.T, self.batch_size, self.shuffle)):
+                logs.batch, logs.size = batch, Xb.shape[0]
+                if begin is not None:
+                    begin(batch, logs)
+                L, P = step(Xb, Tb)
+                results.add(L, Xb.shape[0])
+                for i, metric in enumerate(metrics):
+                    results.metrics[i].append(metric.batch_sum(xp, P, Tb))
+                if end is not None:
+                    end(batch, logs)
+                if model.stop_training:
+                    break
+            results.end_epoch(epoch, float(self.optimizer.lr))
+            if defer and epoch < last and not results.full() and not model.stop_training:
+                continue
+            self.read()
+            if model.stop_training:
+                break
+
+    def read(self) -> None:
+        """Read the ended epochs' values (one host sync), check them, add validation values
+        and hand each epoch to the callbacks."""
+        for done, values in self.results.read(self.metrics):
+            if not math.isfinite(values["loss"]):
+                saved = next((cb.path for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
+                raise TrainingDivergedError(
+                    f"training diverged: the loss became {values['loss']} in epoch {done}. Lower the "
+                    f"learning rate (now {self.optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
+                    "the data's scale." + (f" The last good state is in {saved!r}." if saved else "")
+                )
+            if self.val is not None:  # never deferred: these are the weights at the end of `done`
+                values.update(evaluate(self.model, *self.val, self.loss, self.metrics, self.batch_size, prefix="val_"))
+            self.callbacks.on_epoch_end(done, values)
+
+    def read_completed(self) -> None:
+        """On Ctrl-C: hand the callbacks the epochs that ended but were not read yet (up to
+        the first with a non-finite loss)."""
+        for done, values in self.results.read(self.metrics):
+            if not math.isfinite(values["loss"]):
+                break
+            self.callbacks.on_epoch_end(done, values)
+
+
+def _step(run: _Run, clip: float | None, graph: bool) -> StepCore:
+    """The step `fit` runs: replayed from a CUDA graph if asked and possible, eager (with a
+    warning saying why) otherwise; a callback that reads gradients mid-step makes it eager."""
+    callbacks, logs = run.callbacks, run.logs
+    readers = [cb for cb in callbacks if cb.reads_gradients]
+    on_gradients = (lambda: callbacks.on_backward_end(logs.batch, logs)) if readers else None
+    step = build_step(run.model, run.loss, run.optimizer, clip, graph and not readers,
+                      keep=2 if run.metrics else 1, on_gradients=on_gradients)  # fmt: skip
+    if graph:
+        names = ["record_grad_norms=True" if isinstance(cb, GradientNorms) else type(cb).__name__ for cb in readers]
+        reason = f"{', '.join(names)} {'reads' if len(names) == 1 else 'read'} gradients mid-step" if readers else None
+        reason = reason or getattr(step, "reason", None)
+        if reason is not None:
+            warnings.warn(f"graph=True: training eagerly because {reason}", stacklevel=4)
+    return step
+
+
+def _option_callbacks(record_grad_norms: bool, scheduler: Any, stopper: EarlyStopping | None) -> list[Callback]:
+    """The callbacks `fit`'s keyword options stand for that run before the user's (the
+    checkpoint and the progress bar come after them)."""
+    own: list[Callback] = [RecordHistory()]
+    if record_grad_norms:
+        own.append(GradientNorms())
+    if scheduler is not None:
+        own.append(LearningRateScheduler(scheduler))
+    if stopper is not None:
+        own.append(stopper)
+    return own
+
+
+def _user_schedule(callbacks: list[Callback]) -> Any:
+    """The schedule of the user's `LearningRateScheduler`, if any: what a checkpoint saves."""
+    return next((cb.scheduler for cb in callbacks if isinstance(cb, LearningRateScheduler)), None)
+
+
+def _early_stopping(setting: EarlyStopping | int | bool | None, has_validation: bool) -> EarlyStopping | None:
+    if setting is None or setting is False:
+        return None
+    if isinstance(setting, EarlyStopping):
+        return setting
+    monitor = "val_loss" if has_validation else "loss"
+    if setting is True:
+        return EarlyStopping(monitor=monitor)
+    if isinstance(setting, int):
+        return EarlyStopping(monitor=monitor, patience=setting)
+    raise TypeError(f"early_stopping must be a bp.EarlyStopping or a patience (int); got {setting!r}")
+
+
+def _epoch_keys(metrics: Sequence[Metric], validation: bool) -> list[str]:
+    keys = ["loss", *[m.name for m in metrics], "lr"]
+    if validation:
+        keys += ["val_loss", *[f"val_{m.name}" for m in metrics]]
+    return keys
+
+
+def _count(value: Any, name: str, minimum: int) -> int:
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool) or number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return number

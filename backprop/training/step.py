@@ -1,0 +1,82 @@
+"""The one step builder: forward, loss, backward, clipping and update for one batch, run
+eagerly or replayed from a CUDA graph (`GraphedStep`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..backends import Array
+from ..clip import clip_grad_norm as _clip_grad_norm
+from ..losses import Loss, get_loss
+from .graph import GraphedStep
+from .protocol import TrainableModel
+
+if TYPE_CHECKING:
+    from ..optim import Optimizer
+
+__all__ = ["Step", "StepCore", "build_step", "make_step"]
+
+#: ``step(X, T) -> L``: the batch loss as a 0-d device array
+Step = Callable[[Array, Array], Array]
+#: ``core(X, T) -> (L, P)``: the loss and the model's outputs (``None`` where a replay did not keep them)
+StepCore = Callable[[Array, Array], "tuple[Array, Array]"]
+
+
+def build_step(
+    model: TrainableModel,
+    loss: Loss,
+    optimizer: Optimizer,
+    clip_grad_norm: float | None = None,
+    graph: bool = False,
+    *,
+    keep: int = 2,
+    on_gradients: Callable[[], None] | None = None,
+) -> StepCore:
+    """``core(X, T) -> (L, P)`` on checked device data, in the model's current mode: forward,
+    loss (with l1/l2 penalties), backward, ``on_gradients()`` if given (every ``.grad`` is
+    this batch's gradient, not yet clipped), optional global-norm clipping to
+    ``clip_grad_norm``, ``optimizer.step()``.
+
+    ``graph=True``: a `GraphedStep`, replaying the step from a CUDA graph where it can (its
+    ``reason`` says why not) and returning only the first ``keep`` outputs of a replay, the
+    rest as ``None``. A step with ``on_gradients`` runs Python mid-step and cannot be
+    replayed: ask for it with ``graph=False``."""
+    if graph and on_gradients is not None:
+        raise ValueError("a step that calls on_gradients mid-step cannot be replayed from a CUDA graph")
+    params = model.parameters()
+    clip = clip_grad_norm
+
+    def core(X: Array, T: Array) -> tuple[Array, Array]:
+        L, P = model.train_batch(X, T, loss)
+        if on_gradients is not None:
+            on_gradients()
+        if clip is not None:
+            _clip_grad_norm(params, clip)
+        optimizer.step()
+        return L, P
+
+    if not graph:
+        return core
+    return GraphedStep(core, model, optimizer, keep=keep)
+
+
+def make_step(
+    model: TrainableModel, loss: Loss | str, optimizer: Optimizer, clip_grad_norm: float | None = None,
+    graph: bool = False,
+) -> Step:  # fmt: skip
+    """One training step for checked data already on the device: forward, loss, backward,
+    optional global-norm clipping, ``optimizer.step()``. ``step(X, T)`` returns the batch loss
+    as a 0-d device array (no host sync); call it inside ``model.backend.activate()``.
+    ``graph=True``: replayed from a CUDA graph where possible (`GraphedStep`, as
+    ``step.core``; ``step.graph`` is why not, or ``None``)."""
+    loss = get_loss(loss)
+    model._check_loss(loss)
+    core = build_step(model, loss, optimizer, clip_grad_norm, graph, keep=1)
+
+    def step(X: Array, T: Array) -> Array:
+        return core(X, T)[0]
+
+    step.core = core  # type: ignore[attr-defined]
+    step.graph = getattr(core, "reason", None)  # type: ignore[attr-defined]  # why not replayed, if not
+    return step
