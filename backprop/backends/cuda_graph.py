@@ -19,6 +19,7 @@ needs that only this package knows:
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +38,21 @@ ScalarsFn = Callable[[], "tuple[Any, tuple[float, ...]]"]
 
 
 class GraphCapture:
-    """Captures callables as CUDA graphs. Keeps every capture's private memory pool for its
-    own lifetime, failed captures included."""
+    """Captures callables as CUDA graphs. Keeps every capture's private memory pool while
+    arrays allocated in it may live, and gives the pools' cached blocks back to the device when
+    a graph is dropped (`release`) and when it is itself collected: CuPy's pool keeps freed
+    blocks for reuse until told otherwise, and a sweep of graph fits would otherwise hold every
+    graph's memory for the life of the process."""
 
     def __init__(self) -> None:
         self._pools: list[Any] = []
+        weakref.finalize(self, _free_pools, self._pools)
+
+    def release(self) -> None:
+        """After a graph was dropped: free every block of the captures' pools that no array
+        uses any more, and forget the pools left empty."""
+        _free_pools(self._pools)
+        self._pools[:] = [pool for pool in self._pools if pool.used_bytes()]
 
     def capture(self, backend: Backend, fn: StepFn, X: Array, T: Array, keep: int, scalars: ScalarsFn) -> Replayer:
         """Record one call of ``fn`` on ``backend``'s CUDA device, on static copies of batch
@@ -162,3 +173,8 @@ class GraphIO:
         into ``slots`` (unused ones 0)."""
         floats, slot_values = scalar_args(np.float64, values, 3), scalar_args(np.int64, addresses, 4)
         self._set((1,), (1,), (scalars, *floats, slots, *slot_values))
+
+
+def _free_pools(pools: list[Any]) -> None:
+    for pool in pools:
+        pool.free_all_blocks()

@@ -87,6 +87,14 @@ class Optimizer:
         step updates every array in place)."""
         return self.__dict__.get("_fused") is not None
 
+    @property
+    def fused(self) -> _fused.FusedUpdate | None:
+        """The fused update the last `step` ran (``None`` after the per-parameter rule): its
+        ``valid(optimizer)`` says whether every array it updates in place is still the one the
+        parameters and the state hold."""
+        fused: _fused.FusedUpdate | None = self.__dict__.get("_fused")
+        return fused
+
     def update(self, p: Parameter, state: dict[str, Any], xp: Any) -> None:
         """One parameter's update rule: read ``p.grad``, update ``state`` and ``p.data``."""
         raise NotImplementedError

@@ -16,8 +16,13 @@ cost. What makes replay correct:
 - a batch of another shape (the last, partial one) runs eagerly on the same memory;
 - any failure to capture falls back to eager steps for good, with a warning and the reason
   recorded;
-- the optimizer's constants (betas, eps, momentum, weight decay) are baked into the captured
-  kernels, and the parameters' flat buffer is the graph's memory: changing either recaptures.
+- everything a capture bakes in is compared before each replay, and a change means a new
+  capture (after ``warmup`` eager steps): the optimizer's constants (betas, eps, momentum,
+  weight decay), the arrays its fused update works on (a parameter's ``data`` rebound, a
+  ``load_state_dict``), the parameters' flat buffer (``model.to``), the model's mode
+  (``train``/``eval``) and every layer's settings (``Dropout.p``, ``LeakyReLU.alpha``,
+  ``Dense.l1``/``l2``...): a replay never runs on what the graph no longer matches;
+- a step is called inside its backend's device context (``cuda:1`` binds GPU 1 itself).
 
 The CuPy side (stream, private memory pool, copies in and out, the replay launch) is
 `backprop.backends.cuda_graph.GraphCapture`; nothing here imports CuPy.
@@ -83,8 +88,9 @@ class GraphedStep:
         self._replay: Callable[[Any, Any], tuple[Any, ...]] | None = None  # (X, T) -> kept outputs
         self._n_outputs = 0
         self._shape: Any = None  # (X shape, T shape, dtypes) of the batches replayed
-        self._baked: Any = None  # the optimizer constants in the captured kernels
+        self._baked: Any = None  # what the capture baked in (`_constants`)
         self._arenas: Any = None
+        self._update: Any = None  # the optimizer's fused update the capture recorded
         self._graphs = GraphCapture()  # holds every capture's memory for this object's lifetime
 
     @property
@@ -93,15 +99,18 @@ class GraphedStep:
         return self._replay is not None
 
     def __call__(self, X: Array, T: Array) -> tuple[Any, ...]:
+        with self.model._require_built().activate():  # a step of cuda:1 runs on GPU 1 wherever it is called
+            return self._call(X, T)
+
+    def _call(self, X: Array, T: Array) -> tuple[Any, ...]:
         if self.reason is not None:
             return self.step(X, T)
         shape = (X.shape, T.shape, X.dtype, T.dtype)  # dtypes as objects: str() of one costs microseconds
-        if self._replay is not None and (
-            self._arenas is not self.optimizer.params[0].arenas or self._constants() != self._baked
-        ):
-            self._drop()  # the model moved or was repacked, or a baked-in constant changed
-        if self._shape is None:
-            self._shape = shape
+        if self._replay is not None and self._stale():
+            self._drop()
+        if self._shape is None or (self._replay is None and shape[0][0] > self._shape[0][0]):
+            # the largest batch is the one to capture (after a drop, the first call may be a partial batch)
+            self._shape, self.calls = shape, 0
         if shape != self._shape:
             return self.step(X, T)
         if self._replay is None:
@@ -116,8 +125,21 @@ class GraphedStep:
         return kept + (None,) * (self._n_outputs - len(kept))
 
     def _constants(self) -> tuple[Any, ...]:
-        """The optimizer's settings the captured kernels hold as constants (all but ``lr``)."""
-        return tuple(v for k, v in self.optimizer.get_config().items() if k != "lr")
+        """What a capture bakes in besides arrays: the optimizer's settings (all but ``lr``,
+        which a replay reads from device memory), the model's mode and every layer's settings."""
+        optimizer = tuple(v for k, v in self.optimizer.get_config().items() if k != "lr")
+        return optimizer, self.model.training, [layer.get_config() for layer in self.model.walk()]
+
+    def _stale(self) -> bool:
+        """Whether the captured graph no longer matches the model and the optimizer: the model
+        moved or was repacked, the optimizer's update now works on other arrays, or a setting
+        baked into the capture changed."""
+        if self._arenas is not self.optimizer.params[0].arenas:
+            return True
+        update = self._update
+        if update is not None and (update is not self.optimizer.fused or not update.valid(self.optimizer)):
+            return True
+        return self._constants() != self._baked
 
     def _capture(self, X: Array, T: Array) -> None:
         # Capture executes nothing, but its Python runs: undo what that counts or draws.
@@ -145,8 +167,10 @@ class GraphedStep:
         self._replay = replayer
         self._n_outputs = replayer.n_outputs
         self._baked, self._arenas = self._constants(), self.optimizer.params[0].arenas
+        self._update = self.optimizer.fused
 
     def _drop(self) -> None:
-        self._replay = self._baked = self._arenas = None
-        self._n_outputs = 0  # the capture's memory stays: arrays made while capturing (a gradient) may outlive the graph
+        self._replay = self._baked = self._arenas = self._update = self._shape = None
+        self._graphs.release()
+        self._n_outputs = 0  # blocks that arrays made while capturing still use stay until those go
         self.calls = 0

@@ -67,7 +67,8 @@ def make_step(
 ) -> Step:  # fmt: skip
     """One training step for checked data already on the device: forward, loss, backward,
     optional global-norm clipping, ``optimizer.step()``. ``step(X, T)`` returns the batch loss
-    as a 0-d device array (no host sync); call it inside ``model.backend.activate()``.
+    as a 0-d device array (no host sync); it runs on the model's device wherever it is called
+    (a ``cuda:1`` model's step binds GPU 1 itself).
     ``graph=True``: replayed from a CUDA graph where possible (`GraphedStep`, as
     ``step.core``; ``step.graph`` is why not, or ``None``)."""
     loss = get_loss(loss)
@@ -75,7 +76,8 @@ def make_step(
     core = build_step(model, loss, optimizer, clip_grad_norm, graph, keep=1)
 
     def step(X: Array, T: Array) -> Array:
-        return core(X, T)[0]
+        with model._require_built().activate():  # the backend of now: model.to may have moved it
+            return core(X, T)[0]
 
     step.core = core  # type: ignore[attr-defined]
     step.graph = getattr(core, "reason", None)  # type: ignore[attr-defined]  # why not replayed, if not
