@@ -116,7 +116,11 @@ class Replayer:
     one kernel writing the ``scalars()`` and the addresses of X, T and the outputs into the
     graph's slots, and the graph, which copies the batch in and the outputs out itself.
     ``held``: the graph's own arrays, kept alive with it; ``n_outputs``: how many outputs the
-    captured call returned (kept or not)."""
+    captured call returned (kept or not).
+
+    Both launches go to the current stream; when it is not the stream of the previous replay,
+    it first waits for everything queued on that one (an event recorded there now), since the
+    slot write of this replay must not overtake the previous graph still reading the slots."""
 
     def __init__(self, cupy: Any, graph: Any, io: GraphIO, slots: Any, held: tuple[Any, ...], kept: tuple[Any, ...],
                  scalars: ScalarsFn):  # fmt: skip
@@ -124,6 +128,7 @@ class Replayer:
         self.held = held
         self.n_outputs = len(held) - 2
         self._like = [(o.shape, o.dtype) for o in kept]
+        self._stream: Any = None  # the stream of the last replay
 
     def _contiguous(self, A: Any) -> Any:
         cupy = self._cupy
@@ -134,6 +139,10 @@ class Replayer:
         X, T = self._contiguous(X), self._contiguous(T)  # read by the graph later, in stream order: safe to drop after
         outs = tuple(cupy.empty(shape, dtype=dtype) for shape, dtype in self._like)
         scalars, values = self._scalars()
+        stream = cupy.cuda.get_current_stream()
+        if self._stream is not None and self._stream.ptr != stream.ptr:
+            stream.wait_event(self._stream.record())
+        self._stream = stream
         self._io.set(scalars, values, self._slots, (X.data.ptr, T.data.ptr, *(o.data.ptr for o in outs)))
         self._graph.launch()
         return outs
