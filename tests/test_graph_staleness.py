@@ -113,3 +113,36 @@ def test_after_a_drop_the_full_batch_is_captured_even_if_a_partial_one_comes_fir
     for _ in range(5):
         step(X, T)
     assert capturer.captures == 2 and step._shape[0] == (16, 4)
+
+
+def test_steps_bind_their_models_device_whoever_calls_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step (eager or graphed) enters its model's device context itself, so a ``cuda:1``
+    step called outside ``activate()`` does not queue its forward pass on GPU 0 (spied here
+    on the CPU: the forward pass must run inside the context)."""
+    import contextlib  # noqa: PLC0415
+
+    from backprop.backends import Backend  # noqa: PLC0415 - spied on below
+    from backprop.training import make_step  # noqa: PLC0415
+
+    depth, inside = [0], []
+
+    @contextlib.contextmanager
+    def spy(self: Backend):  # type: ignore[no-untyped-def]
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+
+    monkeypatch.setattr(Backend, "activate", spy)
+    real_apply = bp.Dense.apply
+    monkeypatch.setattr(
+        bp.Dense, "apply", lambda self, X, training: inside.append(depth[0] > 0) or real_apply(self, X, training)
+    )
+    model = bp.Sequential(bp.Dense(4, 3), seed=0)
+    X, T = batch(model)
+    for graph in (False, True):
+        step = make_step(model, "cross_entropy", bp.optim.Adam(model.parameters()), graph=graph)
+        inside.clear()
+        step(X, T)
+        assert inside == [True]
