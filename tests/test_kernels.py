@@ -235,6 +235,8 @@ def test_every_numpy_override_is_tested() -> None:
     assert overridden(NumpyOps) <= TESTED, overridden(NumpyOps) - TESTED
 
 
+#: one Adam update's arguments, for the flat-buffer methods called directly
+ADAM_ARGUMENTS = {"step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False}
 FUSED_OPTIMIZERS = {
     "SGD": (bp.optim.SGD, {"lr": 0.1}),
     "SGD-momentum-dampening-wd": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
@@ -315,15 +317,7 @@ def test_numpy_adam_in_chunks_is_bit_identical_to_one_pass(
 ) -> None:
     """The NumPy Adam walks its arrays in cache-sized chunks; the chunking never changes a bit,
     including at chunk edges and in a last, shorter chunk."""
-    arguments = {
-        "step": 3,
-        "lr": 0.01,
-        "beta1": 0.9,
-        "beta2": 0.999,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "decoupled": False,
-    }
+    arguments = dict(ADAM_ARGUMENTS)
     arguments.update(settings)
     p, g, m, v = (rng.standard_normal(45).astype(np.float32) for _ in range(4))
     v = np.abs(v)
@@ -369,15 +363,7 @@ def test_every_layers_gradients_land_in_the_flat_buffer(
 
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True}])
 def test_numpy_adam_is_bit_identical_to_the_generic_adam(settings: dict, rng: np.random.Generator) -> None:
-    arguments = {
-        "step": 3,
-        "lr": 0.01,
-        "beta1": 0.9,
-        "beta2": 0.999,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "decoupled": False,
-    }
+    arguments = dict(ADAM_ARGUMENTS)
     arguments.update(settings)
     p, g, m, v = (rng.standard_normal(300_000).astype(np.float32) for _ in range(4))  # over two chunks
     v = np.abs(v)

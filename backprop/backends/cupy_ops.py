@@ -161,21 +161,9 @@ class CupyOps(Ops):
         return self._dropout(X, U, keep)
 
     # ------------------------------------------------------------------ optimizer updates
-    def adam_update(
-        self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        *,
-        step: int,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        weight_decay: float,
-        decoupled: bool,
-        scalars: Any = None,
+    def adam_update(  # fmt: skip
+        self, p: Any, g: Any, m: Any, v: Any, *, step: int, lr: float, beta1: float, beta2: float,
+        eps: float, weight_decay: float, decoupled: bool, scalars: Any = None
     ) -> None:
         self._adam(g, scalars, beta1, beta2, eps, weight_decay, decoupled, p, m, v)
 

@@ -122,21 +122,9 @@ class NumpyOps(Ops):
         return np.asarray(L, dtype=P.dtype), np.divide(P - T, denom, out=denom)
 
     # ------------------------------------------------------------------ optimizer updates
-    def adam_update(
-        self,
-        p: np.ndarray,
-        g: np.ndarray,
-        m: np.ndarray,
-        v: np.ndarray,
-        *,
-        step: int,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        weight_decay: float,
-        decoupled: bool,
-        scalars: Any = None,
+    def adam_update(  # fmt: skip
+        self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int, lr: float,
+        beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any = None
     ) -> None:
         """The arrays are walked in chunks of `ADAM_CHUNK` elements, so that a chunk of
         ``p, g, m, v`` and the scratch stay in cache across the rule's dozen passes (on 1.9 M
