@@ -236,7 +236,9 @@ def test_every_numpy_override_is_tested() -> None:
 
 
 #: one Adam update's arguments, for the flat-buffer methods called directly
-ADAM_ARGUMENTS = {"step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False}
+ADAM_ARGUMENTS = {
+    "step": 3, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decoupled": False,
+}  # fmt: skip
 FUSED_OPTIMIZERS = {
     "SGD": (bp.optim.SGD, {"lr": 0.1}),
     "SGD-momentum-dampening-wd": (bp.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),

@@ -161,7 +161,7 @@ class CupyOps(Ops):
         return self._dropout(X, U, keep)
 
     # ------------------------------------------------------------------ optimizer updates
-    def adam_update(  # fmt: skip
+    def adam_update(
         self, p: Any, g: Any, m: Any, v: Any, *, step: int, lr: float, beta1: float, beta2: float,
         eps: float, weight_decay: float, decoupled: bool, scalars: Any = None
     ) -> None:

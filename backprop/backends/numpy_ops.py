@@ -122,7 +122,7 @@ class NumpyOps(Ops):
         return np.asarray(L, dtype=P.dtype), np.divide(P - T, denom, out=denom)
 
     # ------------------------------------------------------------------ optimizer updates
-    def adam_update(  # fmt: skip
+    def adam_update(
         self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int, lr: float,
         beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool, scalars: Any = None
     ) -> None:
