@@ -47,13 +47,13 @@ pytestmark = [
 ]
 
 
-def _launch(ranks: int, args: list[str], python: list[str]) -> tuple[int, str, float]:
+def _launch(ranks: int, args: list[str], python: list[str], script: Path = SCRIPT) -> tuple[int, str, float]:
     """Run the rank script on ``ranks`` processes; returns (exit status, output, seconds). The
     whole process group is killed if it outlives `TIMEOUT`, so no job is ever left behind."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "OMPI_", "PMIX", "SLURM", "MV2_", "HYDRA"))}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"  # ranks share the cores
-    command = [str(MPIEXEC), "-n", str(ranks), sys.executable, *python, str(SCRIPT), *args]
+    command = [str(MPIEXEC), "-n", str(ranks), sys.executable, *python, str(script), *args]
     start = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
@@ -111,3 +111,10 @@ def test_a_failing_rank_ends_the_job_on_every_rank(ranks: int, tmp_path: Path) -
     assert f"ValueError: rank {ranks - 1} fails on purpose" in output
     assert f"uncaught exception on rank {ranks - 1} of {ranks}" in output
     assert seconds < 20, f"the job took {seconds:.1f} s to end"
+
+
+def test_the_allreduce_benchmark_runs_on_two_ranks() -> None:
+    """benchmarks/allreduce.py --quick: buckets started during a real backward, under MPI."""
+    status, output, _ = _launch(2, ["--quick"], ["-m", "mpi4py"], ROOT / "benchmarks" / "allreduce.py")
+    assert status == 0, output
+    assert "2 rank(s)" in output and "| 784-1024-1024-10 | 7.45 MB, 2 buckets |" in output
