@@ -55,8 +55,27 @@ class FakeCupy:
 
     def __init__(self) -> None:
         self.devices_entered: list[int] = []
-        stream = SimpleNamespace(ptr=0xABC, synchronize=lambda: None)
-        self.cuda = SimpleNamespace(Device=self._device, get_current_stream=lambda: stream)
+        self.log: list[tuple[Any, ...]] = []  # stream operations, in order
+        self.current = self._stream("compute", 0xABC)
+        self.cuda = SimpleNamespace(
+            Device=self._device,
+            get_current_stream=lambda: self.current,
+            Stream=lambda non_blocking: self._stream("side", 0xDEF),
+            Event=self._event,
+        )
+
+    def _stream(self, name: str, ptr: int) -> Any:
+        return SimpleNamespace(
+            name=name,
+            ptr=ptr,
+            synchronize=lambda: None,
+            wait_event=lambda event: self.log.append(("wait", name, event.n)),
+        )
+
+    def _event(self, disable_timing: bool) -> Any:
+        event = SimpleNamespace(n=sum(1 for entry in self.log if entry[0] == "record"))
+        event.record = lambda stream: self.log.append(("record", stream.name, event.n))
+        return event
 
     @contextlib.contextmanager
     def _device(self, index: int) -> Any:
@@ -161,6 +180,34 @@ def test_collectives_run_in_place_on_the_current_stream_of_the_rank_gpu() -> Non
         coll.allreduce_(FakeGpuArray(0x1000, 4, device=0))
     coll.close()
     assert calls[-1] == ("destroy",)
+
+
+def test_started_reductions_fork_to_a_side_stream_and_join_back() -> None:
+    """Each bucket waits for the backward queued before it, runs on the communication stream,
+    and the compute stream waits for all of them before the optimizer step."""
+    nccl, cupy = FakeNccl(), FakeCupy()
+    coll = nccl_backend.NcclCollectives(Channel(1).rank(0), 1, nccl=nccl, cupy=cupy)
+    calls = nccl.communicators[0].calls
+    transport = comm_module.Nccl(coll)
+    first = transport.start_allreduce_sum_(FakeGpuArray(0x1000, 8))
+    cupy.log.append(("backward goes on",))
+    second = transport.start_allreduce_sum_(FakeGpuArray(0x2000, 4))
+    transport.finish([first, second])
+    assert cupy.log == [
+        ("record", "compute", 0),  # backward so far wrote bucket 0
+        ("wait", "side", 0),
+        ("record", "side", 1),  # bucket 0 reduced
+        ("backward goes on",),
+        ("record", "compute", 2),
+        ("wait", "side", 2),
+        ("record", "side", 3),
+        ("wait", "compute", 1),  # the step waits for both
+        ("wait", "compute", 3),
+    ]
+    assert [c[:3] + c[6:] for c in calls] == [
+        ("allReduce", 0x1000, 0x1000, 0xDEF),
+        ("allReduce", 0x2000, 0x2000, 0xDEF),
+    ]
 
 
 class AgreeingComm:

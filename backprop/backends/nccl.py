@@ -134,6 +134,7 @@ class NcclCollectives:
         with self.cupy.cuda.Device(self.device_index):
             self.comm = self.nccl.NcclCommunicator(self.size, uid, self.rank)
         self.version = int(self.nccl.get_version()) if hasattr(self.nccl, "get_version") else 0
+        self._side: Any = None  # the communication stream of `start_allreduce_`, made when first needed
 
     def _checked(self, x: Any) -> tuple[int, int, int]:
         """``(pointer, count, dtype)`` of a C-contiguous array on this GPU."""
@@ -157,6 +158,34 @@ class NcclCollectives:
             return
         with self.cupy.cuda.Device(self.device_index):
             self.comm.allReduce(ptr, ptr, count, dtype, nccl_op(self.nccl, op), self._stream())
+
+    def start_allreduce_(self, x: Any, op: str = "sum") -> Any:
+        """Start reducing ``x`` on a communication stream of its own, once the work queued so far
+        on the current stream (the backward that wrote ``x``) is done, so that backward goes on
+        computing earlier layers meanwhile; returns an event for `finish`. Event record and wait
+        are stream operations: a CUDA-graph capture records the fork and the join as edges."""
+        ptr, count, dtype = self._checked(x)
+        cuda = self.cupy.cuda
+        with cuda.Device(self.device_index):
+            if self._side is None:
+                self._side = cuda.Stream(non_blocking=True)
+            written = cuda.Event(disable_timing=True)
+            written.record(cuda.get_current_stream())
+            self._side.wait_event(written)
+            if count:
+                self.comm.allReduce(ptr, ptr, count, dtype, nccl_op(self.nccl, op), int(self._side.ptr))
+            done = cuda.Event(disable_timing=True)
+            done.record(self._side)
+        return done
+
+    def finish(self, handles: list[Any]) -> None:
+        """Make the current stream wait (on the GPU, not the host) for the reductions started by
+        `start_allreduce_`: the optimizer step queued next sees the reduced gradients."""
+        cuda = self.cupy.cuda
+        with cuda.Device(self.device_index):
+            stream = cuda.get_current_stream()
+            for event in handles:
+                stream.wait_event(event)
 
     def broadcast_(self, x: Any, root: int = 0) -> None:
         """Overwrite ``x`` on every rank with ``root``'s, in place, on the current stream."""

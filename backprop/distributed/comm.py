@@ -215,7 +215,8 @@ class Staged:
 
 
 class Nccl:
-    """CuPy arrays, reduced by NCCL on the current stream (`backprop.backends.nccl`)."""
+    """CuPy arrays, reduced by NCCL (`backprop.backends.nccl`): `allreduce_sum_` on the current
+    stream; started buckets on a communication stream, joined back by `finish`."""
 
     def __init__(self, collectives: Any):
         self.collectives = collectives
@@ -224,14 +225,13 @@ class Nccl:
         self.collectives.allreduce_(x, "sum")
 
     def start_allreduce_sum_(self, x: Any) -> Any:
-        self.collectives.allreduce_(x, "sum")
-        return None
+        return self.collectives.start_allreduce_(x, "sum")
 
     def poll(self, handles: list[Any]) -> None:
-        return None
+        return None  # the GPU makes progress on its own
 
     def finish(self, handles: list[Any]) -> None:
-        return None  # stream order: work queued after it on the stream sees the result
+        self.collectives.finish(handles)
 
     def broadcast_(self, x: Any, root: int) -> None:
         self.collectives.broadcast_(x, root)
