@@ -149,6 +149,7 @@ def check_collectives(world: distributed.World) -> dict[str, Any]:
     assert comm.allgather_object(r) == list(range(size))
     comm.barrier()
     assert distributed.except_hook_installed()
+    assert distributed.init() is world and world.communicator() is comm  # one world, one set of communicators
     # timings of the flat gradient buffers of the benchmark models (float32 and float64)
     for name, count in (
         ("784-256-256-10", 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10),

@@ -30,6 +30,9 @@ LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_S
 MPI_HINT = "install mpi4py and an MPI: pip install 'backprop[mpi]' (mpi4py and MPICH from the package index)"
 
 
+_world: World | None = None  # the world of MPI.COMM_WORLD, once `init` made it
+
+
 class MpiUnavailableError(RuntimeError):
     """Launched as several processes, but mpi4py (or its MPI library) cannot be loaded."""
 
@@ -147,14 +150,24 @@ def init(comm: Any = None, *, except_hook: bool = True) -> World:
     With more than one rank, ``except_hook=True`` installs `install_except_hook`: an uncaught
     exception on any rank aborts the whole job within seconds instead of leaving the other
     ranks waiting (`backprop.distributed.remove_except_hook` undoes it).
+
+    Later calls without ``comm`` return the same world (and so the same communicators).
     """
+    global _world
     if comm is None:
+        if _world is not None:  # the CLI, the user and `fit` may all ask: one world, one NCCL set-up
+            return _world
         if not launched():
             return World()
         MPI = _import_mpi(required=(launcher_size() or 1) > 1, warn=_slurm_step_size() > 1)
         if MPI is None:
             return World()
-        comm = MPI.COMM_WORLD
+        _world = _make_world(MPI.COMM_WORLD, except_hook)
+        return _world
+    return _make_world(comm, except_hook)
+
+
+def _make_world(comm: Any, except_hook: bool) -> World:
     size = int(comm.Get_size())
     if size == 1:
         return World()
