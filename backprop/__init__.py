@@ -3,7 +3,7 @@ any Array API namespace. The device is chosen when the model is built."""
 
 from __future__ import annotations
 
-from . import callbacks, checkpoint, datasets, init, losses, metrics, optim
+from . import callbacks, checkpoint, datasets, distributed, init, losses, metrics, optim
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
@@ -52,6 +52,7 @@ __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
     "datasets",
+    "distributed",
     "get_device",
     "gradcheck",
     "init",
