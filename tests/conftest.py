@@ -1,12 +1,15 @@
-"""The test matrix: every test that takes ``device`` runs on numpy, array-api-strict and cupy.
+"""The test matrix: every test that takes ``device`` runs on numpy, array-api-strict, PyTorch's
+CPU tensors (through array-api-compat) and cupy.
 
-CuPy cases are *skipped*, visibly, where no GPU is usable. ``BACKPROP_TEST_BACKENDS=cupy``
+CuPy cases are *skipped*, visibly, where no GPU is usable; torch cases where PyTorch is not
+installed. ``BACKPROP_TEST_BACKENDS=cupy``
 (comma-separated names) restricts the matrix, and turns a missing GPU into a failure, so a
 GPU run cannot pass by skipping.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -14,7 +17,7 @@ import pytest
 
 import backprop as bp
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "cupy")
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
 
 
 def _selected() -> tuple[list[str], bool]:
@@ -33,6 +36,8 @@ def make_device(name: str) -> bp.Device:
         return bp.Device("cpu")
     if name == "array_api_strict":
         return bp.Device(namespace="array_api_strict")
+    if name == "torch":
+        return bp.Device("torch")
     return bp.Device("cuda:0")
 
 
@@ -45,6 +50,8 @@ def _backend_params() -> list:
             gpus, why = bp.backends.cuda_gpus()
             if not gpus:
                 marks.append(pytest.mark.skip(reason=f"no usable GPU: {str(why).split(':')[0]}"))
+        if name == "torch" and not explicit and importlib.util.find_spec("torch") is None:
+            marks.append(pytest.mark.skip(reason="PyTorch is not installed"))
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import pickle
 
+import numpy as np
 import pytest
 
 import backprop as bp
@@ -67,3 +68,28 @@ def test_cuda_without_a_usable_gpu_says_why() -> None:
     with pytest.raises(bp.CudaUnavailableError) as err:
         bp.Sequential(bp.Dense(2, 2), device="cuda:0")
     assert "CuPy is installed but" in str(err.value) and "device='cpu'" in str(err.value)
+
+
+def test_torch_devices_parse_and_round_trip() -> None:
+    pytest.importorskip("torch")
+    d = bp.Device("torch")
+    assert d == bp.Device("torch:cpu") == bp.Device(namespace="torch") and d.name == "torch:cpu"
+    assert pickle.loads(pickle.dumps(d)) == d
+    with pytest.raises(ValueError, match="unknown torch device 'gpu'"):
+        bp.Device("torch:gpu")
+    with pytest.raises(ValueError, match="torch device type 'meta' is not supported"):
+        bp.Device("torch:meta")
+
+
+def test_a_namespace_that_is_not_one_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="math is not an Array API namespace"):
+        bp.Device(namespace="math")
+
+
+def test_a_torch_model_takes_tensors_on_its_device_and_numpy_models_refuse_them() -> None:
+    torch = pytest.importorskip("torch")
+    model = bp.Sequential(bp.Dense(2, 1), device="torch", seed=0)
+    X = np.ones((3, 2), dtype=np.float32)
+    assert torch.equal(model.predict(torch.ones(3, 2)), model.predict(X))
+    with pytest.raises(TypeError, match=r"device='torch'"):
+        bp.Sequential(bp.Dense(2, 1), seed=0).predict(torch.ones(3, 2))

@@ -159,3 +159,23 @@ def test_diverging_training_names_the_epoch() -> None:
     opt = bp.optim.SGD(model.parameters(), lr=1e30)
     with pytest.raises(bp.TrainingDivergedError, match=r"in epoch \d+.*Lower the learning rate \(now 1e\+30\)"):
         model.fit(1e10 * X, y, loss="mse", optimizer=opt, epochs=20, verbose=0)
+
+
+def test_gradcheck_still_catches_a_wrong_gradient_above_its_rounding_floor() -> None:
+    """The finite difference's rounding floor (eps_float64 * |L| / eps) is small: a gradient
+    off by one part in 10^5 still fails."""
+    model = bp.Sequential(bp.Dense(2, 3), bp.Tanh(), bp.Dense(3, 1), dtype="float64", seed=0)
+    Xr, yr = np.random.default_rng(0).standard_normal((5, 2)), np.random.default_rng(1).standard_normal((5, 1))
+    assert bp.gradcheck(model, Xr, yr, "mse").ok
+    real = bp.Dense._backward
+
+    def off(self, ops, X, W, dY, need_dX):  # type: ignore[no-untyped-def]
+        out = real(self, ops, X, W, dY, need_dX)
+        self.W.grad = self.W.grad * (1 + 1e-5)
+        return out
+
+    bp.Dense._backward = off  # type: ignore[method-assign]
+    try:
+        assert not bp.gradcheck(model, Xr, yr, "mse").ok
+    finally:
+        bp.Dense._backward = real  # type: ignore[method-assign]

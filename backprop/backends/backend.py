@@ -32,10 +32,7 @@ def array_device(x: Any) -> Device | None:
     if array_api_compat.is_cupy_array(x):
         return Device(f"cuda:{x.device.id}")
     if array_api_compat.is_torch_array(x):
-        raise TypeError(
-            "got a torch.Tensor; backprop takes NumPy arrays (or arrays of the model's namespace): "
-            "pass tensor.detach().cpu().numpy()"
-        )
+        return Device(str(x.device), namespace="torch")
     if array_api_compat.is_array_api_obj(x):
         module = array_api_compat.array_namespace(x)
         name = getattr(module, "__name__", "")
@@ -177,6 +174,11 @@ class Backend:
             if host.dtype.kind not in "biuf":
                 raise TypeError(f"{what} must be numeric; got an array of dtype {host.dtype}")
             return self.from_host(host, dtype)
+        if where.namespace == "torch" and self.device.namespace != "torch":
+            raise TypeError(
+                f"{what} is a torch.Tensor, but the model computes with {self.device.namespace}: pass "
+                f"tensor.detach().cpu().numpy(), or build the model on device='torch' to train on tensors"
+            )
         if where != self.device:
             raise DeviceMismatchError(
                 f"{what} is on {where.name} but the model is on {self.device.name}. Pass host data "

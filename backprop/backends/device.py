@@ -4,6 +4,8 @@ A device is a pair (array namespace, device within it):
 
 * ``"cpu"``            -> NumPy
 * ``"cuda"``/``"cuda:N"`` -> CuPy on GPU ``N`` (``"cuda"`` means GPU 0)
+* ``"torch"``, ``"torch:cuda"``, ``"torch:cuda:N"``, ``"torch:mps"`` -> PyTorch tensors on that
+  device, through array-api-compat's wrapping of ``torch`` (``Device(namespace="torch")`` too)
 * ``Device(namespace=array_api_strict)`` -> any Array API namespace, e.g. for tests
 
 Nothing here imports CuPy: the namespace is resolved lazily by `Device.xp`.
@@ -17,7 +19,7 @@ from typing import Any
 
 __all__ = ["Device", "DeviceLike", "get_device"]
 
-_VALID = "'cpu', 'cuda' or 'cuda:N' (N = GPU index), or a bp.Device"
+_VALID = "'cpu', 'cuda' or 'cuda:N' (N = GPU index), 'torch', 'torch:cuda', 'torch:mps', or a bp.Device"
 
 
 class Device:
@@ -60,11 +62,19 @@ class Device:
         elif text == "cuda" or text.startswith("cuda:"):
             index = 0 if text == "cuda" else _parse_index(spec, text[5:])
             self._set("cuda", index, "cupy", None)
+        elif text == "torch" or text.startswith("torch:"):
+            self._init_torch(text[6:] or None)
         else:
             hint = " ('gpu' is spelled 'cuda' here)" if text.startswith("gpu") else ""
             raise ValueError(f"unknown device {spec!r}{hint}: use {_VALID}")
 
     def _init_generic(self, spec: str | None, namespace: str | ModuleType) -> None:
+        if namespace in ("torch", "array_api_compat.torch") or getattr(namespace, "__name__", "") in (
+            "torch",
+            "array_api_compat.torch",
+        ):
+            self._init_torch(spec)
+            return
         module = importlib.import_module(namespace) if isinstance(namespace, str) else namespace
         name = module.__name__
         if name == "numpy" and spec in (None, "cpu"):
@@ -72,9 +82,35 @@ class Device:
             return
         if name == "cupy":
             raise ValueError("for CuPy use Device('cuda') or Device('cuda:N'), not namespace='cupy'")
-        info = module.__array_namespace_info__()
-        native = info.default_device() if spec is None else _find_device(info.devices(), spec, name)
+        info = getattr(module, "__array_namespace_info__", None)
+        if info is None:
+            raise ValueError(
+                f"{name} is not an Array API namespace (it has no __array_namespace_info__); name a "
+                "namespace array-api-compat wraps ('torch'), or one that implements the standard itself"
+            )
+        native = info().default_device() if spec is None else _find_device(info().devices(), spec, name)
         self._set("array_api", None, name, native)
+
+    def _init_torch(self, spec: str | None) -> None:
+        """PyTorch tensors on ``spec`` (``"cpu"`` by default, ``"cuda"``, ``"cuda:N"``, ``"mps"``),
+        through array-api-compat's ``torch`` namespace (torch itself is not one)."""
+        try:
+            import torch  # noqa: PLC0415 - optional: only a model on torch tensors pays for it
+        except ImportError:
+            raise ValueError("device 'torch' needs PyTorch: pip install torch") from None
+        try:
+            native = torch.device(spec or "cpu")
+        except RuntimeError as exc:
+            raise ValueError(f"unknown torch device {spec!r}: use 'torch', 'torch:cuda', 'torch:cuda:N' or 'torch:mps'") from exc
+        if native.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("device 'torch:cuda' needs a CUDA build of PyTorch and a GPU; this PyTorch sees none")
+            native = torch.device("cuda", 0 if native.index is None else native.index)
+        elif native.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device 'torch:mps' needs Apple silicon and a PyTorch built with MPS; it is not available here")
+        elif native.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"torch device type {native.type!r} is not supported: use cpu, cuda or mps")
+        self._set("array_api", None, "torch", native)
 
     def _set(self, type_: str, index: int | None, namespace: str, native: Any) -> None:
         object.__setattr__(self, "type", type_)
