@@ -101,13 +101,17 @@ class Device:
         try:
             native = torch.device(spec or "cpu")
         except RuntimeError as exc:
-            raise ValueError(f"unknown torch device {spec!r}: use 'torch', 'torch:cuda', 'torch:cuda:N' or 'torch:mps'") from exc
+            raise ValueError(
+                f"unknown torch device {spec!r}: use 'torch', 'torch:cuda', 'torch:cuda:N' or 'torch:mps'"
+            ) from exc
         if native.type == "cuda":
             if not torch.cuda.is_available():
                 raise ValueError("device 'torch:cuda' needs a CUDA build of PyTorch and a GPU; this PyTorch sees none")
             native = torch.device("cuda", 0 if native.index is None else native.index)
         elif native.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'torch:mps' needs Apple silicon and a PyTorch built with MPS; it is not available here")
+            raise ValueError(
+                "device 'torch:mps' needs Apple silicon and a PyTorch built with MPS; it is not available here"
+            )
         elif native.type not in ("cpu", "cuda", "mps"):
             raise ValueError(f"torch device type {native.type!r} is not supported: use cpu, cuda or mps")
         self._set("array_api", None, "torch", native)
