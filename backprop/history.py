@@ -52,7 +52,7 @@ class History:
     def plot(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Save the training curves as an image (PNG unless the suffix says otherwise) and
         return its path; see `backprop.plotting.plot_history` for ``kwargs`` (``title=``).
-        Needs matplotlib (``pip install "backprop[plot]"``); pyplot is never imported."""
+        Needs matplotlib (``pip install "backprop-nn[plot]"``); pyplot is never imported."""
         return plot_history(self, path, **kwargs)
 
     def __repr__(self) -> str:

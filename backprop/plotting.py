@@ -1,6 +1,6 @@
 """`plot_history`: training curves as an image file, without pyplot.
 
-matplotlib is optional (``pip install "backprop[plot]"``) and imported only when a plot is
+matplotlib is optional (``pip install "backprop-nn[plot]"``) and imported only when a plot is
 made. Only the object-oriented API is used (`matplotlib.figure.Figure` drawn by the Agg
 canvas): no window opens, pyplot is never imported and the global backend is left alone.
 """
@@ -30,7 +30,7 @@ class HistoryLike(Protocol):
 
 
 GRAD_NORM = "grad_norm"
-INSTALL_HINT = 'plotting needs matplotlib: pip install "backprop[plot]" (or pip install matplotlib)'
+INSTALL_HINT = 'plotting needs matplotlib: pip install "backprop-nn[plot]" (or pip install matplotlib)'
 
 
 def plot_history(history: HistoryLike | Mapping[str, Sequence[float]], path: str | os.PathLike[str], *,

@@ -7,7 +7,7 @@ batches smaller than the world) must end with the weights and epoch losses of on
 ``fit`` on the same global batches, to 1e-12 in float64, and bitwise the same on every rank.
 A rank that raises must end the whole job, on every rank, within seconds.
 
-Skipped, saying why, where mpi4py or ``mpiexec`` is missing (``pip install 'backprop[mpi]'``).
+Skipped, saying why, where mpi4py or ``mpiexec`` is missing (``pip install 'backprop-nn[mpi]'``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def _mpiexec() -> str | None:
 MPIEXEC = _mpiexec()
 pytestmark = [
     pytest.mark.skipif(
-        importlib.util.find_spec("mpi4py") is None, reason="mpi4py is not installed: pip install 'backprop[mpi]'"
+        importlib.util.find_spec("mpi4py") is None, reason="mpi4py is not installed: pip install 'backprop-nn[mpi]'"
     ),
-    pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install 'backprop[mpi]' (mpich)"),
+    pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install 'backprop-nn[mpi]' (mpich)"),
 ]
 
 

@@ -13,8 +13,8 @@ from types import ModuleType
 __all__ = ["CudaUnavailableError", "GpuInfo", "cuda_gpus", "require_cupy"]
 
 INSTALL_HINT = (
-    "install the CuPy extra matching your CUDA driver: pip install 'backprop[cuda12]' "
-    "(CUDA 12.x) or 'backprop[cuda13]' (CUDA 13.x)"
+    "install the CuPy extra matching your CUDA driver: pip install 'backprop-nn[cuda12]' "
+    "(CUDA 12.x) or 'backprop-nn[cuda13]' (CUDA 13.x)"
 )
 
 

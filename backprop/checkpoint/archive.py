@@ -202,6 +202,6 @@ def _decode_metadata(path: str | os.PathLike[str], raw: np.ndarray) -> dict[str,
         raise checkpoint_error(
             path,
             f"it was written by backprop {writer} with format {version}; this is backprop {__version__} which reads "
-            f"up to format {FORMAT_VERSION}: upgrade backprop (pip install -U backprop) to load it",
+            f"up to format {FORMAT_VERSION}: upgrade backprop (pip install -U backprop-nn) to load it",
         )
     return metadata

@@ -76,7 +76,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if os.path.isdir(path):
             raise CliError(f"{option} {path}: that is a folder; give a file name")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        raise CliError('--plot needs matplotlib: pip install "backprop[plot]" (or pip install matplotlib)')
+        raise CliError('--plot needs matplotlib: pip install "backprop-nn[plot]" (or pip install matplotlib)')
 
 
 def _stopper(patience: int, job: TrainingJob) -> EarlyStopping:

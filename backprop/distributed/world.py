@@ -27,7 +27,7 @@ LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLU
 #: script sees ``SLURM_NTASKS`` while it runs as one process, before any ``srun``)
 LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
-MPI_HINT = "install mpi4py and an MPI: pip install 'backprop[mpi]' (mpi4py and MPICH from the package index)"
+MPI_HINT = "install mpi4py and an MPI: pip install 'backprop-nn[mpi]' (mpi4py and MPICH from the package index)"
 
 
 _world: World | None = None  # the world of MPI.COMM_WORLD, once `init` made it
