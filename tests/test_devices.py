@@ -51,7 +51,7 @@ def test_available_devices_starts_with_the_cpu() -> None:
 def test_cuda_without_cupy_says_to_install_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(cuda.importlib.util, "find_spec", lambda name, *a: None if name == "cupy" else real(name, *a))
-    with pytest.raises(bp.CudaUnavailableError, match=r"CuPy is not installed.*backprop\[cuda12\]"):
+    with pytest.raises(bp.CudaUnavailableError, match=r"CuPy is not installed.*backprop-nn\[cuda12\]"):
         bp.Sequential(bp.Dense(2, 2), device="cuda")
     assert "not installed" in bp.backends.cuda_gpus()[1]
 

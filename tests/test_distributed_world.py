@@ -70,7 +70,7 @@ def test_launched_as_several_processes_without_mpi4py_is_an_error(monkeypatch: p
     monkeypatch.setenv("PMI_RANK", "0")
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
-    with pytest.raises(distributed.MpiUnavailableError, match=r"backprop\[mpi\]"):
+    with pytest.raises(distributed.MpiUnavailableError, match=r"backprop-nn\[mpi\]"):
         distributed.init()
 
 

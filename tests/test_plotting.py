@@ -135,7 +135,7 @@ def test_import_backprop_does_not_import_matplotlib() -> None:
 def test_missing_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # importing any of them raises ImportError
-    with pytest.raises(ImportError, match=r'pip install "backprop\[plot\]"') as info:
+    with pytest.raises(ImportError, match=r'pip install "backprop-nn\[plot\]"') as info:
         make_history().plot(tmp_path / "h.png")
     assert str(info.value) == INSTALL_HINT and "matplotlib" in str(info.value)
     assert not (tmp_path / "h.png").exists()
