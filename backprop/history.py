@@ -17,11 +17,23 @@ class History:
     ``history["loss"]`` (also ``history.history["loss"]``, as in Keras) is the list of mean
     training losses, one per epoch; ``"val_loss"`` appears when validation data was given.
     ``epochs`` lists the epoch numbers (1-based, continuing across resumed runs).
+    ``warnings`` lists what training warned about, as ``{"epoch": n, "message": text}``
+    (a loss that grew far beyond its first value, say).
     """
 
-    def __init__(self, history: dict[str, list[float]] | None = None, epochs: list[int] | None = None):
+    def __init__(
+        self,
+        history: dict[str, list[float]] | None = None,
+        epochs: list[int] | None = None,
+        warnings: list[dict[str, Any]] | None = None,
+    ):
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.epochs: list[int] = list(epochs or [])
+        self.warnings: list[dict[str, Any]] = [dict(w) for w in warnings or []]
+
+    def warn(self, epoch: int, message: str) -> None:
+        """Record a warning about epoch ``epoch``."""
+        self.warnings.append({"epoch": int(epoch), "message": str(message)})
 
     def append(self, epoch: int, values: dict[str, float]) -> None:
         """Record one epoch's values."""
@@ -42,12 +54,16 @@ class History:
         return len(self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy."""
-        return {"epochs": list(self.epochs), "history": {k: list(v) for k, v in self.history.items()}}
+        """A JSON-serialisable copy (``warnings`` only when there are some, so files of runs
+        without any read as they always did)."""
+        data: dict[str, Any] = {"epochs": list(self.epochs), "history": {k: list(v) for k, v in self.history.items()}}
+        if self.warnings:
+            data["warnings"] = [dict(w) for w in self.warnings]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls(data.get("history"), data.get("epochs"))
+        return cls(data.get("history"), data.get("epochs"), data.get("warnings"))
 
     def plot(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Save the training curves as an image (PNG unless the suffix says otherwise) and

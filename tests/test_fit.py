@@ -350,3 +350,31 @@ def test_ctrl_c_in_a_silent_fit_keeps_the_completed_epochs_in_the_history(
         histories.append(history.to_dict())
     assert histories[1]["epochs"] == [1, 2, 3, 4, 5, 6]
     assert histories[1] == histories[0]
+
+
+def test_a_loss_that_explodes_but_stays_finite_warns_once_and_is_recorded(rng: np.random.Generator) -> None:
+    X = rng.standard_normal((64, 3))
+    y = X @ rng.standard_normal((3, 1))
+    model = bp.Sequential(bp.Dense(3, 1), device="cpu", dtype="float64", seed=0)
+    opt = bp.optim.SGD(model.parameters(), lr=0.9)  # each step overshoots by more than it corrects
+    with pytest.warns(bp.callbacks.LossGrowthWarning, match=r"grew from .* \(epoch 1\) to .* though it is still finite") as caught:
+        history = model.fit(100 * X, y, loss="mse", optimizer=opt, epochs=12, batch_size=64, verbose=0)
+    assert len(caught) == 1 and all(np.isfinite(history["loss"]))
+    assert max(history["loss"]) > 1e4 * history["loss"][0]
+    assert len(history.warnings) == 1 and "diverging" in history.warnings[0]["message"]
+    assert bp.History.from_dict(history.to_dict()).warnings == history.warnings
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_in_the_first_epoch_names_no_checkpoint(tmp_path, rng: np.random.Generator) -> None:
+    """Nothing was written by this run, and the file at the path is an older run's: the
+    message must not send the user there, and the older file stays as it was."""
+    path = tmp_path / "older.npz"
+    path.write_bytes(b"an older run's file")
+    X, y = blobs(rng)
+    model = bp.Sequential(bp.Dense(4, 3), device="cpu", seed=0)
+    opt = bp.optim.SGD(model.parameters(), lr=1e30)
+    with pytest.raises(bp.TrainingDivergedError) as err:
+        model.fit(1e30 * X, y, loss="cross_entropy", optimizer=opt, epochs=3, checkpoint=path, verbose=0)
+    assert "in epoch 1" in str(err.value) and "last good state" not in str(err.value)
+    assert path.read_bytes() == b"an older run's file"

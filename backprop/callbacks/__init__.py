@@ -27,10 +27,11 @@ from .base import BatchLogs, Callback, CallbackList, TrainedModel
 from .checkpoint import ModelCheckpoint
 from .early_stopping import EarlyStopping
 from .progress import ProgressBar
-from .recorders import GradientNorms, RecordHistory
+from .recorders import GradientNorms, LossGrowthWarning, RecordHistory
 from .schedule import LearningRateScheduler
 
 __all__ = [
+    "LossGrowthWarning",
     "BatchLogs",
     "Callback",
     "CallbackList",

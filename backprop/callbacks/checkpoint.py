@@ -52,6 +52,14 @@ class ModelCheckpoint(Callback):
             self._take(len(history) and history.epochs[-1])  # the restored weights, at the last epoch trained
         self._write()
 
+    @property
+    def holds_state(self) -> bool:
+        """Whether this run has written ``path``, or holds a completed epoch it writes there
+        as training ends: only then may a message say the last good state is in ``path`` (a
+        run that fails in its first epoch has written nothing, and the file may be another
+        run's)."""
+        return self._snapshot is not None
+
     def _take(self, epoch: int) -> None:
         """A host snapshot of everything saved, valid while training goes on."""
         scheduler = self.scheduler if self.scheduler is not None else self.params.get("scheduler")

@@ -217,7 +217,9 @@ class _Run:
         and hand each epoch to the callbacks."""
         for done, values in self.results.read(self.metrics):
             if not math.isfinite(values["loss"]):
-                saved = next((cb.path for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
+                saved = next(
+                    (cb.path for cb in self.callbacks if isinstance(cb, ModelCheckpoint) and cb.holds_state), None
+                )
                 raise TrainingDivergedError(
                     f"training diverged: the loss became {values['loss']} in epoch {done}. Lower the "
                     f"learning rate (now {self.optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
