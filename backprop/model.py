@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .backends import Array, Backend, DeviceLike, array_device, to_numpy
+from .backends import Array, Backend, DeviceLike, array_device, host_array, in_dtype, not_finite, to_numpy
 from .backends.arena import ParameterArenas
 from .checkpoint import save_checkpoint
 from .history import History
@@ -25,6 +25,7 @@ from .metrics import get_metrics
 from .parameter import Parameter
 from .training import evaluate as _evaluate
 from .training import fit as _fit
+from .validation import integer
 
 if TYPE_CHECKING:
     from .optim import Optimizer
@@ -63,6 +64,7 @@ class Sequential(SequentialLayer):
         self.noise_rng = np.random.default_rng(noise_seq)
         ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
         _check_unique(self)
+        _check_unbuilt(self)
         self.build(None, ctx)
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
@@ -123,6 +125,8 @@ class Sequential(SequentialLayer):
         """Outputs for ``X`` in inference mode, on the model's device (`bp.to_numpy` brings them
         home). ``batch_size`` bounds memory for large inputs."""
         backend = self._require_built()
+        if batch_size is not None:
+            batch_size = integer(batch_size, "batch_size", minimum=1, owner="predict")
         was_training = self.training
         self.training = False
         try:
@@ -155,7 +159,6 @@ class Sequential(SequentialLayer):
         """Forward, loss (plus `Dense` l1/l2 penalties) and backward on checked device data, in
         the current mode; returns ``(L, P)``: the 0-d loss and the model's outputs."""
         backend = self.backend
-        xp = backend.xp
         P, backward = self.apply(X, self.training)
         L, dP = loss.value_and_grad(backend.ops, P, T)
         backward(dP, False)
@@ -191,6 +194,14 @@ class Sequential(SequentialLayer):
         batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
         scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose,
         callbacks)."""
+        own = {id(p) for p in self.parameters()}
+        foreign = [getattr(p, "name", repr(p)) for p in getattr(optimizer, "params", ()) if id(p) not in own]
+        if foreign:
+            raise ValueError(
+                f"the optimizer updates {len(foreign)} parameter(s) that are not this model's ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}), so fit would train nothing of it: build the optimizer over "
+                "this model's parameters, e.g. bp.optim.Adam(model.parameters())"
+            )
         return _fit(self, X, y, loss=loss, optimizer=optimizer, **options)
 
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
@@ -224,25 +235,39 @@ class Sequential(SequentialLayer):
             for name, p in self.named_variables()
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy values into the parameters (cast to the model dtype). Names and shapes must
-        match exactly; a mismatch lists every difference and changes nothing."""
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> LoadResult:
+        """Copy values into the parameters (cast to the model dtype), as PyTorch's. With
+        ``strict=True`` names must match exactly; with ``strict=False`` the names both have are
+        loaded and the others reported: the returned ``LoadResult(missing_keys,
+        unexpected_keys)`` lists them. Shapes must match, and values must be real numbers,
+        finite in the model's dtype; any problem lists every difference and changes nothing."""
         backend = self._require_built()
         own = dict(self.named_variables())
-        problems = [f"missing {name!r} {p.shape}" for name, p in own.items() if name not in state]
-        problems += [f"unexpected {name!r}" for name in state if name not in own]
+        missing = [name for name in own if name not in state]
+        unexpected = [name for name in state if name not in own]
+        problems = [] if not strict else [f"missing {name!r} {own[name].shape}" for name in missing]
+        problems += [] if not strict else [f"unexpected {name!r}" for name in unexpected]
+        values = {}
         for name, p in own.items():
-            if name in state:
-                shape = tuple(np.shape(state[name]))
-                if shape != p.shape:
-                    problems.append(f"{name!r} has shape {shape} in the state but {p.shape} in the model")
+            if name not in state:
+                continue
+            host = np.asarray(to_numpy(state[name]))
+            if tuple(host.shape) != p.shape:
+                problems.append(f"{name!r} has shape {tuple(host.shape)} in the state but {p.shape} in the model")
+            elif host.dtype.kind not in "iuf":
+                problems.append(f"{name!r} holds {host.dtype} values, not real numbers")
+            else:
+                values[name] = np.array(in_dtype(host, backend.dtype_name), copy=True)
+                if not np.isfinite(values[name]).all():
+                    problems.append(not_finite(repr(name), host, backend.dtype_name))
         if problems:
             raise ValueError("state does not fit this model: " + "; ".join(problems))
-        values = {name: np.array(to_numpy(state[name]), dtype=backend.dtype_name, copy=True) for name in own}
-        for name, p in own.items():
-            p.data = backend.from_host(values[name])
+        for name, value in values.items():
+            p = own[name]
+            p.data = backend.from_host(value)
             p.grad = None
         self._pack()
+        return LoadResult(missing, unexpected)
 
     # ------------------------------------------------------------------ helpers
     def _pack(self) -> None:
@@ -269,7 +294,7 @@ class Sequential(SequentialLayer):
         first = self.layers[0] if self.layers else self
         what = f"the input to {first.describe()}"
         if array_device(X) is None:
-            host = np.asarray(X)
+            host = host_array(X, what)
             if host.dtype.kind not in "biuf":
                 raise TypeError(f"{what} must be numeric; got dtype {host.dtype}")
             if host.ndim != 2:
@@ -277,9 +302,11 @@ class Sequential(SequentialLayer):
                     f"{what} must be 2-D, shape (samples, features); got shape {host.shape}"
                     + (" (one sample? use X.reshape(1, -1); one feature? X.reshape(-1, 1))" if host.ndim == 1 else "")
                 )
-            if host.dtype.kind == "f" and not np.isfinite(host).all():
-                raise ValueError(f"{what} contains NaN or Inf values; clean or impute them first")
-            return backend.from_host(host)
+            # checked in the model's dtype: 1e39 is finite in float64 but inf in float32
+            cast = in_dtype(host, backend.dtype_name)
+            if not np.isfinite(cast).all():
+                raise ValueError(not_finite(what, host, backend.dtype_name))
+            return backend.from_host(cast)
         Xd = backend.asarray(X, what=what)
         if len(Xd.shape) != 2:
             raise ValueError(f"{what} must be 2-D, shape (samples, features); got shape {tuple(Xd.shape)}")
@@ -300,6 +327,31 @@ class Sequential(SequentialLayer):
                 f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
                 f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
             )
+
+
+class LoadResult(NamedTuple):
+    """What `Sequential.load_state_dict` did not load: names the model has that the state
+    lacked, and names the state has that the model lacks (PyTorch's ``_IncompatibleKeys``)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _check_unbuilt(model: Layer) -> None:
+    """Refuse a layer that already belongs to a built model: building it again would draw new
+    weights over the ones it has (a trained model's layers put in a new model would silently
+    lose their training). A `bp.Sequential` given as a layer is rebuilt by its parent, on the
+    parent's device, dtype and seed, as documented."""
+    for _, child in model.children():
+        if isinstance(child, Sequential):
+            continue
+        if child.backend is not None:
+            raise ValueError(
+                f"{child!r} already belongs to a built model (as layer {child.path!r}); putting it in another "
+                "would re-initialise its weights. Make a new layer, and copy trained weights with "
+                "new_model.load_state_dict(old_model.state_dict(), strict=False) where the names match"
+            )
+        _check_unbuilt(child)
 
 
 def _check_unique(model: Layer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .backend import Array, Backend, DeviceMismatchError, array_device, to_numpy
+from .backend import Array, Backend, DeviceMismatchError, array_device, host_array, in_dtype, not_finite, to_numpy
 from .cuda import CudaUnavailableError, GpuInfo, cuda_gpus
 from .device import Device, DeviceLike, get_device
 from .ops import Ops
@@ -20,6 +20,9 @@ __all__ = [
     "available_devices",
     "cuda_gpus",
     "get_device",
+    "host_array",
+    "in_dtype",
+    "not_finite",
     "to_numpy",
 ]
 

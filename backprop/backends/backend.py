@@ -16,7 +16,9 @@ import numpy as np
 from .device import Device, DeviceLike, get_device
 from .ops import Array, Ops
 
-__all__ = ["Array", "Backend", "DeviceMismatchError", "array_device", "to_numpy"]
+__all__ = [
+    "Array", "Backend", "DeviceMismatchError", "array_device", "host_array", "in_dtype", "not_finite", "to_numpy",
+]  # fmt: skip
 
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -39,6 +41,40 @@ def array_device(x: Any) -> Device | None:
         native = array_api_compat.device(x)
         return Device(str(getattr(native, "_device", native)), namespace=name)
     return None
+
+
+def host_array(x: Any, what: str) -> np.ndarray:
+    """User data (a NumPy array, nested lists, scalars) as a NumPy array, with a clear error
+    for ragged lists, where NumPy's own speaks of an "inhomogeneous shape"."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
+            raise
+        raise ValueError(
+            f"{what} is ragged: its rows have different lengths. Every sample needs the same number of "
+            "values; pad or drop the short rows first"
+        ) from None
+
+
+def in_dtype(host: np.ndarray, dtype: str) -> np.ndarray:
+    """``host`` in the floating ``dtype`` (no copy when it already is). A value beyond what
+    ``dtype`` holds becomes infinite here, quietly: callers check finiteness after this, in
+    the dtype the model computes with, so that 1e39 in a float32 model is refused, not NaN later."""
+    with np.errstate(over="ignore"):
+        return host.astype(dtype, copy=False)
+
+
+def not_finite(what: str, host: np.ndarray, dtype: str) -> str:
+    """The message for data that is not finite in ``dtype``: NaN/Inf in it, or values that
+    overflow ``dtype`` (finite in the user's own dtype)."""
+    if host.dtype.kind == "f" and not np.isfinite(host).all():
+        return f"{what} contains NaN or Inf values; clean or impute them first"
+    largest = float(np.finfo(dtype).max)
+    return (
+        f"{what} holds values beyond what {dtype} can represent (|x| > {largest:.3g}): scale the data, "
+        "or build the model with dtype='float64'"
+    )
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -170,9 +206,11 @@ class Backend:
         dtype = self.dtype if dtype is None else dtype
         where = array_device(x)
         if where is None:
-            host = np.asarray(x)
+            host = host_array(x, what)
             if host.dtype.kind not in "biuf":
                 raise TypeError(f"{what} must be numeric; got an array of dtype {host.dtype}")
+            if host.dtype.kind == "f" and dtype is self.dtype:  # overflow becomes inf: callers check
+                host = in_dtype(host, self.dtype_name)
             return self.from_host(host, dtype)
         if where.namespace == "torch" and self.device.namespace != "torch":
             raise TypeError(
