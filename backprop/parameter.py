@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from .backends import Array, Backend
     from .backends.arena import ParameterArenas
 
 __all__ = ["Parameter"]
+
+# stands, in a pickled Parameter, for an array that is its view of the model's flat buffer
+_IN_BUFFER = "view of the flat buffer"
 
 
 class Parameter:
@@ -54,6 +59,33 @@ class Parameter:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For pickling (and ``copy.deepcopy``): ``data`` and ``grad`` as host NumPy arrays,
+        or, where they are views of the model's flat buffers, as a mark: the buffers are
+        pickled once, with the `Arena`, and not a second time piece by piece."""
+        state = {name: getattr(self, name) for name in self.__slots__}
+        for name in ("data", "grad"):
+            value = state[name]
+            arena = None if self.arenas is None else getattr(self.arenas, name)
+            if arena is not None and value is arena.views[self.index]:
+                state[name] = _IN_BUFFER
+            elif value is not None:
+                state[name] = self.backend.to_numpy(value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling: host arrays back on the backend's device, marks replaced by the views of
+        the unpickled flat buffers (complete by now: a buffer holds no parameters, so pickle
+        rebuilds it entirely before the parameters that refer to it)."""
+        backend = state["backend"]
+        for name, value in state.items():
+            if name in ("data", "grad") and isinstance(value, str):
+                value = getattr(state["arenas"], name).views[state["index"]]
+            elif name in ("data", "grad") and value is not None:
+                # a copy only where the host array is read-only (joblib's mmap_mode="r")
+                value = backend.from_host(np.require(value, requirements="W"), getattr(backend.xp, value.dtype.name))
+            setattr(self, name, value)
 
     def __repr__(self) -> str:
         where = f"dtype={self.backend.dtype_name}, device={self.backend.device.name!r}"

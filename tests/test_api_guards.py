@@ -62,7 +62,7 @@ def test_a_trained_models_layers_are_not_re_initialised_in_a_new_model() -> None
         bp.Sequential(bp.Residual(trained.layers[0], bp.Dense(3, 2)))
     assert all(np.array_equal(weights[k], v) for k, v in trained.state_dict().items())
     nested = bp.Sequential(model(), bp.Sigmoid())  # a model as a layer: rebuilt by its parent, as documented
-    assert [p.name for p in nested.parameters()][0] == "0.0.W"
+    assert next(p.name for p in nested.parameters()) == "0.0.W"
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])

@@ -18,5 +18,7 @@ def python_blocks() -> list[str]:
 @pytest.mark.parametrize("index", range(len(python_blocks())))
 def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # examples may write files (checkpoints)
+    if "sklearn" in python_blocks()[index]:  # the scikit-learn section needs the optional extra
+        pytest.importorskip("sklearn")
     exec(compile(python_blocks()[index], f"README block {index}", "exec"), {})
     assert capsys.readouterr().out  # every example prints something

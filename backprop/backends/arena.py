@@ -61,6 +61,18 @@ class Arena:
             memo[id(old)] = view
         return new
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For pickling: the buffer as a host NumPy array (one transfer on a GPU), no views."""
+        return {"backend": self.backend, "shapes": self.shapes, "flat": self.backend.to_numpy(self.flat)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling: the buffer back on its backend's device and the views cut from it again
+        (a `Parameter` whose values were a view takes the new view, see its `__setstate__`)."""
+        self.backend, self.shapes = state["backend"], state["shapes"]
+        # a copy where the host array is read-only (joblib.load(..., mmap_mode="r")): it is trained in place
+        self.flat = self.backend.from_host(np.require(state["flat"], requirements="W"))
+        self.views = _cut(self.flat, self.shapes)
+
     def gather(self, arrays: Sequence[Array]) -> list[Array]:
         """Make the arena hold ``arrays`` (copying only those that are not already its views);
         returns the views, to be used in their place."""

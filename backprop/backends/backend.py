@@ -131,6 +131,12 @@ class Backend:
     def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
         return self  # immutable: copies of a model share their backend
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as what it is made from: the namespace module and the `Ops` (CuPy handles,
+        # compiled kernels) are made again where it is unpickled. One pickle shares one
+        # Backend between everything that shared it, as `Optimizer.step` expects.
+        return (Backend, (self.device, self.dtype_name))
+
     # ------------------------------------------------------------------ execution
     def activate(self) -> contextlib.AbstractContextManager[Any]:
         """Context in which kernels launch on this backend's device (the GPU for CUDA)."""

@@ -162,6 +162,19 @@ class Optimizer:
                     )
         self.state = fresh
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For pickling (joblib, multiprocessing): hyperparameters, parameters and each
+        parameter's state as host NumPy arrays. The flat state buffers, the fused update and
+        the GPU scalars are left out: the next `step` makes them again from that state (as
+        after ``model.to``), with the same numbers. Pickle the optimizer together with its
+        model (``pickle.dumps((model, optimizer))``) so that they share their parameters."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_fused", "_flat_cache", "_scalars")}
+        state["state"] = [
+            {k: v if isinstance(v, (int, float)) else to_numpy(v) for k, v in s.items() if k != "backend"}
+            for s in self.state
+        ]
+        return state
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
