@@ -45,7 +45,8 @@ class History:
         try:
             return self.history[key]
         except KeyError:
-            raise KeyError(f"History has no {key!r}; it has {', '.join(map(repr, self.history)) or 'nothing yet'}") from None
+            known = ", ".join(map(repr, self.history)) or "nothing yet"
+            raise KeyError(f"History has no {key!r}; it has {known}") from None
 
     def __contains__(self, key: object) -> bool:
         return key in self.history

@@ -129,8 +129,9 @@ def _label(panel: str, key: str) -> str:
 def _matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:
     """`Figure` and the Agg canvas, imported on first use."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        # matplotlib is optional: imported when a plot is made
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+        from matplotlib.figure import Figure  # noqa: PLC0415
     except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
     return Figure, FigureCanvasAgg

@@ -219,7 +219,7 @@ def _tqdm_class(stream: TextIO) -> Any:
     except (OSError, ValueError):  # a closed or detached stream
         return None
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # noqa: PLC0415 - tqdm is optional: imported when a bar is shown
     except ImportError:
         return None
     return tqdm

@@ -213,7 +213,8 @@ def test_fit_profile_times_every_part_and_profiles_fit() -> None:
     for part in ("fit epoch", "fit epoch, shuffle=False", "bare steps", "fit, one batch", "one bare step",
                  "checked_data", "shuffled batches", "results read", "bare steps, host queueing"):  # fmt: skip
         assert f"  {part}" in proc.stdout, part
-    assert "fit / step rate ratio" in proc.stdout and "training/loop.py" in proc.stdout  # the profile lists fit's frames
+    assert "fit / step rate ratio" in proc.stdout
+    assert "training/loop.py" in proc.stdout  # the profile lists fit's frames
 
 
 def test_bad_config_exits_2() -> None:

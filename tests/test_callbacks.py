@@ -185,7 +185,9 @@ def fit_calls(cls: type[Recorder], X: np.ndarray, y: np.ndarray) -> list[tuple[A
     return recorder.calls
 
 
-def test_recorded_batch_values_are_read_with_the_losses(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+def test_recorded_batch_values_are_read_with_the_losses(
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
     """`BatchLogs.record` keeps a device value per step; the epoch reports their mean, read in the
     same transfer as the losses."""
     reads = count_reads(monkeypatch)

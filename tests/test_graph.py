@@ -17,7 +17,8 @@ from helpers import host
 
 
 def mlp(device, *extra: bp.Layer, dtype="float32") -> bp.Sequential:
-    return bp.Sequential(bp.Dense(6, 16, init="he"), bp.ReLU(), *extra, bp.Dense(16, 3), device=device, dtype=dtype, seed=0)
+    layers = (bp.Dense(6, 16, init="he"), bp.ReLU(), *extra, bp.Dense(16, 3))
+    return bp.Sequential(*layers, device=device, dtype=dtype, seed=0)
 
 
 def data(rng: np.random.Generator, n: int = 70) -> tuple[np.ndarray, np.ndarray]:
@@ -31,15 +32,19 @@ def pretend_cuda(model: bp.Sequential) -> bp.Sequential:
 
 
 def test_which_models_can_be_replayed() -> None:
-    assert "need a CUDA device; the model is on cpu" in graph_unsupported_reason(mlp("cpu"), bp.optim.Adam(mlp("cpu").parameters()))
+    on_cpu = mlp("cpu")
+    reason = graph_unsupported_reason(on_cpu, bp.optim.Adam(on_cpu.parameters()))
+    assert "need a CUDA device; the model is on cpu" in reason
     model = pretend_cuda(mlp("cpu"))
     assert graph_unsupported_reason(model, bp.optim.Adam(model.parameters())) is None
     assert graph_unsupported_reason(model, bp.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)) is None
-    assert "RMSprop updates parameters out of place" in graph_unsupported_reason(model, bp.optim.RMSprop(model.parameters()))
+    rmsprop = bp.optim.RMSprop(model.parameters())
+    assert "RMSprop updates parameters out of place" in graph_unsupported_reason(model, rmsprop)
     with_bn = pretend_cuda(mlp("cpu", bp.BatchNorm(16)))
     assert "running_mean" in graph_unsupported_reason(with_bn, bp.optim.Adam(with_bn.parameters()))
     host_masks = pretend_cuda(mlp("cpu", bp.Dropout(0.2)))
-    assert "Dropout '2' draws its masks on the host" in graph_unsupported_reason(host_masks, bp.optim.Adam(host_masks.parameters()))
+    adam = bp.optim.Adam(host_masks.parameters())
+    assert "Dropout '2' draws its masks on the host" in graph_unsupported_reason(host_masks, adam)
     for fine in (mlp("cpu", bp.Dropout(0.2, masks="device")), mlp("cpu", bp.Dropout(0.0))):
         assert graph_unsupported_reason(pretend_cuda(fine), bp.optim.Adam(fine.parameters())) is None
 
@@ -52,7 +57,9 @@ def test_graph_request_off_cuda_trains_eagerly_with_a_warning(rng: np.random.Gen
         opt = bp.optim.Adam(model.parameters(), lr=0.01)
         if graph:
             with pytest.warns(UserWarning, match="training eagerly because CUDA graphs need a CUDA device"):
-                history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=16, graph=True, verbose=0)
+                history = model.fit(
+                    X, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=16, graph=True, verbose=0
+                )
         else:
             history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=16, verbose=0)
         runs.append((history["loss"], model.state_dict()))
@@ -90,7 +97,10 @@ def test_graphed_step_captures_the_first_calls_shape_and_recaptures_when_a_const
         self._baked, self._arenas = self._constants(), opt.params[0].arenas
 
     monkeypatch.setattr(GraphedStep, "_capture", fake_capture)
-    graphed = GraphedStep(lambda X, T: eager.append(X.shape[0]) or (np.float32(0.5), None), model, opt, warmup=2, keep=1)
+    def eager_step(X: np.ndarray, T: np.ndarray) -> tuple:
+        return eager.append(X.shape[0]) or (np.float32(0.5), None)
+
+    graphed = GraphedStep(eager_step, model, opt, warmup=2, keep=1)
     graphed.reason = None  # as if on a GPU
     batch = lambda n: (np.zeros((n, 6), np.float32), np.zeros(n, np.int64))  # noqa: E731
     outputs = [graphed(*batch(n)) for n in (8, 5, 8, 5, 8, 8, 5)]
@@ -148,7 +158,9 @@ def test_the_trainer_undoes_what_captures_python_counted_and_counts_each_replay(
     assert [s["step"] for s in opt.state] == [5] * len(opt.state)  # 3 warm-up steps, 2 replays; not the capture
 
 
-def test_a_failed_capture_warns_and_trains_eagerly_for_good(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+def test_a_failed_capture_warns_and_trains_eagerly_for_good(
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
     model = mlp("cpu")
     opt = bp.optim.Adam(model.parameters(), lr=0.01)
 
@@ -192,8 +204,11 @@ def test_replayed_training_equals_eager_training(
     for graph in (False, True):
         model = mlp(device, bp.LayerNorm(16), bp.GELU())
         params = model.parameters()
-        opt = {"adam": lambda: bp.optim.Adam(params, lr=0.01), "adamw": lambda: bp.optim.AdamW(params, lr=0.01),
-               "sgd-momentum": lambda: bp.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True)}[optimizer]()
+        opt = {
+            "adam": lambda params=params: bp.optim.Adam(params, lr=0.01),
+            "adamw": lambda params=params: bp.optim.AdamW(params, lr=0.01),
+            "sgd-momentum": lambda params=params: bp.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True),
+        }[optimizer]()
         sched = lr_scheduler.ExponentialLR(opt, gamma=0.7)
         history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=4, batch_size=16, scheduler=sched,
                             clip_grad_norm=5.0, metrics=["accuracy"], graph=graph, verbose=0)
@@ -207,7 +222,9 @@ def test_replayed_training_equals_eager_training(
     assert captured == [True]  # the graph run really replayed (a failed capture would also warn)
 
 
-def test_graphs_are_really_replayed_and_fall_back_for_unsupported_models(device: bp.Device, rng: np.random.Generator) -> None:
+def test_graphs_are_really_replayed_and_fall_back_for_unsupported_models(
+    device: bp.Device, rng: np.random.Generator
+) -> None:
     needs_cuda(device)
     X, y = data(rng, 64)
     model = mlp(device)

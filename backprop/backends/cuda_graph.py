@@ -61,7 +61,7 @@ class GraphCapture:
         two). ``scalars`` is called before each replay. The call's Python runs once, while
         nothing executes on the device: undoing what it counted or drew is the caller's.
         Raises the first error that broke the capture."""
-        import cupy
+        import cupy  # noqa: PLC0415 - only CUDA backends capture
 
         if not 0 <= keep <= 2:
             raise ValueError(f"keep must be 0, 1 or 2 (a replay copies out at most two outputs); got {keep}")
@@ -171,17 +171,20 @@ class GraphIO:
 
     def copy_in(self, slots: Any, slot: int, dst: Any) -> None:
         """``dst`` (C-contiguous) <- the bytes at the address in ``slots[slot]``."""
-        self._copy(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes), np.int32(1)))
+        self._copy(self._grid(dst.nbytes), (self._BLOCK,), (slots, np.int32(slot), dst, np.int64(dst.nbytes), _IN))
 
     def copy_out(self, slots: Any, slot: int, src: Any) -> None:
         """The address in ``slots[slot]`` <- the bytes of ``src`` (C-contiguous)."""
-        self._copy(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes), np.int32(0)))
+        self._copy(self._grid(src.nbytes), (self._BLOCK,), (slots, np.int32(slot), src, np.int64(src.nbytes), _OUT))
 
     def set(self, scalars: Any, values: tuple[float, ...], slots: Any, addresses: tuple[int, ...]) -> None:
         """Write up to three float64 ``values`` into ``scalars`` and up to four ``addresses``
         into ``slots`` (unused ones 0)."""
         floats, slot_values = scalar_args(np.float64, values, 3), scalar_args(np.int64, addresses, 4)
         self._set((1,), (1,), (scalars, *floats, slots, *slot_values))
+
+
+_IN, _OUT = np.int32(1), np.int32(0)  # bp_copy_slot's direction: into the graph's buffer, or out of it
 
 
 def _free_pools(pools: list[Any]) -> None:

@@ -31,13 +31,13 @@ from .recorders import GradientNorms, LossGrowthWarning, RecordHistory
 from .schedule import LearningRateScheduler
 
 __all__ = [
-    "LossGrowthWarning",
     "BatchLogs",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "GradientNorms",
     "LearningRateScheduler",
+    "LossGrowthWarning",
     "ModelCheckpoint",
     "ProgressBar",
     "RecordHistory",

@@ -67,7 +67,7 @@ class EarlyStopping(Callback):
         if self.monitor not in available:
             raise ValueError(
                 f"early stopping monitors {self.monitor!r}, but fit reports {', '.join(map(repr, available))}"
-                + ("; pass validation_data=(X_val, y_val) to get 'val_*' values" if self.monitor.startswith("val_") else "")
+                + ("; pass validation_data=(X_val, y_val) to get 'val_*' values" if self.monitor[:4] == "val_" else "")
             )
         self.best_epoch, self.best_value, self.stopped_epoch = None, math.nan, None
         self._best_state, self._wait, self._last_epoch = None, 0, None

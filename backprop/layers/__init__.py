@@ -6,9 +6,9 @@ from __future__ import annotations
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
 from .base import Backward, BuildContext, Layer
 from .dense import Dense
+from .describe import layer_config, layer_from_config
 from .dropout import Dropout
 from .norm import BatchNorm, LayerNorm
-from .describe import layer_config, layer_from_config
 from .residual import Residual
 from .sequential import Sequential
 

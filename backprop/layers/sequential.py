@@ -34,7 +34,9 @@ class Sequential(Layer):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential takes layers such as bp.Dense(2, 4) or bp.ReLU(); argument {i} is {layer!r}")
+                raise TypeError(
+                    f"Sequential takes layers such as bp.Dense(2, 4) or bp.ReLU(); argument {i} is {layer!r}"
+                )
         self.layers: list[Layer] = list(layers)
         self.in_features: int | None = None
         self.out_features: int | None = None

@@ -59,7 +59,9 @@ def graph_unsupported_reason(model: TrainableModel, optimizer: Optimizer) -> str
         return "the optimizer does not update exactly the model's parameters, in order (only that is one fused update)"
     if any(p.arenas is None for p in optimizer.params):
         return "the parameters are not in the model's flat buffer"
-    stateful = [p.name for layer in model.walk() if layer.updates_state for p in layer.variables().values() if not p.trainable]
+    stateful = [
+        p.name for layer in model.walk() if layer.updates_state for p in layer.variables().values() if not p.trainable
+    ]
     if stateful:
         return f"state updated out of place while training ({', '.join(stateful[:3])}, e.g. BatchNorm statistics)"
     host_random = [layer for layer in model.walk() if layer.randomness() == "host"]
