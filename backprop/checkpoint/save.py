@@ -109,6 +109,9 @@ def _optimizer_metadata(model: CheckpointedModel, optimizer: Optimizer, arrays: 
         "scalars": scalars,
         # the base lr a learning-rate schedule records on the optimizer (see optim.lr_scheduler)
         "initial_lr": pack(getattr(optimizer, "initial_lr", None), "optimizer.initial_lr", arrays, "optimizer_hp"),
+        # an optimizer saved before its first step holds no state: said so, a reader can tell
+        # it from a file whose state was lost (which it refuses)
+        "empty_state": not saved["state"],
     }
 
 
