@@ -300,8 +300,6 @@ def _check_end_record(path: str | os.PathLike[str], fh: IO[bytes], size: int, li
         if len(record) != 56 or record[:4] != b"PK\x06\x06":
             raise checkpoint_error(path, _NO_DIRECTORY)
         entries, directory_size, directory_offset = _zip64_fields(record)
-    if directory_offset + directory_size > size:
-        raise checkpoint_error(path, _NO_DIRECTORY)
     if entries > limits.max_members:
         raise checkpoint_error(
             path, f"its directory lists {entries:,} members; a checkpoint reader accepts at most {limits.max_members:,}"
@@ -313,6 +311,8 @@ def _check_end_record(path: str | os.PathLike[str], fh: IO[bytes], size: int, li
             + (f" (at most {format_bytes(limits.max_directory_bytes)} are read)" if directory_size <= size else "")
             + ": the file is damaged or crafted",
         )
+    if directory_offset + directory_size > size:
+        raise checkpoint_error(path, _NO_DIRECTORY)
     fh.seek(0)
 
 
@@ -421,6 +421,8 @@ def _member(path: str | os.PathLike[str], zf: zipfile.ZipFile, name: str, info: 
         raise checkpoint_error(
             path, f"{what} has dtype {dtype}; a checkpoint holds numeric, boolean or string arrays only"
         )
+    if dtype.itemsize == 0:
+        raise checkpoint_error(path, f"{what} has dtype {dtype}, whose elements hold nothing; no checkpoint has one")
     if len(shape) > 32 or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise checkpoint_error(path, f"{what} declares the impossible shape {shape}")
     member = Member(name, info, dtype, tuple(shape), bool(fortran), header_bytes)
@@ -490,7 +492,8 @@ def _decode_metadata(
         )
     version = metadata.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise checkpoint_error(path, f"its metadata has an invalid format version {str(version)[:40]!r}")
+        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
+        raise checkpoint_error(path, f"its metadata has an invalid format version {shown}")
     if version > FORMAT_VERSION:
         writer = metadata.get("library_version", "an unknown version")
         writer = writer[:40] if isinstance(writer, str) else "an unknown version"

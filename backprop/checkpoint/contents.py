@@ -40,7 +40,7 @@ from ..layers import (
     layer_from_config,
 )
 from ..optim import SGD, Adagrad, Adam, AdamW, RMSprop
-from ..registry import OPTIMIZERS, SCHEDULES
+from ..registry import LAYERS, OPTIMIZERS, SCHEDULES
 from .archive import METADATA, Archive, Member
 from .errors import checkpoint_error
 from .schema import (
@@ -118,13 +118,14 @@ def _scheduler_consistent(value: dict[str, Any], where: str) -> None:
         ).check(state, f"{where}['state']")
 
 
+#: One layer's description: its registered name and its configuration (JSON, no arrays).
+_DESCRIPTION = Record({"class": Str(max_length=200)}, {"config": MapOf(Str(), JSON(None))})
+
 #: The top-level fields: how messages name each, and its spec.
 FIELDS: dict[str, tuple[str, Spec]] = {
     "architecture": (
         "its architecture",
-        Record({"class": Str(), "config": Record({"layers": ListOf(Record({"class": Str(max_length=200)},
-                                                                          {"config": MapOf(Str(), JSON(None))}),
-                                                                   max_length=MAX_LAYERS)})}),
+        Record({"class": Str(), "config": Record({"layers": ListOf(_DESCRIPTION, max_length=MAX_LAYERS)})}),
     ),
     "dtype": ("its dtype", Str(choices=("float32", "float64"))),
     "seed": ("its seed", Int(0, 2**63 - 1)),
@@ -308,6 +309,8 @@ def _layers(path: Any, metadata: dict[str, Any]) -> list[Layer]:
 
 
 def _check_container_depth(path: Any, architecture: dict[str, Any]) -> None:
+    """Containers nested at most `MAX_CONTAINER_DEPTH` deep, `MAX_LAYERS` layers in all, and
+    every container's configuration exactly ``{"layers": [descriptions]}``."""
     stack = [(architecture, 0)]
     count = 0
     while stack:
@@ -317,15 +320,22 @@ def _check_container_depth(path: Any, architecture: dict[str, Any]) -> None:
             what = (f"containers nested more than {MAX_CONTAINER_DEPTH} deep" if depth > MAX_CONTAINER_DEPTH
                     else f"more than {MAX_LAYERS:,} layers")
             raise checkpoint_error(path, f"its architecture cannot be used: it has {what}")
-        children = description.get("config", {}).get("layers") if isinstance(description, dict) else None
-        if isinstance(children, list):
-            for child in children:
-                if not isinstance(child, dict) or not isinstance(child.get("class"), str):
-                    raise checkpoint_error(
-                        path, f"its architecture cannot be used: a nested layer is {describe(child)}, not a "
-                        "{'class': ..., 'config': ...} description"
-                    )
-                stack.append((child, depth + 1))
+        name = description["class"]
+        if depth and not (name in LAYERS and issubclass(LAYERS[name], (Sequential, Residual))):
+            continue
+        config = description.get("config")
+        if not isinstance(config, dict) or set(config) != {"layers"} or not isinstance(config["layers"], list):
+            raise checkpoint_error(
+                path, f"its architecture cannot be used: a {name} container's configuration is {describe(config)}, "
+                "not {'layers': [...]}"
+            )
+        for i, child in enumerate(config["layers"]):
+            if depth:  # the model's own layers are checked by the schema already
+                try:
+                    _DESCRIPTION.check(child, f"a {name}'s layer {i}")
+                except SchemaError as exc:
+                    raise checkpoint_error(path, f"its architecture cannot be used: {exc}") from None
+            stack.append((child, depth + 1))
 
 
 def _normal(value: Any) -> Any:
@@ -613,7 +623,7 @@ def read_arrays(path: Any, archive: Archive, result: Plan) -> dict[str, np.ndarr
     also checked to be finite, to fit ``result.target`` and, where it matters, non-negative,
     and come back in the native byte order."""
     arrays: dict[str, np.ndarray] = {}
-    limit = np.finfo(result.target).max
+    limit = float(np.finfo(result.target).max)
     for name in archive.members:
         if name == METADATA:
             continue
@@ -641,7 +651,8 @@ def _check_values(path: Any, name: str, value: np.ndarray, what: str, non_negati
     if not finite.all():
         where = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise checkpoint_error(
-            path, f"{what} cannot be used: member {name!r} holds {value[where]} at {where}; the values must be finite"
+            path, f"{what} cannot be used: member {name!r} holds {float(value[where])} at {where}; the values must be "
+            "finite"
         )
     del finite
     largest = float(np.max(np.abs(value)))
@@ -655,6 +666,6 @@ def _check_values(path: Any, name: str, value: np.ndarray, what: str, non_negati
         where = tuple(int(i) for i in np.argwhere(value < 0)[0])
         raise checkpoint_error(
             path,
-            f"{what} cannot be used: member {name!r} holds {value[where]} at {where}; it is a running average of "
-            "squares (or a variance) and cannot be negative",
+            f"{what} cannot be used: member {name!r} holds {float(value[where]):.4g} at {where}; it is a running "
+            "average of squares (or a variance) and cannot be negative",
         )
