@@ -82,7 +82,9 @@ def checkpoint_contents(
     return metadata, arrays
 
 
-def _optimizer_metadata(model: CheckpointedModel, optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _optimizer_metadata(
+    model: CheckpointedModel, optimizer: Optimizer, arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """The optimizer's type, hyperparameters, which of the model's parameters it updates (by
     name) and its state: arrays become ``optimizer/<i>.<key>`` members, scalars stay here."""
     if not hasattr(optimizer, "state_dict") or not hasattr(optimizer, "params"):

@@ -28,10 +28,16 @@ _ACTIVATION_COPIES = 4
 
 
 class Estimate:
-    """Bytes a command needs on its device and, separately, on the host."""
+    """Bytes a command needs: at its peak on its device while training or predicting
+    (``device_bytes``: weights, gradients, optimizer state, activations); while the model is
+    built (``build_bytes``: the weights so far and the largest layer's float64 initial values,
+    drawn on the host and freed before training); and on the host throughout (``host_bytes``:
+    the batch of inputs a command holds there)."""
 
-    def __init__(self, device_bytes: int, host_bytes: int, parameters: int, what: str):
-        self.device_bytes, self.host_bytes, self.parameters, self.what = device_bytes, host_bytes, parameters, what
+    def __init__(self, device_bytes: int, build_bytes: int, init_bytes: int, host_bytes: int, parameters: int,
+                 what: str):
+        self.device_bytes, self.build_bytes, self.init_bytes = device_bytes, build_bytes, init_bytes
+        self.host_bytes, self.parameters, self.what = host_bytes, parameters, what
 
 
 def optimizer_state_factor(name: str, momentum: float | None = None, centered: bool = False) -> int:
@@ -72,9 +78,10 @@ def training_estimate(sizes: Sequence[int], itemsize: int, state_factor: int, ba
     if train:
         device += weights * (1 + state_factor)  # the gradients and the optimizer's state
     device += _ACTIVATION_COPIES * batch * sum(sizes) * itemsize
-    host = (max((a * b for a, b in pairs), default=0) * 8 if build else 0) + extra_host
+    init = max((a * b for a, b in pairs), default=0) * 8 if build else 0
     kind = "training" if train else "running"
-    return Estimate(device, host, parameters, f"{kind} this model ({parameters:,} parameters, batches of {batch:,})")
+    return Estimate(device, (weights if build else 0) + init, init, extra_host, parameters,
+                    f"{kind} this model ({parameters:,} parameters, batches of {batch:,})")
 
 
 def check_fits(estimate: Estimate, device: str, advice: str) -> None:
@@ -82,10 +89,12 @@ def check_fits(estimate: Estimate, device: str, advice: str) -> None:
     host_only = not str(device).startswith("cuda")
     checks: list[tuple[int, int | None, str]] = []
     if host_only:
-        checks.append((estimate.device_bytes + estimate.host_bytes, available_host_memory(), "this machine"))
+        needed = max(estimate.device_bytes, estimate.build_bytes) + estimate.host_bytes
+        checks.append((needed, available_host_memory(), "this machine"))
     else:
         checks.append((estimate.device_bytes, available_device_memory(device), f"GPU {device}"))
-        checks.append((estimate.host_bytes, available_host_memory(), "this machine's host memory"))
+        host = estimate.init_bytes + estimate.host_bytes
+        checks.append((host, available_host_memory(), "this machine's host memory"))
     for needed, available, where in checks:
         if available is not None and needed > available:
             raise CliError(

@@ -64,6 +64,9 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
         checkpoint = resumed[0]
         assert checkpoint.optimizer is not None  # checked by open_resumed
         _check_features(checkpoint.model, data, settings)
+        sizes = layer_sizes(checkpoint.model)
+        if sizes:
+            _check_memory(settings, sizes, device, min(settings.batch_size, len(data.X_train)), build=False)
         schedule = build_schedule(settings.lr_schedule, checkpoint.optimizer, settings.epochs)
         if schedule is not None and checkpoint.scheduler_state is not None:
             try:
@@ -72,9 +75,6 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
                 raise CliError(f"cannot resume: the checkpoint's schedule state does not fit a {settings.lr_schedule} "
                                f"schedule ({exc})") from None
             _note_extended_cosine(schedule, settings.epochs)
-        sizes = layer_sizes(checkpoint.model)
-        if sizes:
-            _check_memory(settings, sizes, device, min(settings.batch_size, len(data.X_train)), build=False)
         return TrainingJob(settings, data, loss, metrics, checkpoint.model, checkpoint.optimizer, schedule,
                            checkpoint.history, checkpoint.epoch)
     spec = _fitted_spec(spec, settings, data)
