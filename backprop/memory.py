@@ -23,7 +23,9 @@ def format_bytes(n: float) -> str:
     n = float(n)
     for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1000 or unit == "PB":
-            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.3g} {unit}"
+            if unit == "bytes":
+                return f"{int(n)} bytes"
+            return f"{n:,.0f} {unit}" if abs(n) >= 1000 else f"{n:.3g} {unit}"
         n /= 1000
     return f"{n:.3g} EB"  # pragma: no cover - unreachable
 
@@ -89,19 +91,30 @@ def _status_bytes(key: str) -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),  # v1
+    """The cgroup's limit less its working set (its usage less the file cache it can drop,
+    as container runtimes count it)."""
+    for folder, limit_name, usage_name, cache_key in (
+        ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),  # cgroup v2
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),  # v1
     ):
         with contextlib.suppress(OSError, ValueError):
-            with open(limit_file, encoding="ascii") as fh:
+            with open(os.path.join(folder, limit_name), encoding="ascii") as fh:
                 text = fh.read().strip()
             if text == "max":
                 return None
             limit = int(text)
             if limit >= 1 << 60:  # v1's "no limit"
                 return None
-            with open(usage_file, encoding="ascii") as fh:
+            with open(os.path.join(folder, usage_name), encoding="ascii") as fh:
                 usage = int(fh.read().strip())
-            return limit - usage
+            return limit - max(usage - _stat_value(os.path.join(folder, "memory.stat"), cache_key), 0)
     return None
+
+
+def _stat_value(path: str, key: str) -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError), open(path, encoding="ascii") as fh:
+        for line in fh:
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    return 0

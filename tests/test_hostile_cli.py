@@ -587,3 +587,22 @@ def test_checkpoint_members_stay_unread_when_the_cli_refuses(run: Path, tmp_path
 def test_the_base_files_of_the_hostile_suite_work(tmp_path: Path) -> None:
     base_checkpoint(tmp_path / "b.npz")
     assert bp.load_checkpoint(tmp_path / "b.npz").epoch == 2
+
+
+def test_available_memory_follows_the_address_space_limit() -> None:
+    from backprop.memory import format_bytes  # noqa: PLC0415
+
+    assert [format_bytes(n) for n in (17, 312_000, 1.5e9, 2e18)] == ["17 bytes", "312 kB", "1.5 GB", "2,000 PB"]
+    script = (
+        "import resource\n"
+        "from backprop.memory import available_host_memory\n"
+        "free = available_host_memory()\n"
+        "used = int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmSize:'))) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + (300 << 20), resource.RLIM_INFINITY))\n"
+        "capped = available_host_memory()\n"
+        "print(free is None or capped <= free, 250 << 20 < capped <= 300 << 20)\n"
+    )
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60,
+                          env={**os.environ, "PYTHONPATH": path})
+    assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
