@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from .atomic import atomic_write
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -41,7 +43,8 @@ def plot_history(history: HistoryLike | Mapping[str, Sequence[float]], path: str
     ``"val_accuracy"``, ...) and, when ``"grad_norm/<parameter>"`` keys exist, a log-scale panel
     of the per-parameter gradient norms (with the global ``"grad_norm"`` if recorded). The
     format follows the suffix (``.png``, ``.svg``, ``.pdf``, ...); no suffix means PNG. Parent
-    folders are created. Raises `ImportError` saying how to install matplotlib if it is missing.
+    folders are created; the file is written atomically (`backprop.atomic`). Raises
+    `ImportError` saying how to install matplotlib if it is missing.
     """
     figure = history_figure(history, title=title)
     canvas = _matplotlib()[1](figure)
@@ -51,7 +54,7 @@ def plot_history(history: HistoryLike | Mapping[str, Sequence[float]], path: str
         supported = ", ".join(sorted(canvas.get_supported_filetypes()))
         raise ValueError(f"cannot write {path.name!r}: unknown image format {fmt!r}; use one of {supported}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format=fmt, dpi=dpi)
+    atomic_write(path, lambda fh: figure.savefig(fh, format=fmt, dpi=dpi))  # no half-written image, ever
     return path
 
 

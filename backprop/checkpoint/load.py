@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._version import __version__
 from ..backends import DeviceLike, get_device
 from ..history import History
-from ..layers import layer_config, layer_from_config
+from ..layers import layer_config
+from ..memory import available_host_memory, format_bytes
 from ..registry import OPTIMIZERS
-from .archive import read_archive
+from . import contents
+from .archive import Archive, Limits, open_archive
 from .errors import CheckpointError, checkpoint_error
 from .jsonable import unpack
 from .protocol import CheckpointedModel, ModelFactory
@@ -56,51 +57,101 @@ class Checkpoint:
 
 
 def read_checkpoint(
-    path: str | os.PathLike[str], build: ModelFactory, device: DeviceLike | None = None, dtype: str | None = None
+    path: str | os.PathLike[str],
+    build: ModelFactory,
+    device: DeviceLike | None = None,
+    dtype: str | None = None,
+    *,
+    limits: Limits | None = None,
 ) -> Checkpoint:
     """Load a file written by `save_checkpoint`, ready to continue training exactly.
 
     The model is rebuilt from the saved architecture by ``build(*layers, device=, dtype=,
     seed=)`` (`bp.Sequential`) on ``device`` (default ``"cpu"``, wherever the file was saved
     from) as ``dtype`` (default: the saved one), its weights and random generators' states
-    are restored, and so is the optimizer. Any problem with the file raises `CheckpointError`
-    naming it.
+    are restored, and so is the optimizer. The whole file is checked before anything is
+    allocated for it (see `backprop.checkpoint.contents`); ``limits`` bounds what is accepted
+    (`archive.Limits`). Any problem with the file raises `CheckpointError` naming it.
     """
     target = get_device(device)
     if dtype is not None and dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64' (or None for the saved one); got {dtype!r}")
-    packed, arrays = read_archive(path)
+    with open_archive(path, limits) as archive:
+        plan = contents.plan(path, archive, dtype)
+        _check_memory(path, archive, plan, target)
+        arrays = contents.read_arrays(path, archive, plan)
+        packed = archive.metadata
     with _translate(path, "its metadata"):
         metadata = unpack(packed, arrays)
-        epoch = metadata["epoch"]
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise TypeError(f"epoch is {epoch!r}, not an integer")
-        extra = metadata["extra"]
-        if not isinstance(extra, dict):
-            raise TypeError(f"extra is a {type(extra).__name__}, not a dict")
+    _check_rng_states(path, metadata["rng"])
+    epoch = metadata["epoch"]
+    extra = metadata["extra"]
+    with _translate(path, "its history"):
         history = History() if metadata["history"] is None else History.from_dict(metadata["history"])
-        scheduler = metadata["scheduler"]
-        scheduler_state = None if scheduler is None else scheduler["state"]
-        has_optimizer = metadata["optimizer"] is not None
-    model = _build_model(path, build, metadata, arrays, target, dtype)
-    optimizer = _build_optimizer(path, metadata, arrays, model) if has_optimizer else None
+    scheduler = metadata["scheduler"]
+    scheduler_state = None if scheduler is None else scheduler["state"]
+    model = _build_model(path, build, metadata, plan, arrays, target, dtype)
+    optimizer = _build_optimizer(path, metadata, arrays, model) if metadata["optimizer"] is not None else None
     return Checkpoint(model, optimizer, scheduler_state, epoch, history, extra, metadata)
 
 
-def load_weights(model: CheckpointedModel, path: str | os.PathLike[str]) -> None:
+def load_weights(model: CheckpointedModel, path: str | os.PathLike[str], *, limits: Limits | None = None) -> None:
     """Copy a checkpoint's weights (and saved state) into ``model``, which keeps its device,
     dtype, random generators and everything else. The checkpoint's architecture must be the
     model's: otherwise `CheckpointError` lists the differing layers and parameters (names
-    and shapes) and the model is unchanged."""
-    packed, arrays = read_archive(path)
+    and shapes) and the model is unchanged. The file is checked in full first, as
+    `read_checkpoint` checks it."""
+    with open_archive(path, limits) as archive:
+        plan = contents.plan(path, archive, getattr(model, "dtype", None))
+        packed = archive.metadata
+        state_shapes = {
+            name[len(_MODEL) :]: member.shape for name, member in archive.members.items() if name.startswith(_MODEL)
+        }
+        with _translate(path, "its architecture"):
+            problems = _layer_differences(packed["architecture"], model)
+        problems += _weight_differences(state_shapes, model)
+        if problems:
+            raise checkpoint_error(path, "its weights do not fit this model: " + "; ".join(problems))
+        _check_memory(path, archive, plan, None)
+        arrays = contents.read_arrays(path, archive, plan)
     state = {name[len(_MODEL) :]: value for name, value in arrays.items() if name.startswith(_MODEL)}
-    with _translate(path, "its architecture"):
-        problems = _layer_differences(packed["architecture"], model)
-    problems += _weight_differences(state, model)
-    if problems:
-        raise checkpoint_error(path, "its weights do not fit this model: " + "; ".join(problems))
     with _translate(path, "its weights"):
         model.load_state_dict(state)
+
+
+def _check_memory(path: str | os.PathLike[str], archive: Archive, plan: contents.Plan, device: Any) -> None:
+    """Refuse, before reading any data, a file whose loading needs more memory than this
+    process has: its members, plus (when the model is built on the host) the model's weights
+    and the largest layer's float64 initial values, which building draws first."""
+    available = available_host_memory()
+    if available is None:
+        return
+    on_host = device is None or getattr(device, "type", "cpu") == "cpu"
+    needed = archive.total_bytes + plan.largest_parameter * 8 + (plan.parameter_bytes if on_host else 0)
+    if needed > available:
+        raise checkpoint_error(
+            path,
+            f"loading it needs about {format_bytes(needed)} of memory ({format_bytes(archive.total_bytes)} of arrays "
+            f"and a model of {format_bytes(plan.parameter_bytes)}) but this process has {format_bytes(available)} "
+            "available: free memory or load it on a machine with more",
+        )
+
+
+def _check_rng_states(path: str | os.PathLike[str], states: dict[str, Any]) -> None:
+    """Set each saved state on a new generator of its kind: a state NumPy would refuse (or
+    overflow on) is refused here, before the model exists."""
+    for key, state in states.items():
+        if key.endswith(":streams"):
+            continue
+        try:
+            generator = getattr(np.random, state["bit_generator"])()
+            generator.state = state
+        except Exception as exc:
+            raise checkpoint_error(
+                path,
+                f"its random generators' states cannot be used: the state of {key!r} is not a valid "
+                f"{state.get('bit_generator')} state ({type(exc).__name__}: {exc})",
+            ) from exc
 
 
 # ---------------------------------------------------------------------------------- rebuilding
@@ -108,30 +159,19 @@ def _build_model(
     path: str | os.PathLike[str],
     build: ModelFactory,
     metadata: dict[str, Any],
+    plan: contents.Plan,
     arrays: dict[str, np.ndarray],
     device: Any,
     dtype: str | None,
 ) -> CheckpointedModel:
     with _translate(path, "its architecture"):
-        architecture = metadata["architecture"]
-        if architecture.get("class") != "Sequential":
-            raise ValueError(f"the saved model is a {architecture.get('class')!r}, not a Sequential")
-        try:
-            layers = [layer_from_config(d) for d in architecture["config"]["layers"]]
-        except ValueError as exc:
-            if "unknown layer type" not in str(exc):
-                raise
-            raise ValueError(
-                f"{exc}. The file was written by backprop {metadata.get('library_version')}; this is backprop "
-                f"{__version__}: a newer version may know that layer"
-            ) from exc
-        model = build(*layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"])
+        model = build(*plan.layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"])
     state = {name[len(_MODEL) :]: value for name, value in arrays.items() if name.startswith(_MODEL)}
     with _translate(path, "its weights"):
         model.load_state_dict(state)
     with _translate(path, "its random generators' states"):
         restore_rng_states(model, metadata["rng"])
-        model.train(bool(metadata.get("training", True)))
+        model.train(metadata["training"])
     return model
 
 
@@ -141,17 +181,12 @@ def _build_optimizer(
     with _translate(path, "its optimizer"):
         saved = metadata["optimizer"]
         name = saved["type"]
-        if not isinstance(name, str) or name not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer type {name!r} (this backprop {__version__} has {', '.join(OPTIMIZERS)}; "
-                "an optimizer of your own must be registered first: @bp.register_optimizer)"
-            )
-        cls = OPTIMIZERS[name]
+        cls: Any = OPTIMIZERS[name]
         own = dict(model.named_variables())
         missing = [n for n in saved["params"] if n not in own]
         if missing:
             raise ValueError(f"it updates parameters {missing} that the model does not have")
-        optimizer = cls.from_config([own[n] for n in saved["params"]], saved["hyperparameters"])
+        optimizer: Optimizer = cls.from_config([own[n] for n in saved["params"]], saved["hyperparameters"])
         state = dict(saved["scalars"])
         state.update({key[len(_OPTIMIZER) :]: value for key, value in arrays.items() if key.startswith(_OPTIMIZER)})
         optimizer.load_state_dict({"type": name, "hyperparameters": saved["hyperparameters"], "state": state})
@@ -186,14 +221,14 @@ def _layer_types(description: dict[str, Any], position: str = "") -> dict[str, s
     return types
 
 
-def _weight_differences(state: dict[str, np.ndarray], model: CheckpointedModel) -> list[str]:
-    own = {name: p.shape for name, p in model.named_variables()}
+def _weight_differences(state: dict[str, tuple[int, ...]], model: CheckpointedModel) -> list[str]:
+    own = {name: tuple(p.shape) for name, p in model.named_variables()}
     problems = [f"the model's {n!r} {shape} is not in the checkpoint" for n, shape in own.items() if n not in state]
-    problems += [f"the checkpoint's {n!r} {v.shape} is not in the model" for n, v in state.items() if n not in own]
+    problems += [f"the checkpoint's {n!r} {shape} is not in the model" for n, shape in state.items() if n not in own]
     problems += [
-        f"{n!r} is {state[n].shape} in the checkpoint but {shape} in the model"
+        f"{n!r} is {state[n]} in the checkpoint but {shape} in the model"
         for n, shape in own.items()
-        if n in state and tuple(state[n].shape) != shape
+        if n in state and tuple(state[n]) != shape
     ]
     return problems
 

@@ -82,7 +82,9 @@ def checkpoint_contents(
     return metadata, arrays
 
 
-def _optimizer_metadata(model: CheckpointedModel, optimizer: Optimizer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _optimizer_metadata(
+    model: CheckpointedModel, optimizer: Optimizer, arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """The optimizer's type, hyperparameters, which of the model's parameters it updates (by
     name) and its state: arrays become ``optimizer/<i>.<key>`` members, scalars stay here."""
     if not hasattr(optimizer, "state_dict") or not hasattr(optimizer, "params"):
@@ -109,6 +111,9 @@ def _optimizer_metadata(model: CheckpointedModel, optimizer: Optimizer, arrays: 
         "scalars": scalars,
         # the base lr a learning-rate schedule records on the optimizer (see optim.lr_scheduler)
         "initial_lr": pack(getattr(optimizer, "initial_lr", None), "optimizer.initial_lr", arrays, "optimizer_hp"),
+        # an optimizer saved before its first step holds no state: said so, a reader can tell
+        # it from a file whose state was lost (which it refuses)
+        "empty_state": not saved["state"],
     }
 
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checkpoint import Checkpoint, CheckpointError
-from ..loading import load_checkpoint
 from ..datasets import DataError, Dataset, Standardizer
+from ..loading import load_checkpoint
 from ..losses import get_loss
 from .errors import CliError
+from .settings import check_saved_settings
 
 __all__ = ["SavedRun", "open_checkpoint", "run_extra"]
 
@@ -77,19 +78,45 @@ def _saved_run(path: str, checkpoint: Checkpoint) -> SavedRun:
     try:
         get_loss(loss)
         scaler = Standardizer.from_dict(extra["standardizer"]) if extra.get("standardizer") is not None else None
-    except (ValueError, DataError) as exc:
+    except (ValueError, DataError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise CliError(f"{what} has damaged extra values: {exc}") from None
     classes = extra.get("classes")
     task = extra.get("task") or ("regression" if loss == "mse" else "classification")
     names = extra.get("feature_names")
-    args = extra.get("args")
+    target = extra.get("target_name")
+    data = extra.get("data")
+    damaged = (
+        "'task' is not classification or regression" if task not in ("classification", "regression")
+        else "'classes' is not a list of distinct labels" if classes is not None and not _labels(classes)
+        else "'feature_names' is not a list of names" if names is not None and not _names(names)
+        else "'target_name' is not a name" if target is not None and not isinstance(target, str)
+        else "'data' is not a data spec" if data is not None and not isinstance(data, str)
+        else ""
+    )
+    if damaged:
+        raise CliError(f"{what} has damaged extra values: {damaged}")
+    if scaler is not None and names is not None and len(names) != scaler.n_features:
+        raise CliError(f"{what} has damaged extra values: {len(names)} feature names for a standardiser of "
+                       f"{scaler.n_features} features")
     return SavedRun(
         loss=loss,
         task=str(task),
         classes=None if classes is None else tuple(classes),
         scaler=scaler,
-        data=extra.get("data") if isinstance(extra.get("data"), str) else None,
+        data=data,
         feature_names=None if names is None else tuple(names),
-        target_name=extra.get("target_name"),
-        args=args if isinstance(args, dict) else {},
+        target_name=target,
+        args=check_saved_settings(extra.get("args"), what),
     )
+
+
+def _labels(classes: Any) -> bool:
+    if not isinstance(classes, list) or not classes:
+        return False
+    if not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in classes):
+        return False
+    return len({(type(c).__name__ == "str", c) for c in classes}) == len(classes)
+
+
+def _names(names: Any) -> bool:
+    return isinstance(names, list) and all(isinstance(n, str) for n in names)

@@ -13,6 +13,8 @@ from .checkpoints import SavedRun, open_checkpoint
 from .data import class_indices, load_dataset
 from .devices import resolve_device
 from .errors import CliError, UsageError
+from .inputs import fitting
+from .memory import check_fits, layer_sizes, training_estimate
 from .report import describe_model, result_line
 from .settings import DEFAULTS
 
@@ -70,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
         )
     y = _targets(dataset, y, saved, spec)
     metrics = ["accuracy"] if saved.task == "classification" and saved.loss != "mse" else []
-    values = model.evaluate(saved.standardize(X), y, saved.loss, metrics)
+    X = fitting(saved.standardize(X), model.dtype, f"--data {spec}", standardized=saved.scaler is not None)
+    sizes = layer_sizes(model)
+    if sizes:  # evaluate runs batches of 1024 samples
+        check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(1024, len(X)), build=False,
+                                     train=False), device, "the model is too large for this machine")
+    values = model.evaluate(X, y, saved.loss, metrics)
     print(f"model: {describe_model(model)}, trained {checkpoint.epoch} epochs")
     which = "training data (no held-out set)" if dataset.test_is_train and part == "test" else part
     print(result_line(f"{dataset.name} {which}", values, len(X)))

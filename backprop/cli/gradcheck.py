@@ -14,6 +14,7 @@ from .checkpoints import open_checkpoint
 from .data import prepare_training_data
 from .devices import resolve_device
 from .errors import CliError, UsageError
+from .memory import check_fits, layer_sizes, training_estimate
 from .model_spec import parse_layers
 from .report import describe_model
 from .settings import DEFAULTS
@@ -89,6 +90,10 @@ def _from_description(args: argparse.Namespace, device: str) -> tuple[Sequential
     out = spec.out_features
     if args.loss == "cross_entropy" and out < 2:
         raise UsageError(f"--loss cross_entropy needs at least 2 outputs (classes); --layers {args.layers} has {out}")
+    # float64, no optimizer; the check copies the model and holds a batch of inputs besides
+    estimate = training_estimate([args.features, *spec.sizes], 8, 1, args.batch,
+                                 extra_host=args.batch * (args.features + out) * 8)
+    check_fits(estimate, device, "use smaller --layers, --features or --batch")
     model = spec.build(args.features, activation=args.activation, dropout=0.0,
                        output_activation=output_activation(args.loss), device=device, dtype="float64", seed=args.seed)
     rng = np.random.default_rng(args.seed)
@@ -114,4 +119,7 @@ def _from_checkpoint(args: argparse.Namespace, device: str) -> tuple[Sequential,
         raise CliError(f"--data {spec} has {data.dataset.n_features} features but the model takes "
                        f"{checkpoint.model.in_features}")
     n = min(args.batch, len(data.X_train))
+    sizes = layer_sizes(checkpoint.model)
+    if sizes:
+        check_fits(training_estimate(sizes, 8, 1, n), device, "use a smaller --batch")
     return checkpoint.model, data.X_train[:n], data.y_train[:n], saved.loss

@@ -31,6 +31,12 @@ from .errors import UsageError
 __all__ = ["LayerSpec", "ModelSpec", "parse_layers"]
 
 _SIZES = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
+#: Bounds on what a description may ask for before the memory estimate has its say: a model
+#: file is read only up to this size, nested no deeper, with at most this many layers.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 8
+MAX_LAYERS = 10_000
+MAX_UNITS = 10**12
 _MODEL_KEYS = ("layers", "activation", "dropout", "init")
 _LAYER_KEYS = ("units", "activation", "dropout", "init")
 _RELU_LIKE = ("relu", "leaky_relu", "gelu")
@@ -103,9 +109,17 @@ def parse_layers(text: str) -> ModelSpec:
     """``"128,64,10"`` (hidden sizes, then the output size) or the path of a ``.json`` or
     ``.toml`` model file; raises `UsageError` saying what is wrong."""
     if _SIZES.match(text):
-        sizes = [int(part) for part in text.split(",")]
+        parts = [part.strip() for part in text.split(",")]
+        if len(parts) > MAX_LAYERS:
+            raise UsageError(f"--layers: {len(parts):,} layers; at most {MAX_LAYERS:,} are allowed")
+        if any(len(part.lstrip("0")) > 13 for part in parts):
+            raise UsageError(f"--layers {text[:40]}...: a layer size has more than 13 digits; sizes are at most "
+                             f"{MAX_UNITS:,}")
+        sizes = [int(part) for part in parts]
         if any(size < 1 for size in sizes):
             raise UsageError(f"--layers {text}: every layer size must be at least 1")
+        if any(size > MAX_UNITS for size in sizes):
+            raise UsageError(f"--layers {text}: a layer size is at most {MAX_UNITS:,}")
         return ModelSpec(tuple(LayerSpec(size) for size in sizes), source=f"--layers {text}")
     path = Path(text)
     if path.suffix.lower() not in (".json", ".toml"):
@@ -113,6 +127,8 @@ def parse_layers(text: str) -> ModelSpec:
             f"--layers {text!r} is neither a list of sizes such as 128,10 (hidden sizes, then the output size) "
             "nor a .json or .toml model file"
         )
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--layers: {text!r} is not a regular file (a folder, device or pipe); give a model file")
     if not path.is_file():
         raise UsageError(f"--layers: model file {text!r} not found (looked in {path.resolve().parent})")
     return _from_table(_read(path), str(path))
@@ -120,19 +136,40 @@ def parse_layers(text: str) -> ModelSpec:
 
 def _read(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise UsageError(f"--layers: model file {str(path)!r} is larger than {MAX_FILE_BYTES:,} bytes; a model "
+                             "description is a few lines")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--layers: cannot read model file {str(path)!r}: {exc}") from None
+    deep = f"--layers: {str(path)!r} is nested too deeply (a model file is at most {MAX_DEPTH} levels deep)"
+    if _depth_of_text(text) > MAX_DEPTH:
+        raise UsageError(deep)
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers of too many digits
             raise UsageError(f"--layers: {str(path)!r} is not valid JSON: {exc}") from None
     toml = _toml_module()
     try:
         return toml.loads(text)
-    except toml.TOMLDecodeError as exc:
+    except (toml.TOMLDecodeError, ValueError, RecursionError) as exc:
         raise UsageError(f"--layers: {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _depth_of_text(text: str) -> int:
+    """An upper bound on the nesting of JSON or TOML text: the deepest run of opening
+    brackets and braces not yet closed (strings included, so it never undercounts)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def _toml_module() -> Any:
@@ -162,6 +199,8 @@ def _from_table(data: Any, source: str) -> ModelSpec:
     entries = data.get("layers")
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"{where} needs 'layers': a non-empty list of sizes or tables, the output layer last")
+    if len(entries) > MAX_LAYERS:
+        raise UsageError(f"{where} has {len(entries):,} layers; at most {MAX_LAYERS:,} are allowed")
     specs = tuple(_layer(entry, f"{where}, layer {i}") for i, entry in enumerate(entries))
     last = specs[-1]
     if last.activation is not None or last.dropout is not None:
@@ -199,8 +238,9 @@ def _check_keys(table: dict[str, Any], valid: tuple[str, ...], where: str) -> No
 
 
 def _units(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{where}: a layer size must be a whole number >= 1; got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UNITS:
+        shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+        raise UsageError(f"{where}: a layer size must be a whole number from 1 to {MAX_UNITS:,}; got {shown}")
     return value
 
 

@@ -12,8 +12,9 @@ from . import arguments as types
 from .checkpoints import SavedRun, open_checkpoint
 from .devices import resolve_device
 from .errors import CliError
-from .inputs import read_features
-from .outputs import output_kind, write_table
+from .inputs import fitting, read_features
+from .memory import check_fits, layer_sizes, training_estimate
+from .outputs import check_outputs, output_kind, write_tables
 
 __all__ = ["predictions", "register", "run"]
 
@@ -56,20 +57,32 @@ def run(args: argparse.Namespace) -> int:
     output_kind(args.output, "--output")  # check the file names before any work
     if args.probabilities is not None:
         output_kind(args.probabilities, "--probabilities")
+    check_outputs([("--output", args.output), ("--probabilities", args.probabilities)],
+                  [("--checkpoint", args.checkpoint), ("--input", args.input)])
     device = resolve_device(args.device)
     checkpoint, saved = open_checkpoint(args.checkpoint, device)
     model = checkpoint.model
     n_features = model.in_features or (saved.scaler.n_features if saved.scaler else 0)
-    X = read_features(args.input, n_features, saved.feature_names, saved.target_name)
-    outputs = np.asarray(to_numpy(model.predict(saved.standardize(X), batch_size=args.batch_size)), dtype=np.float64)
+    X = read_features(args.input, n_features, saved.feature_names, saved.target_name, model.dtype)
+    sizes = layer_sizes(model)
+    if sizes:
+        check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(args.batch_size, len(X)),
+                                     build=False, train=False), device, "use a smaller --batch-size")
+    X = fitting(saved.standardize(X), model.dtype, f"--input {args.input}", standardized=saved.scaler is not None)
+    outputs = np.asarray(to_numpy(model.predict(X, batch_size=args.batch_size)), dtype=np.float64)
+    if not np.isfinite(outputs).all():
+        row = int(np.argwhere(~np.isfinite(outputs))[0][0])
+        raise CliError(f"--input {args.input}: the model's output for sample {row + 1} is not finite (its weights or "
+                       "that sample's features are too large for its dtype); no predictions were written")
     values, probabilities, classes = predictions(outputs, saved)
     if args.probabilities is not None and probabilities is None:
         raise CliError(
             f"--probabilities: the model was trained with loss {saved.loss}, which gives no class probabilities"
         )
-    write_table(args.output, "--output", _value_header(saved, values), values)
+    tables = [(args.output, "--output", _value_header(saved, values), values)]
     if args.probabilities is not None and probabilities is not None:
-        write_table(args.probabilities, "--probabilities", [str(c) for c in classes], probabilities)
+        tables.insert(0, (args.probabilities, "--probabilities", [str(c) for c in classes], probabilities))
+    write_tables(tables)
     if args.output != "-":
         what = "labels" if saved.task == "classification" else "values"
         extra = f" and class probabilities to {args.probabilities}" if args.probabilities else ""
@@ -83,6 +96,9 @@ def predictions(outputs: np.ndarray, saved: SavedRun) -> tuple[np.ndarray, np.nd
         return outputs, None, []
     width = outputs.shape[1]
     classes = list(saved.classes) if saved.classes is not None else list(range(max(width, 2)))
+    if len(classes) != max(width, 2):
+        raise CliError(f"the checkpoint records {len(classes)} class labels but its model has {width} output"
+                       f"{'s' if width != 1 else ''} (the file is damaged)")
     probabilities: np.ndarray | None
     if saved.loss == "cross_entropy":
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))

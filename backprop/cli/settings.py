@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .optimizers import DEFAULT_LR
+from . import arguments as types
+from .errors import CliError
+from .optimizers import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 
-__all__ = ["DEFAULTS", "RUN_KEYS", "TrainSettings", "resolve_settings"]
+__all__ = ["DEFAULTS", "RUN_KEYS", "TrainSettings", "check_saved_settings", "resolve_settings"]
 
 #: What ``backprop train`` does without options: a classifier for the bundled digits that
 #: reaches about 98% held-out accuracy (97.2-98.6% over seeds 0-9) in a second or two on a
@@ -96,6 +99,77 @@ def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None = No
     if values["lr"] is None:
         values["lr"] = DEFAULT_LR[values["optimizer"]]
     return TrainSettings(**values)
+
+
+def _number(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A JSON number checked by the argparse type ``kind`` (booleans and strings refused)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise argparse.ArgumentTypeError("must be a number")
+        return kind(repr(value))
+
+    return check
+
+
+def _text(kind: Callable[[str], Any] | None = None, choices: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, str) or len(value) > 10_000:
+            raise argparse.ArgumentTypeError("must be a string")
+        if choices and value not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}")
+        return kind(value) if kind is not None else value
+
+    return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else check(value)
+
+
+#: How each saved setting is checked: the command line's own checks, on JSON values.
+_SAVED_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "data": _text(types.data_spec),
+    "test_size": _number(types.split_fraction),
+    "split_seed": _number(types.non_negative_int),
+    "val_split": _optional(_number(types.fraction)),
+    "layers": _optional(_text()),
+    "activation": _text(types.activation_name),
+    "dropout": _number(types.probability),
+    "loss": _optional(_text(types.loss_name)),
+    "metrics": _optional(_text()),
+    "optimizer": _text(choices=tuple(OPTIMIZERS)),
+    "lr": _number(types.positive_float),
+    "weight_decay": _optional(_number(types.non_negative_float)),
+    "momentum": _optional(_number(types.non_negative_float)),
+    "lr_schedule": _text(choices=SCHEDULES),
+    "epochs": _number(types.positive_int),
+    "batch_size": _number(types.positive_int),
+    "clip_grad_norm": _optional(_number(types.positive_float)),
+    "dtype": _text(choices=("float32", "float64")),
+    "seed": _number(types.non_negative_int),
+}
+
+
+def check_saved_settings(saved: Any, where: str) -> dict[str, Any]:
+    """A checkpoint's training settings (its ``extra["args"]``), each checked as the option it
+    came from is checked (settings this version does not know are dropped); a damaged one
+    raises `CliError` naming it."""
+    if saved is None:
+        return {}
+    if not isinstance(saved, dict):
+        raise CliError(f"{where} has damaged training settings: they are a {type(saved).__name__}, not a dict")
+    checked = {}
+    for key, check in _SAVED_CHECKS.items():
+        if key not in saved:
+            continue
+        try:
+            checked[key] = check(saved[key])
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            shown = repr(saved[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise CliError(f"{where} has a damaged training setting {key!r}: {shown} ({exc})") from None
+    return checked
 
 
 def _note_ignored(key: str, given: Any, kept: Any) -> None:

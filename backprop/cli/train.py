@@ -15,7 +15,7 @@ from ..progress import format_duration
 from ..training import TrainingDivergedError
 from .checkpoints import run_extra
 from .devices import resolve_device
-from .errors import CliError, Interrupted
+from .errors import CliError, Interrupted, UsageError
 from .report import describe_model, result_line
 from .settings import resolve_settings
 from .train_options import EPILOG, add_train_options
@@ -75,6 +75,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise CliError(f"{option} {path}: the folder {folder!r} does not exist; create it first")
         if os.path.isdir(path):
             raise CliError(f"{option} {path}: that is a folder; give a file name")
+    if args.plot is not None and args.plot != "-" and os.path.realpath(args.plot) in {
+        os.path.realpath(p) for p in (args.checkpoint, args.resume) if p is not None
+    }:
+        raise UsageError(f"--plot {args.plot} is the checkpoint file, which it would overwrite; give another name")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise CliError('--plot needs matplotlib: pip install "backprop-nn[plot]" (or pip install matplotlib)')
 

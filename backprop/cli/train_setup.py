@@ -14,6 +14,7 @@ from ..optim import LRScheduler, Optimizer
 from .checkpoints import SavedRun, open_checkpoint
 from .data import TrainingData, prepare_training_data
 from .errors import CliError, UsageError
+from .memory import check_fits, layer_sizes, optimizer_state_factor, training_estimate
 from .model_spec import LayerSpec, ModelSpec, parse_layers
 from .optimizers import build_optimizer, build_schedule
 from .settings import DEFAULT_HIDDEN, TrainSettings
@@ -52,6 +53,9 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
     """Everything to train with: a new model, optimizer and schedule from ``settings``, or those
     of the ``resumed`` checkpoint with its history, epoch and standardiser."""
     saved = resumed[1] if resumed else None
+    spec = None if resumed is not None else _parse_spec(settings)
+    if spec is not None:  # a first, lower bound before any data is read: the input layer left out
+        _check_memory(settings, [1, *spec.sizes], device, settings.batch_size)
     data = prepare_training_data(settings.data, settings.test_size, settings.split_seed, settings.val_split,
                                  scaler=saved.scaler if saved else None)
     loss = check_loss(data.dataset, settings.loss)
@@ -60,13 +64,23 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
         checkpoint = resumed[0]
         assert checkpoint.optimizer is not None  # checked by open_resumed
         _check_features(checkpoint.model, data, settings)
+        sizes = layer_sizes(checkpoint.model)
+        if sizes:
+            _check_memory(settings, sizes, device, min(settings.batch_size, len(data.X_train)), build=False)
         schedule = build_schedule(settings.lr_schedule, checkpoint.optimizer, settings.epochs)
         if schedule is not None and checkpoint.scheduler_state is not None:
-            schedule.load_state_dict(checkpoint.scheduler_state)
+            try:
+                schedule.load_state_dict(checkpoint.scheduler_state)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise CliError(f"cannot resume: the checkpoint's schedule state does not fit a {settings.lr_schedule} "
+                               f"schedule ({exc})") from None
             _note_extended_cosine(schedule, settings.epochs)
         return TrainingJob(settings, data, loss, metrics, checkpoint.model, checkpoint.optimizer, schedule,
                            checkpoint.history, checkpoint.epoch)
-    model = _model_spec(settings, data).build(
+    spec = _fitted_spec(spec, settings, data)
+    _check_memory(settings, [data.dataset.n_features, *spec.sizes], device,
+                  min(settings.batch_size, len(data.X_train)))
+    model = spec.build(
         data.dataset.n_features, activation=settings.activation, dropout=settings.dropout,
         output_activation=output_activation(loss), device=device, dtype=settings.dtype, seed=settings.seed,
     )
@@ -84,11 +98,24 @@ def _note_extended_cosine(schedule: LRScheduler, epochs: int) -> None:
               file=sys.stderr)
 
 
-def _model_spec(settings: TrainSettings, data: TrainingData) -> ModelSpec:
+def _parse_spec(settings: TrainSettings) -> ModelSpec | None:
+    """The model ``--layers`` describes (``None``: the default, which needs the data's size)."""
+    return None if settings.layers is None else parse_layers(settings.layers)
+
+
+def _check_memory(settings: TrainSettings, sizes: list[int], device: str, batch: int, *, build: bool = True) -> None:
+    """Refuse a model and batch that cannot fit, before anything is allocated for them."""
+    itemsize = 8 if settings.dtype == "float64" else 4
+    factor = optimizer_state_factor(settings.optimizer, settings.momentum)
+    what = "--layers " + (settings.layers or ",".join(map(str, sizes[1:]))) if build else "the resumed model"
+    check_fits(training_estimate(sizes, itemsize, factor, batch, build=build), device,
+               f"{what} is too large for it; use fewer or smaller layers or a smaller --batch-size")
+
+
+def _fitted_spec(spec: ModelSpec | None, settings: TrainSettings, data: TrainingData) -> ModelSpec:
     needed = data.dataset.out_features
-    if settings.layers is None:
+    if spec is None:
         return ModelSpec((LayerSpec(DEFAULT_HIDDEN), LayerSpec(needed)))
-    spec = parse_layers(settings.layers)
     if spec.out_features != needed:
         sizes = ",".join(str(size) for size in [*spec.sizes[:-1], needed])
         raise UsageError(

@@ -16,6 +16,7 @@ from .split import n_test_samples
 __all__ = ["TASK_CHOICES", "load_csv"]
 
 TASK_CHOICES = ("auto", "classification", "regression")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FEATURE_ADVICE = "features must be numeric: encode text as numbers or drop the column"
 
 
@@ -29,6 +30,8 @@ def load_csv(
     delimiter: str = ",",
     task: str = "auto",
     name: str | None = None,
+    max_bytes: int | None = None,
+    max_line: int | None = None,
 ) -> Dataset:
     """Load a CSV file of numeric features and one label column, split into train and test.
 
@@ -52,6 +55,9 @@ def load_csv(
         The split (see `split_indices`): stratified by class for classification.
     name:
         The Dataset's name; default the file name without ``.csv`` (or ``.csv.gz``).
+    max_bytes, max_line:
+        Limits on the text read and on each line (see `read_table`: 256 MiB and 1 MiB by
+        default). Only regular files are read: not devices, FIFOs or directories.
 
     Classification labels are remapped to int64 indices ``0..K-1`` in sorted order of the
     original values, which ``classes`` keeps (``classes[y]`` is the original label);
@@ -60,13 +66,14 @@ def load_csv(
 
     Raises `DataError` saying what to fix for: a missing or empty file, rows of different
     lengths (with the line), missing values (NA, NaN, empty, ``?``; line and column), a
-    non-numeric feature value (line and column), an unknown label column (listing the
+    non-numeric feature value (line and column), a value too large for float32 (line and
+    column: it would become infinite), an unknown label column (listing the
     columns), a label column mixing numbers and text, fewer than 2 classes, and too few
     samples to split.
     """
     if task not in TASK_CHOICES:
         raise DataError(f"task must be one of {', '.join(TASK_CHOICES)}; got {task!r}")
-    table = read_table(path, header=header, delimiter=delimiter)
+    table = read_table(path, header=header, delimiter=delimiter, max_bytes=max_bytes, max_line=max_line)
     if len(table.names) < 2:
         raise DataError(
             f"{table.where} has only one column ({table.names[0]!r}); a data set needs at least one feature "
@@ -125,7 +132,7 @@ def _features(table: Table, cols: list[int]) -> np.ndarray:
     cells = [[row[i] for i in cols] for row in table.rows]
     try:
         values = np.array(cells, dtype=np.float64)
-        if np.isfinite(values).all():
+        if np.isfinite(values).all() and (not values.size or np.abs(values).max() <= _FLOAT32_MAX):
             return values.astype(np.float32)
     except ValueError:
         pass
@@ -145,6 +152,11 @@ def _number(table: Table, text: str, line: int, col: int, advice: str) -> float:
         raise DataError(f"{where}: {text!r} is not a number; {advice}")
     if not math.isfinite(value):
         raise DataError(f"{where}: {text!r} is not a finite number: replace it or remove the row")
+    if abs(value) > _FLOAT32_MAX:
+        raise DataError(
+            f"{where}: {text!r} is too large for float32, the type data sets hold (at most {_FLOAT32_MAX:.4g}); "
+            "it would become infinite: rescale the column"
+        )
     return value
 
 

@@ -6,15 +6,30 @@ import csv
 import gzip
 import io
 import math
+import os
+import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ..memory import available_host_memory, format_bytes
 from .errors import DataError
 
-__all__ = ["MISSING", "Table", "is_missing", "parse_number", "read_table"]
+__all__ = ["MAX_BYTES", "MAX_LINE", "MISSING", "Table", "is_missing", "parse_number", "read_table"]
 
 #: Field texts (compared lower-case, after stripping spaces) that mean "no value".
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+
+#: The largest CSV text read (after decompression), in bytes: ``max_bytes=`` or the
+#: environment variable ``BACKPROP_CSV_MAX_BYTES`` raise it.
+MAX_BYTES = 256 << 20
+#: The longest line, in characters: ``max_line=`` or ``BACKPROP_CSV_MAX_LINE`` raise it.
+MAX_LINE = 1 << 20
+#: Memory the parsed rows take per byte of text (Python strings in lists), for the check
+#: against the memory available before parsing.
+_MEMORY_PER_BYTE = 12
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,14 @@ def parse_number(text: str) -> float | None:
         return None
 
 
-def read_table(path: str | Path, *, header: bool | None = None, delimiter: str = ",") -> Table:
+def read_table(
+    path: str | Path,
+    *,
+    header: bool | None = None,
+    delimiter: str = ",",
+    max_bytes: int | None = None,
+    max_line: int | None = None,
+) -> Table:
     """Read a CSV file (UTF-8, optionally gzip-compressed as ``.gz``) into a `Table`.
 
     Blank lines are skipped. ``header=None`` detects a header row: the first row is one when
@@ -60,13 +82,20 @@ def read_table(path: str | Path, *, header: bool | None = None, delimiter: str =
     any text field). ``True``/``False`` say so explicitly. Without a header, columns are named
     ``"column 0"``, ``"column 1"``, ... Raises `DataError` for a missing, unreadable or empty
     file, duplicate column names, and rows whose number of fields differs from the first row's.
+
+    Only regular files are read (not devices such as ``/dev/zero``, FIFOs or directories), of
+    at most ``max_bytes`` bytes of text (default `MAX_BYTES`, 256 MiB, after decompression) with
+    lines of at most ``max_line`` characters (default `MAX_LINE`, 1 Mi), and only when parsing
+    them fits in the memory available; the environment variables ``BACKPROP_CSV_MAX_BYTES`` and
+    ``BACKPROP_CSV_MAX_LINE`` change the defaults (for the command line).
     """
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise DataError(f"delimiter must be one character such as ',' or ';' or '\\t'; got {delimiter!r}")
     if header not in (None, True, False):
         raise DataError(f"header must be True, False or None (detect); got {header!r}")
     file = Path(path)
-    text = _read_text(file)
+    limit = _limit(max_bytes, "max_bytes", "BACKPROP_CSV_MAX_BYTES", MAX_BYTES)
+    text = _read_text(file, limit, _limit(max_line, "max_line", "BACKPROP_CSV_MAX_LINE", MAX_LINE))
     rows, lines = _rows(text, file, delimiter)
     if not rows:
         raise DataError(f"{file} is empty: a CSV data set needs rows of numbers, optionally under one header row")
@@ -91,22 +120,93 @@ def read_table(path: str | Path, *, header: bool | None = None, delimiter: str =
     return Table(path=file, names=names, has_header=has_header, rows=rows, lines=lines)
 
 
-def _read_text(file: Path) -> str:
-    if not file.exists():
-        raise DataError(f"CSV file not found: {file} (looked in {file.resolve().parent}): check the path")
-    if file.is_dir():
-        raise DataError(f"{file} is a directory: pass the path of a CSV file")
+def _limit(given: int | None, name: str, variable: str, default: int) -> int:
+    if given is not None:
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+            raise DataError(f"{name} must be a whole number >= 1; got {given!r}")
+        return given
+    text = os.environ.get(variable)
+    if text is None:
+        return default
     try:
-        raw = file.read_bytes()
-        if file.suffix == ".gz":
-            raw = gzip.decompress(raw)
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"the environment variable {variable} must be a whole number >= 1; got {text!r}")
+    return value
+
+
+def _read_text(file: Path, limit: int, max_line: int) -> str:
+    try:
+        info = os.stat(file)
+    except FileNotFoundError:
+        raise DataError(f"CSV file not found: {file} (looked in {file.resolve().parent}): check the path") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {file}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{file} is a directory: pass the path of a CSV file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(
+            f"{file} is not a regular file (a device, pipe or socket, which could stream without end): save the "
+            "data to a file and pass its path"
+        )
+    compressed = file.suffix == ".gz"
+    if not compressed and info.st_size > limit:
+        raise DataError(_too_large(file, f"is {format_bytes(info.st_size)}, more than", limit))
+    try:
+        with open(file, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise DataError(f"{file} is not a regular file")
+            if compressed:
+                with gzip.GzipFile(fileobj=fh) as unzipped:
+                    raw = unzipped.read(limit + 1)
+            else:
+                raw = fh.read(limit + 1)
+        if len(raw) > limit:
+            raise DataError(_too_large(file, "holds more" + (", once decompressed," if compressed else "") + " than",
+                                       limit))
+        _check_lines(raw, file, max_line)
+        _check_memory(file, len(raw))
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as a UTF-8 CSV file"
         ) from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read {file}: {exc}") from None
+
+
+def _too_large(file: Path, what: str, limit: int) -> str:
+    return (f"{file} {what} the {format_bytes(limit)} a CSV file may hold here: pass max_bytes= (or set "
+            "BACKPROP_CSV_MAX_BYTES) to read larger files, or use a .npy file")
+
+
+def _check_memory(file: Path, size: int) -> None:
+    available = available_host_memory()
+    needed = size * _MEMORY_PER_BYTE
+    if available is not None and needed > available:
+        raise DataError(
+            f"{file} ({format_bytes(size)}) needs about {format_bytes(needed)} of memory to parse but this process "
+            f"has {format_bytes(available)} available: use a smaller file or a .npy file"
+        )
+
+
+def _check_lines(raw: bytes, file: Path, limit: int) -> None:
+    """Refuse a line longer than ``limit`` bytes, naming it (found with NumPy, not a loop)."""
+    if len(raw) <= limit:
+        return
+    data = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero((data == 10) | (data == 13))
+    bounds = np.concatenate(([-1], ends, [len(data)]))
+    lengths = np.diff(bounds) - 1
+    longest = int(np.argmax(lengths))
+    if lengths[longest] > limit:
+        line = raw.count(b"\n", 0, int(bounds[longest]) + 1) + 1
+        raise DataError(
+            f"{file}: line {line} is longer than {limit:,} bytes (is it a CSV file?): pass max_line= (or set "
+            "BACKPROP_CSV_MAX_LINE) to read longer lines"
+        )
 
 
 def _rows(text: str, file: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
