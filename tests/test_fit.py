@@ -378,3 +378,12 @@ def test_divergence_in_the_first_epoch_names_no_checkpoint(tmp_path, rng: np.ran
         model.fit(1e30 * X, y, loss="cross_entropy", optimizer=opt, epochs=3, checkpoint=path, verbose=0)
     assert "in epoch 1" in str(err.value) and "last good state" not in str(err.value)
     assert path.read_bytes() == b"an older run's file"
+
+
+def test_a_checkpoint_keeps_the_historys_warnings(tmp_path, rng: np.random.Generator) -> None:
+    history = bp.History()
+    history.append(1, {"loss": 1.0})
+    history.warn(1, "the loss grew")
+    model = bp.Sequential(bp.Dense(3, 1), seed=0)
+    model.save(tmp_path / "w.npz", history=history, epoch=1)
+    assert bp.load_checkpoint(tmp_path / "w.npz").history.warnings == [{"epoch": 1, "message": "the loss grew"}]

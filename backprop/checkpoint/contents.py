@@ -160,7 +160,9 @@ FIELDS: dict[str, tuple[str, Spec]] = {
         "its history",
         Nullable(Check(
             Record({"epochs": ListOf(Int(1, 2**53)),
-                    "history": MapOf(Str(max_length=200), ListOf(Number(finite=False)), max_length=10_000)}),
+                    "history": MapOf(Str(max_length=200), ListOf(Number(finite=False)), max_length=10_000)},
+                   {"warnings": ListOf(Record({"epoch": Int(1, 2**53), "message": Str(max_length=10_000)}),
+                                       max_length=10_000)}),
             _history_consistent,
         )),
     ),
