@@ -21,6 +21,7 @@ from .history import History
 from .layers.base import BuildContext, Layer
 from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss, get_loss
+from .memory import available_device_memory, available_host_memory, format_bytes
 from .metrics import get_metrics
 from .parameter import Parameter
 from .training import evaluate as _evaluate
@@ -65,6 +66,7 @@ class Sequential(SequentialLayer):
         ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
         _check_unique(self)
         _check_unbuilt(self)
+        _check_fits(self, ctx.backend)
         self.build(None, ctx)
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
@@ -326,6 +328,24 @@ class Sequential(SequentialLayer):
             raise ValueError(
                 f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
                 f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
+            )
+
+
+def _check_fits(model: Layer, backend: Backend) -> None:
+    """Refuse a model whose parameters cannot fit, before anything is allocated: each value is
+    drawn in float64 on the host, then kept with its gradient (and its optimizer state, later)
+    in the model's dtype on the device."""
+    values = sum(layer.size_estimate() for layer in model.walk())
+    itemsize = 8 if backend.dtype_name == "float64" else 4
+    host_need, device_need = values * (8 + itemsize), values * 2 * itemsize
+    checks = [("this machine", host_need, available_host_memory())]
+    if backend.device.type == "cuda":
+        checks.append((backend.device.name, device_need, available_device_memory(backend.device)))
+    for where, need, room in checks:
+        if room is not None and need > room:
+            raise MemoryError(
+                f"the model has {values:,} parameter values, which need about {format_bytes(need)} on "
+                f"{where} to build, but only {format_bytes(room)} are available: make the layers smaller"
             )
 
 

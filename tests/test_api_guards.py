@@ -95,3 +95,22 @@ def test_non_strict_loading_reports_what_it_skipped() -> None:
     np.testing.assert_array_equal(target.state_dict()["0.W"], source.state_dict()["0.W"])
     with pytest.raises(ValueError, match="missing '2.W'"):
         target.load_state_dict(state)  # strict: nothing loaded, every difference listed
+
+
+def test_a_model_that_cannot_fit_is_refused_before_anything_is_allocated() -> None:
+    import tracemalloc  # noqa: PLC0415
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"10,001,100,010 parameter values, which need about .* available"):
+            bp.Sequential(bp.Dense(100_000, 100_000), bp.Dense(100_000, 10))
+        assert tracemalloc.get_traced_memory()[1] < 64 * 2**20  # the peak: nothing of the 40 GB was drawn
+    finally:
+        tracemalloc.stop()
+
+
+def test_layers_know_their_size_before_they_are_built() -> None:
+    assert bp.Dense(3, 4).size_estimate() == 16 and bp.Dense(3, 4, bias=False).size_estimate() == 12
+    assert bp.BatchNorm(5).size_estimate() == 20 and bp.LayerNorm(5).size_estimate() == 10
+    model = bp.Sequential(bp.Dense(3, 4), bp.BatchNorm(4), bp.ReLU(), seed=0)
+    assert sum(layer.size_estimate() for layer in model.walk()) == sum(v.size for v in model.state_dict().values())

@@ -109,6 +109,11 @@ class Layer:
         generator, the same on every device), ``"device"`` or ``None`` (deterministic)."""
         return None
 
+    def size_estimate(self) -> int:
+        """How many parameter and state values `build` will allocate (this layer's own, not its
+        children's), known before it allocates any: the model refuses a model that cannot fit."""
+        return 0
+
     @property
     def regularised(self) -> bool:
         """Whether `penalty` adds a term to the training loss (and its gradient to ``.grad``)."""

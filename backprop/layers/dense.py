@@ -84,6 +84,9 @@ class Dense(Layer):
 
         return Y, backward
 
+    def size_estimate(self) -> int:
+        return self.in_features * self.out_features + (self.out_features if self.bias else 0)
+
     def fused_with(self, nxt: Layer) -> Stage | None:
         """``act(X @ W + b)`` as one stage when ``nxt`` is a stock elementwise activation (a
         subclass of either that overrides ``apply`` runs as written)."""

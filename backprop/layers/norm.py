@@ -31,6 +31,9 @@ class _Norm(Layer):
         self.features = integer(features, "features", minimum=1, owner=owner)
         self.eps = real(eps, "eps", low=0.0, high=math.inf, low_open=True, owner=owner)
 
+    def size_estimate(self) -> int:
+        return (4 if self.updates_state else 2) * self.features  # gamma, beta (and running statistics)
+
     def build(self, in_features: int | None, ctx: BuildContext) -> int:
         if in_features is not None and in_features != self.features:
             raise ValueError(
