@@ -8,7 +8,6 @@ model is this module's part, on the model's floor: it hands `bp.Sequential` to
 from __future__ import annotations
 
 import os
-from typing import cast
 
 from .backends import DeviceLike
 from .checkpoint import Checkpoint, read_checkpoint
@@ -19,7 +18,7 @@ __all__ = ["load", "load_checkpoint"]
 
 def load_checkpoint(
     path: str | os.PathLike[str], device: DeviceLike | None = None, dtype: str | None = None
-) -> Checkpoint:
+) -> Checkpoint[Sequential]:
     """Load a file written by `save_checkpoint`, ready to continue training exactly.
 
     The model is rebuilt from the saved architecture as a `bp.Sequential` on ``device``
@@ -32,4 +31,4 @@ def load_checkpoint(
 
 def load(path: str | os.PathLike[str], device: DeviceLike | None = None) -> Sequential:
     """The model saved in a checkpoint, on ``device`` (default ``"cpu"``); see `load_checkpoint`."""
-    return cast(Sequential, load_checkpoint(path, device).model)
+    return load_checkpoint(path, device).model

@@ -58,7 +58,8 @@ class Sequential(SequentialLayer):
     def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
         super().__init__(*layers)
         self.stop_training = False
-        self.seed = int(np.random.SeedSequence().entropy if seed is None else seed) % 2**63
+        entropy = np.random.SeedSequence().entropy if seed is None else seed
+        self.seed = int(entropy) % 2**63  # type: ignore[arg-type]  # a fresh SeedSequence's entropy is an int
         self.training = True
         init_seq, noise_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(3)
         self.shuffle_rng = np.random.default_rng(shuffle_seq)
@@ -160,15 +161,16 @@ class Sequential(SequentialLayer):
     def train_batch(self, X: Array, T: Array, loss: Loss) -> tuple[Array, Array]:
         """Forward, loss (plus `Dense` l1/l2 penalties) and backward on checked device data, in
         the current mode; returns ``(L, P)``: the 0-d loss and the model's outputs."""
-        backend = self.backend
+        backend = self._require_built()
         P, backward = self.apply(X, self.training)
         L, dP = loss.value_and_grad(backend.ops, P, T)
         backward(dP, False)
         return L + self.penalty() if self._penalised else L, P
 
-    def penalty(self) -> Array | float:
-        """The sum of the layers' l1/l2 regularisation terms (0.0 when there are none)."""
-        xp = self.backend.xp
+    def penalty(self, xp: Any = None) -> Array | float:
+        """The sum of the layers' l1/l2 regularisation terms (0.0 when there are none), in the
+        model's namespace (``xp``, as `Layer.penalty` takes it, defaults to that)."""
+        xp = self._require_built().xp if xp is None else xp
         total: Array | float = 0.0
         for layer in self._penalised:
             total = total + layer.penalty(xp)
@@ -189,7 +191,8 @@ class Sequential(SequentialLayer):
         Xd = self._input(X)
         if Xd.shape[0] == 0:
             raise ValueError(f"{x_name} has no samples")
-        return Xd, loss.prepare_target(self.backend, y, Xd.shape[0], self.out_features, y_name)
+        features = self.out_features if self.out_features is not None else Xd.shape[1]  # activations only: kept
+        return Xd, loss.prepare_target(self._require_built(), y, Xd.shape[0], features, y_name)
 
     def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,

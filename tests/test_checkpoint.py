@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import host
 
 import backprop as bp
 from backprop.checkpoint import CheckpointError, archive, load_weights, save_checkpoint
 from backprop.loading import load, load_checkpoint
+from helpers import host
 
 STRICT = bp.Device(namespace="array_api_strict")
 Dropout = getattr(bp, "Dropout", None) or getattr(bp.layers, "Dropout", None)

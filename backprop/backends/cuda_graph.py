@@ -72,7 +72,9 @@ class GraphCapture:
         io = GraphIO(cupy)
         slots = cupy.zeros(4, dtype=cupy.int64)  # where each replay's batch and outputs are
         error: BaseException | None = None
-        graph, outputs, kept = None, (), ()
+        graph: Any = None
+        outputs: tuple[Any, ...] = ()
+        kept: tuple[Any, ...] = ()
         gc.collect()  # collect now what could otherwise be collected mid-capture: a finalizer that syncs would break it
         collecting = gc.isenabled()
         gc.disable()

@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from . import contents
 from .archive import Archive, Limits, open_archive
 from .errors import CheckpointError, checkpoint_error
 from .jsonable import unpack
-from .protocol import CheckpointedModel, ModelFactory
+from .protocol import CheckpointedModel, M, ModelFactory
 from .rng import restore_rng_states
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ _OPTIMIZER = "optimizer/"
 
 
 @dataclass
-class Checkpoint:
+class Checkpoint(Generic[M]):
     """What `load_checkpoint` (`read_checkpoint`) restores.
 
     ``optimizer`` is rebuilt from its saved type and hyperparameters, bound to the model's
@@ -47,7 +47,7 @@ class Checkpoint:
     (library version, device it was saved from, ...).
     """
 
-    model: CheckpointedModel
+    model: M
     optimizer: Optimizer | None
     scheduler_state: dict[str, Any] | None
     epoch: int
@@ -58,12 +58,12 @@ class Checkpoint:
 
 def read_checkpoint(
     path: str | os.PathLike[str],
-    build: ModelFactory,
+    build: ModelFactory[M],
     device: DeviceLike | None = None,
     dtype: str | None = None,
     *,
     limits: Limits | None = None,
-) -> Checkpoint:
+) -> Checkpoint[M]:
     """Load a file written by `save_checkpoint`, ready to continue training exactly.
 
     The model is rebuilt from the saved architecture by ``build(*layers, device=, dtype=,
@@ -157,13 +157,13 @@ def _check_rng_states(path: str | os.PathLike[str], states: dict[str, Any]) -> N
 # ---------------------------------------------------------------------------------- rebuilding
 def _build_model(
     path: str | os.PathLike[str],
-    build: ModelFactory,
+    build: ModelFactory[M],
     metadata: dict[str, Any],
     plan: contents.Plan,
     arrays: dict[str, np.ndarray],
     device: Any,
     dtype: str | None,
-) -> CheckpointedModel:
+) -> M:
     with _translate(path, "its architecture"):
         model = build(*plan.layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"])
     state = {name[len(_MODEL) :]: value for name, value in arrays.items() if name.startswith(_MODEL)}

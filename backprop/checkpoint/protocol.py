@@ -8,7 +8,7 @@ can be saved, and loading builds the model through the `ModelFactory` its caller
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from ..backends import Backend, DeviceLike
 from ..layers import Layer
 from ..parameter import Parameter
 
-__all__ = ["CheckpointedModel", "ModelFactory"]
+__all__ = ["CheckpointedModel", "M", "ModelFactory"]
 
 
 class CheckpointedModel(Protocol):
@@ -39,14 +39,19 @@ class CheckpointedModel(Protocol):
 
     def state_dict(self) -> dict[str, np.ndarray]: ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Any: ...
 
     def train(self, mode: bool = True) -> Any: ...
 
     def _require_built(self) -> Backend: ...
 
 
-class ModelFactory(Protocol):
+#: the model class a checkpoint is loaded as (`bp.Sequential` for `bp.load_checkpoint`)
+M = TypeVar("M", bound=CheckpointedModel)
+_M_co = TypeVar("_M_co", bound=CheckpointedModel, covariant=True)
+
+
+class ModelFactory(Protocol[_M_co]):
     """Builds a model from its layers on a device: `bp.Sequential` is one."""
 
-    def __call__(self, *layers: Layer, device: DeviceLike, dtype: str, seed: int | None) -> CheckpointedModel: ...
+    def __call__(self, *layers: Layer, device: DeviceLike, dtype: str, seed: int | None) -> _M_co: ...

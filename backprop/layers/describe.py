@@ -33,7 +33,7 @@ def layer_from_config(description: dict[str, Any]) -> Layer:
             f"unknown layer type {name!r}; known layers are {', '.join(LAYERS)}. A layer class of "
             "your own must be registered (@bp.register_layer) before the file is loaded"
         )
-    cls = LAYERS[name]
+    cls: type[Layer] = LAYERS[name]
     config = dict(description.get("config", {}))
     if issubclass(cls, _CONTAINERS):  # rebuild the nested layers first
         return cls(*[layer_from_config(d) for d in config.pop("layers", [])])

@@ -139,8 +139,10 @@ class GraphedStep:
         if self._arenas is not self.optimizer.params[0].arenas:
             return True
         update = self._update
-        if update is not None and (update is not self.optimizer.fused or not update.valid(self.optimizer)):
-            return True
+        if update is not None:
+            valid = update.valid(self.optimizer)
+            if not valid or update is not self.optimizer.fused:
+                return True
         return self._constants() != self._baked
 
     def _capture(self, X: Array, T: Array) -> None:
