@@ -12,7 +12,9 @@ from .errors import UsageError
 __all__ = ["DEFAULT_LR", "OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_schedule"]
 
 #: ``--optimizer`` choices: the registered optimizers' lower-case names
-OPTIMIZERS: dict[str, type[optim.Optimizer]] = {name: registry.OPTIMIZERS[name] for name in registry.OPTIMIZERS.aliases()}
+OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
+    name: registry.OPTIMIZERS[name] for name in registry.OPTIMIZERS.aliases()
+}
 
 #: The learning rate each optimizer gets when ``--lr`` is not given.
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3, "adagrad": 0.05}
