@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
-from .base import Backward, BuildContext, Layer
+from .base import Backward, BuildContext, Layer, ShardContext
 from .dense import Dense
 from .dropout import Dropout
 from .norm import BatchNorm, LayerNorm
@@ -25,6 +25,7 @@ __all__ = [
     "ReLU",
     "Residual",
     "Sequential",
+    "ShardContext",
     "Sigmoid",
     "Softmax",
     "Tanh",
