@@ -190,7 +190,9 @@ class Sequential(SequentialLayer):
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
         batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
         scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose,
-        callbacks)."""
+        callbacks, distributed). ``X``/``y`` may be memory-mapped arrays or ``.npy`` paths (read
+        a batch at a time); ``distributed=bp.distributed.init()`` trains data-parallel under
+        ``mpiexec``."""
         return _fit(self, X, y, loss=loss, optimizer=optimizer, **options)
 
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
