@@ -23,6 +23,7 @@ import numpy as np
 
 import backprop as bp
 from backprop import distributed
+from backprop.training import reduction
 
 CASES: dict[str, dict[str, Any]] = {
     # 23 rows in batches of 6 (6, 6, 6, 5): uneven shares at 2 ranks (3/3, then 3/2) and at 3
@@ -46,6 +47,13 @@ CASES: dict[str, dict[str, Any]] = {
     # without rows
     "adamw_npy": {
         "model": "plain", "optimizer": "adamw", "loss": "mse", "rows": 21, "batch": 4, "epochs": 3, "npy": True,
+    },
+    # the reduction overlapped with backward, as on NCCL (forced here onto host MPI, whose
+    # non-blocking all-reduce it then uses), in 64-byte buckets, through a Residual block whose
+    # inner stages report before the outer one does
+    "overlap": {
+        "model": "residual", "optimizer": "adam", "loss": "cross_entropy", "rows": 23, "batch": 6, "epochs": 2,
+        "overlap": True,
     },
 }  # fmt: skip
 
@@ -72,6 +80,7 @@ def build(case: dict[str, Any]) -> tuple[bp.Sequential, bp.optim.Optimizer]:
             bp.Dense(5, 8, l2=0.01, bias=False), bp.BatchNorm(8), bp.ReLU(), bp.Dropout(0.3), bp.Dense(8, 3),
         ],
         "dropout": lambda: [bp.Dense(5, 8), bp.ReLU(), bp.Dropout(0.2), bp.Dense(8, 3)],
+        "residual": lambda: [bp.Dense(5, 8), bp.ReLU(), bp.Residual(bp.Dense(8, 8), bp.Tanh()), bp.Dense(8, 3)],
     }[case["model"]]()
     model = bp.Sequential(*layers, dtype="float64", seed=3)
     params = model.parameters()
@@ -120,14 +129,37 @@ def run_cases(world: distributed.World, outdir: str) -> None:
         X, y = data(case)
         if case.get("npy"):
             X, y = os.path.join(outdir, f"{name}-X.npy"), os.path.join(outdir, f"{name}-y.npy")  # written by the test
-        history = model.fit(X, y, distributed=world, **kwargs)
-        report[name] = {"history": history_dict(history), "identical_on_all_ranks": _same_everywhere(world, model)}
+        if case.get("overlap"):
+            history, buckets = _overlapped(model, X, y, world, kwargs)
+        else:
+            history, buckets = model.fit(X, y, distributed=world, **kwargs), 0
+        report[name] = {"history": history_dict(history), "identical_on_all_ranks": _same_everywhere(world, model),
+                        "gradients marked ready in backward": buckets}  # fmt: skip
         if world.is_root:
             np.savez(os.path.join(outdir, f"{name}-{world.size}.npz"), **model.state_dict())
     report["resume"] = run_resume(world, outdir)
     if world.is_root:
         with open(os.path.join(outdir, f"report-{world.size}.json"), "w") as f:
             json.dump(report, f)
+
+
+def _overlapped(model: bp.Sequential, X: Any, y: Any, world: distributed.World, kwargs: dict[str, Any]) -> Any:
+    """``fit`` with the reduction overlapped with backward on host MPI; returns the history and
+    how many parameters backward's stage reports marked ready."""
+    saved = reduction.OVERLAP_TRANSPORTS, reduction.BUCKET_BYTES, reduction.GradientReduction.ready
+    marked = [0]
+
+    def ready(self: reduction.GradientReduction, layers: Any) -> None:
+        before = sum(self._marked)
+        saved[2](self, layers)
+        marked[0] += sum(self._marked) - before
+
+    reduction.OVERLAP_TRANSPORTS, reduction.BUCKET_BYTES = ("MpiHost",), 64
+    reduction.GradientReduction.ready = ready  # type: ignore[method-assign]
+    try:
+        return model.fit(X, y, distributed=world, **kwargs), marked[0]
+    finally:
+        reduction.OVERLAP_TRANSPORTS, reduction.BUCKET_BYTES, reduction.GradientReduction.ready = saved
 
 
 def run_resume(world: distributed.World, outdir: str) -> dict[str, Any]:

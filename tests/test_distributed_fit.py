@@ -71,6 +71,11 @@ def test_ranks_fit_exactly_as_one_process(launched: Path, ranks: int, name: str)
     state, history = _single(distributed_fit.CASES[name])
     _assert_same(np.load(launched / f"{name}-{ranks}.npz"), report[name]["history"], state, history, f"{name} x{ranks}")
     assert report[name]["identical_on_all_ranks"]
+    case = distributed_fit.CASES[name]
+    if case.get("overlap"):  # every parameter, every step, marked ready by backward's own reports
+        steps = case["epochs"] * -(-case["rows"] // case["batch"])
+        params = len(distributed_fit.build(case)[0].parameters())
+        assert report[name]["gradients marked ready in backward"] == steps * params
 
 
 def test_the_early_stopping_case_stops_early() -> None:

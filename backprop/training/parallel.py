@@ -28,7 +28,8 @@ from ..losses import Loss
 from ..metrics import Metric
 from .evaluate import evaluate_sums
 from .protocol import TrainableModel
-from .reduction import OVERLAP_TRANSPORTS, GradientReduction
+from . import reduction
+from .reduction import GradientReduction
 
 if TYPE_CHECKING:
     from ..optim import Optimizer
@@ -49,7 +50,7 @@ class DataParallel:
         self.world, self.rank, self.size = world, world.rank, world.size
         self.comm: Communicator = world.communicator(backend)
         collective = [layer for layer in model.walk() if layer.collective]
-        overlap = self.comm.kind in OVERLAP_TRANSPORTS and not collective
+        overlap = self.comm.kind in reduction.OVERLAP_TRANSPORTS and not collective
         self.gradients = GradientReduction(self.comm, optimizer.params, overlap)
         ready: Callable[[Sequence[Layer]], None] | None = self.gradients.ready if self.gradients.overlap else None
         self.context = ShardContext(self.rank, self.size, self.comm.allreduce_sum_, gradients_ready=ready)

@@ -45,7 +45,7 @@ class GradientReduction:
     reports (overlap only) and the object itself after backward."""
 
     def __init__(self, comm: Communicator, params: Sequence[Parameter], overlap: bool,
-                 bucket_bytes: int = BUCKET_BYTES):  # fmt: skip
+                 bucket_bytes: int | None = None):  # fmt: skip
         self.comm, self.params = comm, list(params)
         self.flat = gradient_buffer(self.params, zero=True)  # None off NumPy/CuPy: reduced one by one
         self.overlap = bool(overlap and self.flat is not None)
@@ -60,7 +60,8 @@ class GradientReduction:
                 self.weight = backend.from_host(np.asarray(1.0), dtype=self.flat.dtype)
             if self.overlap:
                 sizes = [int(np.prod(p.shape)) for p in self.params]
-                self.buckets = comm.bucketed(self.flat, sizes, bucket_bytes, scale=self.weight)
+                size = BUCKET_BYTES if bucket_bytes is None else bucket_bytes
+                self.buckets = comm.bucketed(self.flat, sizes, size, scale=self.weight)
 
     def set_weight(self, weight: float) -> None:
         """This step's shard weight, ``n_r / B``."""
