@@ -26,9 +26,9 @@ from ..distributed import Communicator, Shard, World, shard_bounds
 from ..layers import Layer, ShardContext
 from ..losses import Loss
 from ..metrics import Metric
+from . import reduction
 from .evaluate import evaluate_sums
 from .protocol import TrainableModel
-from . import reduction
 from .reduction import GradientReduction
 
 if TYPE_CHECKING:
