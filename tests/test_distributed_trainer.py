@@ -186,8 +186,10 @@ def test_streamed_rows_are_checked_as_they_are_read(tmp_path: Any) -> None:
     model = bp.Sequential(bp.Dense(2, 2), seed=0)
     before = threading.active_count()
     with pytest.raises(ValueError, match="NaN or Inf values in rows 7"):
-        model.fit(tmp_path / "X.npy", np.zeros(10, dtype=int), loss="cross_entropy",
-                  optimizer=bp.optim.SGD(model.parameters(), lr=0.1), batch_size=4, shuffle=False, verbose=0)  # fmt: skip
+        optimizer = bp.optim.SGD(model.parameters(), lr=0.1)
+        y = np.zeros(10, dtype=int)
+        model.fit(tmp_path / "X.npy", y, loss="cross_entropy", optimizer=optimizer, batch_size=4,
+                  shuffle=False, verbose=0)
     assert threading.active_count() == before  # the reading thread is gone
 
 
@@ -235,8 +237,9 @@ def test_uploads_copy_on_their_own_stream_and_are_waited_for_only_when_used() ->
     assert first.array.value.dtype == np.float32 and first.array.value[2, 1] == 5.0
     # per upload: the compute stream's work so far recorded, the copy stream waits for it, copies,
     # records; nothing makes the compute stream wait yet
-    assert fake.log == [("record", "compute", 0), ("wait", "copy", 0), ("copy", "copy"), ("record", "copy", 1),
-                        ("record", "compute", 2), ("wait", "copy", 2), ("copy", "copy"), ("record", "copy", 3)]  # fmt: skip
+    one = [("record", "compute", 0), ("wait", "copy", 0), ("copy", "copy"), ("record", "copy", 1)]
+    two = [("record", "compute", 2), ("wait", "copy", 2), ("copy", "copy"), ("record", "copy", 3)]
+    assert fake.log == one + two
     uploader.ready(first)
     assert fake.log[-1] == ("wait", "compute", 1)  # the step that uses it waits for its copy, on the GPU
     uploader(np.ones((3, 2)))  # a third upload reuses the first pinned buffer: its copy must be over
