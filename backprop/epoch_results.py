@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backends import Array, Backend
@@ -47,12 +47,22 @@ class EpochResults:
         return len(self.losses) >= READ_EVERY
 
     def running_loss(self) -> float:
-        """The mean loss so far of the epoch in progress."""
+        """The mean loss so far of the epoch in progress (NaN before its first batch)."""
         start = self.epochs[-1][1] if self.epochs else 0
+        if not sum(self.sizes[start:]):
+            return math.nan
         return weighted_mean(self.backend.to_floats(self.losses[start:]), self.sizes[start:])
 
-    def read(self, metrics: Sequence[Metric]) -> list[tuple[int, dict[str, float]]]:
-        """Each ended epoch's values (``loss``, metrics, recorded series, ``lr``), and forget them."""
+    def read(
+        self, metrics: Sequence[Metric], reduce: Callable[[list[float]], list[float]] | None = None
+    ) -> list[tuple[int, dict[str, float]]]:
+        """Each ended epoch's values (``loss``, metrics, recorded series, ``lr``), and forget them.
+
+        ``reduce``: in data-parallel training, the sum over the processes of a list of floats
+        (one collective for all the epochs read). Each process kept its own batches' losses
+        (means over its rows, weighted by its row counts) and metric sums; the epoch's values
+        are the sums of all processes over the rows of all. Recorded series (gradient norms,
+        taken after the gradients were reduced) are the same everywhere and are not reduced."""
         rows = [self.losses, *self.metrics, *self.series.values()]
         host = self.backend.to_floats([v for row in rows for v in row] if len(rows) > 1 else self.losses)  # one sync
         k = len(self.losses)
@@ -61,15 +71,25 @@ class EpochResults:
         for name, row in self.series.items():
             offsets[name] = first
             first += len(row)
-        out = []
+        # per epoch: [sum of loss x rows, each metric's sum, rows]
+        sums: list[float] = []
         start = 0
+        for _, stop, _, _ in self.epochs:
+            sums.append(math.fsum(map(operator.mul, host[start:stop], self.sizes[start:stop])))
+            sums += [math.fsum(host[k * (1 + i) + start : k * (1 + i) + stop]) for i in range(len(metrics))]
+            sums.append(float(sum(self.sizes[start:stop])))
+            start = stop
+        if reduce is not None:
+            sums = reduce(sums)
+        width = 2 + len(metrics)
+        out = []
         series_start: dict[str, int] = {}
-        for epoch, stop, lr, series_stop in self.epochs:
-            sizes = self.sizes[start:stop]
-            values = {"loss": weighted_mean(host[start:stop], sizes)}
-            n = sum(sizes)
+        for j, (epoch, _, lr, series_stop) in enumerate(self.epochs):
+            epoch_sums = sums[j * width : (j + 1) * width]
+            n = epoch_sums[-1]
+            values = {"loss": epoch_sums[0] / n}
             for i, m in enumerate(metrics):
-                values[m.name] = math.fsum(host[k * (1 + i) + start : k * (1 + i) + stop]) / n
+                values[m.name] = epoch_sums[1 + i] / n
             for name, end in series_stop.items():
                 begin = series_start.get(name, 0)
                 if end > begin:
@@ -77,7 +97,6 @@ class EpochResults:
                 series_start[name] = end
             values["lr"] = lr
             out.append((epoch, values))
-            start = stop
         for row in rows:
             row.clear()
         self.series.clear()

@@ -198,7 +198,9 @@ class Sequential(SequentialLayer):
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
         batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
         scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose,
-        callbacks)."""
+        callbacks, distributed). ``X``/``y`` may be memory-mapped arrays or ``.npy`` paths (read
+        a batch at a time); ``distributed=bp.distributed.init()`` trains data-parallel under
+        ``mpiexec``."""
         own = {id(p) for p in self.parameters()}
         foreign = [getattr(p, "name", repr(p)) for p in getattr(optimizer, "params", ()) if id(p) not in own]
         if foreign:

@@ -4,7 +4,7 @@ They take scikit-learn's MLP hyperparameters (plus ``device=`` and ``dtype=``) a
 arguments, train a `bp.Sequential` of `Dense` layers (``model_``) with ``fit`` / ``partial_fit``
 and pass `sklearn.utils.estimator_checks.check_estimator`, so they work in `Pipeline`,
 `GridSearchCV`, `cross_val_score`, ``clone`` and ``joblib``. This module needs scikit-learn
-(``pip install "backprop[sklearn]"``); ``import backprop`` does not import it.
+(``pip install "backprop-nn[sklearn]"``); ``import backprop`` does not import it.
 
     from backprop.sklearn import MLPClassifier
     clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=50, device="cuda", random_state=0)
@@ -34,7 +34,7 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # missing, or older than 1.6 (no validate_data): tests hide it in a subprocess
-    raise ImportError('backprop.sklearn needs scikit-learn (>= 1.6): pip install "backprop[sklearn]"') from exc
+    raise ImportError('backprop.sklearn needs scikit-learn (>= 1.6): pip install "backprop-nn[sklearn]"') from exc
 
 from .backends import to_numpy
 from .callbacks import EarlyStopping

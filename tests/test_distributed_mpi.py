@@ -12,59 +12,22 @@ Skipped, saying why, where mpi4py or ``mpiexec`` is missing (``pip install 'back
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import distributed_ranks
+from mpi_launch import ROOT, launch_python, requires_mpi
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 SCRIPT = HERE / "distributed_ranks.py"
-TIMEOUT = 60  # seconds per job; they take one or two
-
-
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel installs it into the venv
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
-MPIEXEC = _mpiexec()
-pytestmark = [
-    pytest.mark.skipif(
-        importlib.util.find_spec("mpi4py") is None, reason="mpi4py is not installed: pip install 'backprop-nn[mpi]'"
-    ),
-    pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install 'backprop-nn[mpi]' (mpich)"),
-]
+pytestmark = requires_mpi
 
 
 def _launch(ranks: int, args: list[str], python: list[str], script: Path = SCRIPT) -> tuple[int, str, float]:
-    """Run the rank script on ``ranks`` processes; returns (exit status, output, seconds). The
-    whole process group is killed if it outlives `TIMEOUT`, so no job is ever left behind."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "OMPI_", "PMIX", "SLURM", "MV2_", "HYDRA"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
-    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"  # ranks share the cores
-    command = [str(MPIEXEC), "-n", str(ranks), sys.executable, *python, str(script), *args]
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"mpiexec -n {ranks} did not finish within {TIMEOUT} s (a hang):\n{output}")
-    return process.returncode, output, time.perf_counter() - start
+    return launch_python(ranks, script, args, python)
 
 
 @pytest.fixture(scope="module")

@@ -304,4 +304,4 @@ def test_backprop_does_not_import_scikit_learn_and_says_what_to_install() -> Non
         "try:\n    import backprop.sklearn\nexcept ImportError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "backprop[sklearn]"' in out
+    assert 'pip install "backprop-nn[sklearn]"' in out

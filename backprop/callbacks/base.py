@@ -25,7 +25,7 @@ import numpy as np
 from ..backends import Array
 from ..parameter import Parameter
 
-__all__ = ["BatchLogs", "Callback", "CallbackList", "TrainedModel"]
+__all__ = ["BatchLogs", "Callback", "CallbackList", "Ranks", "TrainedModel"]
 
 Logs = dict[str, Any]
 
@@ -42,6 +42,16 @@ class TrainedModel(Protocol):
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Any: ...
 
 
+class Ranks(Protocol):
+    """The processes of a data-parallel `fit` as callbacks see them (``params["ranks"]``, a
+    `backprop.distributed.Communicator`)."""
+
+    rank: int
+    size: int
+
+    def barrier(self) -> None: ...
+
+
 class Callback:
     """Base class of everything `fit` calls back; every hook does nothing by default.
 
@@ -49,7 +59,9 @@ class Callback:
     (the last epoch's number), ``initial_epoch``, ``steps`` (batches per epoch),
     ``batch_size``, ``samples``, ``verbose``, ``metrics`` (the keys every epoch reports, e.g.
     ``["loss", "accuracy", "lr", "val_loss", "val_accuracy"]``), ``history`` (the `History`
-    fit appends to and returns) and ``scheduler`` (the learning-rate schedule, or ``None``).
+    fit appends to and returns), ``scheduler`` (the learning-rate schedule, or ``None``) and
+    ``ranks`` (`Ranks`: in data-parallel training, this process's rank among ``size`` and a
+    ``barrier()``; ``None`` otherwise).
 
     Hooks, in the order they come:
 
@@ -67,6 +79,9 @@ class Callback:
     Logs are shared: what one callback adds, the callbacks after it see. As in Keras, a
     callback stops training with ``self.model.stop_training = True``: from a batch hook, the
     epoch ends after that batch; from ``on_epoch_end``, no further epoch starts.
+
+    In data-parallel training every rank runs the callbacks, with the same epoch values;
+    those that print or write files do so where `is_root` (rank 0).
     """
 
     model: Any = None
@@ -87,6 +102,13 @@ class Callback:
         """Whether ``on_backward_end`` must run inside each step (which then runs eagerly: a
         replayed CUDA graph cannot stop mid-step). Default: whether the class overrides it."""
         return type(self).on_backward_end is not Callback.on_backward_end
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process prints and writes files: rank 0 of a data-parallel `fit`, or
+        the only process."""
+        ranks = self.params.get("ranks")
+        return ranks is None or ranks.rank == 0
 
     def set_model(self, model: TrainedModel) -> None:
         self.model = model

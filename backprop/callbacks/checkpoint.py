@@ -22,6 +22,10 @@ class ModelCheckpoint(Callback):
     completed epoch is saved before the error propagates. When an `EarlyStopping` before it
     restored the best weights (``logs["restored_epoch"]``), the final save holds those.
     ``scheduler``: the schedule to save; default: `fit`'s (``params["scheduler"]``).
+
+    In data-parallel training every rank holds the same state; rank 0 writes it and every rank
+    waits at a barrier until the file is complete, so that no rank reads an older one.
+    (After an error or an interruption there is no barrier: the other ranks may be gone.)
     """
 
     needs_epoch_values = True  # its snapshot is of the weights as the epoch ends
@@ -50,7 +54,7 @@ class ModelCheckpoint(Callback):
         if error is None and "restored_epoch" in logs:
             history = self.params["history"]
             self._take(len(history) and history.epochs[-1])  # the restored weights, at the last epoch trained
-        self._write()
+        self._write(wait=error is None)
 
     @property
     def holds_state(self) -> bool:
@@ -61,7 +65,11 @@ class ModelCheckpoint(Callback):
         return self._snapshot is not None
 
     def _take(self, epoch: int) -> None:
-        """A host snapshot of everything saved, valid while training goes on."""
+        """A host snapshot of everything saved, valid while training goes on (rank 0 only: the
+        others write nothing)."""
+        if not self.is_root:
+            self._unsaved = True  # to wait at the same barriers as rank 0
+            return
         scheduler = self.scheduler if self.scheduler is not None else self.params.get("scheduler")
         self._snapshot = checkpoint_contents(
             self.model, self.optimizer, scheduler=scheduler, epoch=epoch, history=self.params.get("history"),
@@ -69,10 +77,15 @@ class ModelCheckpoint(Callback):
         )
         self._unsaved = True
 
-    def _write(self) -> None:
-        if self._unsaved:
+    def _write(self, wait: bool = True) -> None:
+        if not self._unsaved:
+            return
+        if self.is_root:
             write_archive(self.path, *self._snapshot)
-            self._unsaved = False
+        self._unsaved = False
+        ranks = self.params.get("ranks")
+        if ranks is not None and wait:
+            ranks.barrier()  # the file is complete before any rank goes on
 
     def __repr__(self) -> str:
         return f"ModelCheckpoint({self.path!r}, every={self.every})"

@@ -14,7 +14,8 @@ class ProgressBar(Callback):
     """Report progress with a `backprop.progress.Progress`: ``verbose=1`` a bar per epoch on a
     terminal (about 20 lines otherwise), ``2`` one line per epoch, ``0`` nothing. The running
     loss is read from the device at most twice a second, and only when a bar shows it.
-    `fit` adds one for ``verbose>0`` unless ``callbacks=`` has one."""
+    `fit` adds one for ``verbose>0`` unless ``callbacks=`` has one. In data-parallel training
+    only rank 0 prints (the epoch's values are the same on every rank)."""
 
     def __init__(self, verbose: int = 1, stream: TextIO | None = None):
         if isinstance(verbose, bool):
@@ -29,6 +30,9 @@ class ProgressBar(Callback):
         return self.verbose > 0  # a silent bar shows nothing, so it waits for nothing
 
     def on_train_begin(self, logs: Logs) -> None:
+        self.progress = None
+        if not self.is_root:
+            return
         first = self.params.get("initial_epoch", 0)
         self.progress = Progress(self.params["epochs"] - first, self.params.get("steps"), verbose=self.verbose,
                                  initial_epoch=first, stream=self.stream)  # fmt: skip

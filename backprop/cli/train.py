@@ -1,16 +1,24 @@
-"""``backprop train``: train a model on a data set and report its held-out loss and accuracy."""
+"""``backprop train``: train a model on a data set and report its held-out loss and accuracy.
+
+Under a launcher (``mpiexec -n 4 backprop train ...``, ``srun``) every process runs this command
+and they train data-parallel, with no option of their own: ``--batch-size`` is the global
+batch, each rank takes the GPU of its local rank for ``--device cuda``, and only rank 0 prints,
+plots and writes the checkpoint. An error that one rank reports ends the whole job.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
+import sys
 import time
 from typing import Any
 
 import numpy as np
 
 from ..callbacks import EarlyStopping
+from ..distributed import World, init
 from ..progress import format_duration
 from ..training import TrainingDivergedError
 from .checkpoints import run_extra
@@ -40,28 +48,43 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; returns the exit status."""
-    device = resolve_device(args.device)
+    world = init()  # a world of one, unless a launcher started several of us
+    try:
+        return _run(args, world)
+    except CliError as exc:
+        if world.size == 1:
+            raise
+        print(f"backprop train: error (rank {world.rank} of {world.size}): {' '.join(str(exc).split())}",
+              file=sys.stderr)  # fmt: skip
+        world.abort(exc.exit_code)  # the other ranks may be waiting for this one
+        raise
+
+
+def _run(args: argparse.Namespace, world: World) -> int:
+    args.quiet = args.quiet or not world.is_root  # only rank 0 prints
+    device = resolve_device(args.device, world)
     _check_outputs(args)
     resumed = open_resumed(args, device) if args.resume else None
     settings = resolve_settings(args, resumed[1].args if resumed else None)
     job = set_up(settings, device, resumed)
     checkpoint = args.checkpoint or args.resume
     if not args.quiet:
-        _print_header(job, checkpoint, args.resume)
+        _print_header(job, checkpoint, args.resume, world)
     started = time.perf_counter()
     stopper = None if args.early_stopping is None else _stopper(args.early_stopping, job)
     extra = run_extra(job.data.dataset, job.data.scaler, job.loss, settings.data, settings.run_args())
     remaining = settings.epochs - job.initial_epoch
     before = len(job.history)
     if remaining > 0:
-        _fit(job, remaining, stopper, checkpoint, extra, verbose=0 if args.quiet else 1)
+        _fit(job, remaining, stopper, checkpoint, extra, verbose=0 if args.quiet else 1, world=world)
         if stopper is not None and stopper.best_epoch not in (None, job.history.epochs[-1]):
-            _kept_best(job, stopper, checkpoint, extra, args.quiet)
+            _kept_best(job, stopper, checkpoint, extra, args.quiet, world)
     elif not args.quiet:
         print(f"nothing to train: the run is at epoch {job.initial_epoch} of {settings.epochs}; "
               "pass a larger --epochs to continue")
     seconds = time.perf_counter() - started
-    _report(job, len(job.history) - before, seconds, args, checkpoint)
+    if world.is_root:
+        _report(job, len(job.history) - before, seconds, args, checkpoint, world)
     return 0
 
 
@@ -89,7 +112,7 @@ def _stopper(patience: int, job: TrainingJob) -> EarlyStopping:
 
 
 def _fit(job: TrainingJob, epochs: int, stopper: EarlyStopping | None, checkpoint: str | None, extra: dict[str, Any],
-         verbose: int) -> None:
+         verbose: int, world: World) -> None:
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported below
             job.model.fit(
@@ -98,6 +121,7 @@ def _fit(job: TrainingJob, epochs: int, stopper: EarlyStopping | None, checkpoin
                 validation_data=job.data.validation, metrics=job.metrics, early_stopping=stopper,
                 scheduler=job.schedule, checkpoint=checkpoint, checkpoint_extra=extra,
                 initial_epoch=job.initial_epoch, history=job.history, verbose=verbose,
+                distributed=world if world.size > 1 else None,
             )
     except TrainingDivergedError as exc:
         raise CliError(str(exc).replace("clip_grad_norm=1.0", "--clip-grad-norm 1.0")) from None
@@ -112,7 +136,7 @@ def _fit(job: TrainingJob, epochs: int, stopper: EarlyStopping | None, checkpoin
 
 
 def _kept_best(
-    job: TrainingJob, stopper: EarlyStopping, checkpoint: str | None, extra: dict[str, Any], quiet: bool
+    job: TrainingJob, stopper: EarlyStopping, checkpoint: str | None, extra: dict[str, Any], quiet: bool, world: World
 ) -> None:
     """Early stopping put the best epoch's weights back: save them, so the checkpoint holds the
     model that is reported (resuming from it continues with these weights)."""
@@ -120,11 +144,13 @@ def _kept_best(
         print(f"early stopping: kept the weights of epoch {stopper.best_epoch} "
               f"({stopper.monitor} {stopper.best_value:.4g})")
     if checkpoint:
-        job.model.save(checkpoint, job.optimizer, scheduler=job.schedule, epoch=job.history.epochs[-1],
-                       history=job.history, extra=extra)
+        if world.is_root:
+            job.model.save(checkpoint, job.optimizer, scheduler=job.schedule, epoch=job.history.epochs[-1],
+                           history=job.history, extra=extra)
+        world.communicator().barrier()  # every rank's weights are these: the file is complete for all
 
 
-def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None) -> None:
+def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None, world: World) -> None:
     """What is about to be trained: data, model, optimizer, epochs."""
     s = job.settings
     if resumed:
@@ -134,16 +160,21 @@ def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None)
     schedule = "cosine schedule" if s.lr_schedule == "cosine" else "constant lr"
     print(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
           f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
+    if world.size > 1:
+        print(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
+              f"training its share of every batch of {s.batch_size}")
 
 
-def _report(job: TrainingJob, trained: int, seconds: float, args: argparse.Namespace, checkpoint: str | None) -> None:
+def _report(job: TrainingJob, trained: int, seconds: float, args: argparse.Namespace, checkpoint: str | None,
+            world: World) -> None:  # fmt: skip
     """The result lines (held-out loss and accuracy, time), then the plot and where things went."""
     data = job.data
     values = job.model.evaluate(data.X_test, data.y_test, job.loss, job.metrics)
     part = "training data (no held-out set)" if data.dataset.test_is_train else "test"
     print(result_line(part, values, len(data.X_test)))
     epochs = "1 epoch" if trained == 1 else f"{trained} epochs"
-    print(f"time: {format_duration(seconds)} for {epochs} on {job.model.device.name}")
+    ranks = f" ({world.size} ranks)" if world.size > 1 else ""
+    print(f"time: {format_duration(seconds)} for {epochs} on {job.model.device.name}{ranks}")
     if args.plot is not None and len(job.history):
         try:
             path = job.history.plot(args.plot, title=f"backprop train --data {job.settings.data}")

@@ -103,12 +103,16 @@ class BucketedAllreduce:
     started. ``wait()`` starts what has not started, waits for all, divides by the number of
     ranks when ``mean`` and readies the object for the next step. ``run()`` is ``wait()``
     without any ``ready``: everything at once, after backward.
+
+    ``scale``: a number or a 0-d array each bucket is multiplied by just before it starts (a
+    rank's shard weight, `Shard.weight`; an array is read when the bucket starts, so a CUDA
+    graph that captured the step replays with the value it holds then).
     """
 
-    def __init__(self, comm: Collectives, flat: Any, plan: BucketPlan, mean: bool = False):
+    def __init__(self, comm: Collectives, flat: Any, plan: BucketPlan, mean: bool = False, scale: Any = None):
         if plan.total != int(flat.shape[0]):
             raise ValueError(f"the bucket plan covers {plan.total} elements but the buffer holds {flat.shape[0]}")
-        self.comm, self.flat, self.plan, self.mean = comm, flat, plan, mean
+        self.comm, self.flat, self.plan, self.mean, self.scale = comm, flat, plan, mean, scale
         self.views = [flat[b.start : b.stop] for b in plan.buckets]  # made once: stable for graph capture
         self._missing = [len(b.params) for b in plan.buckets]
         self._next = 0
@@ -124,6 +128,8 @@ class BucketedAllreduce:
             self._start(self._next)
 
     def _start(self, b: int) -> None:
+        if self.scale is not None:
+            self.views[b] *= self.scale
         self._handles.append(self.comm.start_allreduce_sum_(self.views[b]))
         self._next = b + 1
 

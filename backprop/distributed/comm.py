@@ -121,13 +121,19 @@ class Communicator:
             self.transport.finish(handles)
 
     def bucketed(
-        self, flat: Any, sizes: Sequence[int], bucket_bytes: int = DEFAULT_BUCKET_BYTES, mean: bool = False
+        self,
+        flat: Any,
+        sizes: Sequence[int],
+        bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+        mean: bool = False,
+        scale: Any = None,
     ) -> BucketedAllreduce:
         """A reusable bucketed all-reduce of ``flat``, the buffer of parameters of ``sizes``
         (elements, layer order), in buckets of about ``bucket_bytes`` from the last layer back
-        (`BucketPlan.reverse_layer_order`)."""
+        (`BucketPlan.reverse_layer_order`); each bucket multiplied by ``scale`` as it starts."""
         itemsize = int(np.dtype(str(flat.dtype).rsplit(".", 1)[-1]).itemsize)
-        return BucketedAllreduce(self, flat, BucketPlan.reverse_layer_order(sizes, itemsize, bucket_bytes), mean)
+        plan = BucketPlan.reverse_layer_order(sizes, itemsize, bucket_bytes)
+        return BucketedAllreduce(self, flat, plan, mean, scale)
 
     def broadcast_(self, x: Any, root: int = 0) -> None:
         """Overwrite ``x`` on every rank with ``root``'s copy, in place."""

@@ -9,6 +9,7 @@ communicator), and each takes the GPU of its local rank.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,16 @@ class World:
         if made is None:
             made = self._communicators[key] = Communicator(self, backend)
         return made
+
+    def abort(self, status: int = 1) -> None:
+        """End the whole job now, every rank, with exit ``status`` (``MPI_Abort``): for an error
+        this rank reports itself (a command-line error) while the others may be waiting for it
+        in a collective. In a world of one, `SystemExit`."""
+        if self.size == 1:
+            raise SystemExit(status)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.comm.Abort(status)
 
     def describe(self) -> str:
         """One line for logs and ``backprop devices``."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
-from .base import Backward, BuildContext, Layer
+from .base import Backward, BuildContext, Layer, ShardContext
 from .dense import Dense
 from .describe import layer_config, layer_from_config
 from .dropout import Dropout
@@ -25,6 +25,7 @@ __all__ = [
     "ReLU",
     "Residual",
     "Sequential",
+    "ShardContext",
     "Sigmoid",
     "Softmax",
     "Tanh",

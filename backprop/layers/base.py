@@ -9,8 +9,8 @@ forward pass; no layer keeps a stale cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from ..backends import Array, Backend, Ops
 from ..parameter import Parameter
 
-__all__ = ["Backward", "BuildContext", "Layer", "Stage"]
+__all__ = ["Backward", "BuildContext", "Layer", "ShardContext", "Stage"]
 
 Backward = Callable[[Array, bool], "Array | None"]
 Stage = Callable[[Array, bool], "tuple[Array, Backward]"]
@@ -35,6 +35,43 @@ class BuildContext:
     backend: Backend
     rng: np.random.Generator
     noise_rng: np.random.Generator
+
+
+@dataclass
+class ShardContext:
+    """What a layer sees of data-parallel training: where this process's rows sit in the
+    global batch, and how to sum an array over the processes.
+
+    The trainer (`backprop.training`) makes one per `fit` on several processes, hands it to
+    every layer (`Layer.set_shard_context`) and moves ``batch_rows``/``start``/``stop`` before
+    each step; layers never see the communicator itself. Layers that must behave as if they
+    saw the whole global batch use it: `BatchNorm` sums its statistics over the processes,
+    host-mask `Dropout` draws the global batch's mask and keeps its own rows.
+
+    ``allreduce_sum_(A)``: replace the contiguous array ``A`` by its sum over all processes,
+    in place; every process must make the same calls in the same order, a process with no
+    rows in a batch included. ``gradients_ready(layers)``: called by containers once backward
+    has finished ``layers`` (their gradients are final), so that their reduction can start
+    while backward goes on; ``None`` when nobody listens.
+    """
+
+    rank: int
+    size: int
+    allreduce_sum_: Callable[[Array], None]
+    batch_rows: int = 0  # B: the rows of the global batch being trained
+    start: int = 0  # this process's rows are the global batch's rows start:stop
+    stop: int = 0
+    gradients_ready: Callable[[Sequence[Layer]], None] | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        """This process's rows in the batch, ``n_r`` (0 when it holds none)."""
+        return self.stop - self.start
+
+    @property
+    def weight(self) -> float:
+        """``n_r / B``: the share of the global batch's mean that this process's mean makes."""
+        return self.count / self.batch_rows if self.batch_rows else 0.0
 
 
 class Layer:
@@ -55,6 +92,12 @@ class Layer:
     #: whether a training pass replaces saved state arrays (BatchNorm's running statistics)
     #: instead of leaving every array in place, which a replayed CUDA graph cannot follow
     updates_state: ClassVar[bool] = False
+    #: whether a training pass, in data-parallel training, makes collective calls of its own
+    #: (`ShardContext.allreduce_sum_`, as synchronised BatchNorm does): the step then reduces
+    #: gradients after backward rather than overlapped with it, keeping one stream of collectives
+    collective: ClassVar[bool] = False
+    #: the data-parallel training this layer takes part in (set by the trainer, else ``None``)
+    shard: ShardContext | None = None
 
     def __init__(self) -> None:
         self.path = ""
@@ -93,6 +136,11 @@ class Layer:
     def describe(self) -> str:
         """How error messages name this layer: ``layer '2' (Dense(4, 1))``."""
         return f"layer {self.path!r} ({self!r})" if self.path else repr(self)
+
+    def set_shard_context(self, shard: ShardContext | None) -> None:
+        """Data-parallel training starts (``shard``) or ends (``None``). The trainer calls it
+        on every layer of the model (`walk`); override it to reset what depends on it."""
+        self.shard = shard
 
     # ------------------------------------------------------------------ computing
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:

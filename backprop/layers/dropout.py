@@ -37,6 +37,11 @@ class Dropout(Layer):
       GPU: faster, no transfer, but different numbers than the host draws, and `bp.gradcheck`
       cannot hold them fixed (check gradients in eval mode or with host masks). Elsewhere it is a
       NumPy generator. After ``model.to(...)`` a new generator is made on the new device.
+
+    In data-parallel training (`fit(distributed=world)`) host masks stay those of one process:
+    every process draws the mask of the whole global batch, ``(B, features)``, from the same
+    generator state and keeps its own rows of it. Device masks are independent: each process
+    draws from a stream of its own (its rank is mixed into the generator's seed).
     """
 
     def __init__(self, p: float = 0.5, masks: str = "host"):
@@ -48,6 +53,7 @@ class Dropout(Layer):
         self._seeds: np.random.SeedSequence | None = None
         self._device_rng: Any = None
         self._device_rng_backend: Backend | None = None
+        self._device_rng_rank: int | None = None  # the data-parallel rank it was made for
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
         super().build(in_features, ctx)
@@ -70,7 +76,13 @@ class Dropout(Layer):
 
             return X, identity
 
-        U = backend.uniform(self._generator(backend), tuple(X.shape))
+        shard = self.shard
+        if self.masks == "host" and shard is not None and shard.size > 1 and X.shape[0] == shard.count:
+            # the global batch's mask, drawn as one process draws it; this process's rows of it
+            rows = self._generator(backend).random((shard.batch_rows, *X.shape[1:]))
+            U = backend.from_host(rows[shard.start : shard.stop])
+        else:
+            U = backend.uniform(self._generator(backend), tuple(X.shape))
         Y, scale = backend.ops.dropout(X, U, 1.0 - self.p)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
@@ -90,11 +102,14 @@ class Dropout(Layer):
                     f"{self!r} is not part of a model yet: put it in bp.Sequential(...) before calling it"
                 )
             return self._rng
-        if self._device_rng is None or self._device_rng_backend is not backend:
+        rank = self.shard.rank if self.shard is not None and self.shard.size > 1 else None
+        if self._device_rng is None or self._device_rng_backend is not backend or self._device_rng_rank != rank:
             assert self._seeds is not None
             child = self._seeds.spawn(1)[0]  # a fresh stream per generator: no mask repeats after a move
+            if rank is not None:  # data-parallel: every process its own stream
+                child = np.random.SeedSequence(child.entropy, spawn_key=(*child.spawn_key, rank))
             self._device_rng = backend.device_generator(int(child.generate_state(1, np.uint64)[0]))
-            self._device_rng_backend = backend
+            self._device_rng_backend, self._device_rng_rank = backend, rank
         return self._device_rng
 
     def stream_state(self) -> dict[str, int] | None:
@@ -127,6 +142,7 @@ class Dropout(Layer):
         if not isinstance(state.get("_device_rng"), np.random.Generator):
             state["_device_rng"] = None
             state["_device_rng_backend"] = None
+        state["shard"] = None  # a copy takes part in no data-parallel training
         return state
 
     def __repr__(self) -> str:

@@ -11,7 +11,7 @@ from ..backends import Array, Ops
 from ..parameter import Parameter
 from ..registry import LAYERS
 from ..validation import integer, real
-from .base import Backward, BuildContext, Layer
+from .base import Backward, BuildContext, Layer, ShardContext
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -72,9 +72,14 @@ class BatchNorm(_Norm):
     ``gamma`` (ones) and ``beta`` (zeros) are trained; ``running_mean`` (zeros) and
     ``running_var`` (ones) are saved state (in ``state_dict``, not in ``parameters()``),
     updated by every forward pass in training mode. Training needs batches of at least 2.
+
+    In data-parallel training (`fit(distributed=world)`) it is *synchronised*: the statistics
+    are those of the global batch, summed over the processes, so that N processes train as one
+    does (`_apply_synced`).
     """
 
     updates_state = True
+    collective = True  # synchronised statistics in data-parallel training
 
     def __init__(self, features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__(features, eps)
@@ -104,6 +109,9 @@ class BatchNorm(_Norm):
 
             return Y, backward_eval
 
+        shard = self.shard
+        if shard is not None and shard.size > 1:
+            return self._apply_synced(X, shard)
         N = X.shape[0]
         if N < 2:
             raise ValueError(
@@ -128,6 +136,58 @@ class BatchNorm(_Norm):
             if not need_dX:
                 return None
             return (gamma * inv_std / N) * (N * dY - sum_dY - xhat * sum_dY_xhat)
+
+        return Y, backward
+
+    def _apply_synced(self, X: Array, shard: ShardContext) -> tuple[Array, Backward]:
+        """Training on this process's ``n`` rows of a global batch of ``B`` rows.
+
+        Forward: ``mean = allreduce(sum_n X) / B``, then ``var = allreduce(sum_n (X - mean)^2) / B``
+        (two passes, as one process computes them, rather than ``E[X^2] - mean^2``, which
+        cancels); the running statistics get the global ``mean`` and ``var * B / (B - 1)``.
+
+        Backward: each process's ``dY`` is the gradient of *its* mean loss, while one process's
+        would be of the global mean: the trainer scales every gradient by ``w = n / B`` after
+        backward (`ShardContext.weight`). So the sums of the formula are all-reduced as
+        ``S1 = allreduce(w sum_n dY)`` and ``S2 = allreduce(w sum_n dY xhat)`` (one call, one
+        buffer of ``2F``), and ``dX = gamma inv_std (dY - (S1 + xhat S2) / n)``, which is the
+        global ``dX`` divided by ``w``, as every other gradient here is until that scaling.
+        ``dgamma``/``dbeta`` are this process's own sums (the trainer's scaled sum makes them
+        global). A process with no rows still makes both reductions, with zeros."""
+        ops = self.ops
+        xp = ops.xp
+        N, n, w = shard.batch_rows, shard.count, shard.weight
+        if N < 2:
+            raise ValueError(
+                f"{self.describe()} needs at least 2 samples per global batch in training mode; got a batch of "
+                f"{N}. Use a batch_size that does not leave a last batch of 1 sample, or call model.eval()."
+            )
+        total = ops.sum_rows(X)
+        shard.allreduce_sum_(total)
+        mean = total / N
+        Xc = X - mean
+        squares = ops.sum_rows(Xc * Xc)
+        shard.allreduce_sum_(squares)
+        var = squares / N
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = Xc * inv_std
+        gamma = self.gamma.data
+        Y = gamma * xhat + self.beta.data
+        m = self.momentum
+        self.running_mean.data = (1.0 - m) * self.running_mean.data + m * mean
+        self.running_var.data = (1.0 - m) * self.running_var.data + (m * N / (N - 1)) * var
+        F = self.features
+
+        def backward(dY: Array, need_dX: bool = True) -> Array | None:
+            sum_dY_xhat = _column_sums(ops, self.gamma, dY * xhat)
+            sum_dY = _column_sums(ops, self.beta, dY)
+            S = xp.concat([sum_dY * w, sum_dY_xhat * w])
+            shard.allreduce_sum_(S)  # every process, whether or not it needs dX
+            if not need_dX:
+                return None
+            if n == 0:
+                return dY  # no rows: nothing to compute, an empty dX
+            return (gamma * inv_std) * (dY - (S[:F] + xhat * S[F:]) * (1.0 / n))
 
         return Y, backward
 

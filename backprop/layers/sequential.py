@@ -41,6 +41,7 @@ class Sequential(Layer):
         self.in_features: int | None = None
         self.out_features: int | None = None
         self._stages: list[Stage] = []
+        self._stage_layers: list[tuple[Layer, ...]] = []  # the layers each stage computes
 
     def children(self) -> list[tuple[str, Layer]]:
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
@@ -53,7 +54,9 @@ class Sequential(Layer):
             features = child.build(features, ctx)
         self.in_features = _first_in_features(self)
         self.out_features = features
-        self._stages = _fuse(self.layers)
+        fused = _fuse(self.layers)
+        self._stages = [stage for stage, _ in fused]
+        self._stage_layers = [layers for _, layers in fused]
         return features
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
@@ -62,10 +65,16 @@ class Sequential(Layer):
             X, back = stage(X, training)
             backwards.append(back)
 
+        shard = self.shard
+        ready = None if shard is None else shard.gradients_ready  # data-parallel: reduce while backward goes on
+        groups = self._stage_layers
+
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
             last = len(backwards) - 1
             for i in range(last, -1, -1):
                 dY = backwards[i](dY, need_dX or i > 0)
+                if ready is not None:
+                    ready(groups[i])
             return dY
 
         return X, backward
@@ -89,14 +98,15 @@ def layer_description(layer: Layer) -> dict[str, Any]:
     return {"class": name, "config": layer.get_config()}
 
 
-def _fuse(layers: list[Layer]) -> list[Stage]:
-    """The stages `Sequential.apply` runs: each layer's ``apply``, except that a layer and
-    the next one it fuses with (`Layer.fused_with`) run as one stage."""
-    stages: list[Stage] = []
+def _fuse(layers: list[Layer]) -> list[tuple[Stage, tuple[Layer, ...]]]:
+    """The stages `Sequential.apply` runs, each with the layers it computes: each layer's
+    ``apply``, except that a layer and the next one it fuses with (`Layer.fused_with`) run as
+    one stage."""
+    stages: list[tuple[Stage, tuple[Layer, ...]]] = []
     i = 0
     while i < len(layers):
         fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
-        stages.append(fused or layers[i].apply)
+        stages.append((fused, (layers[i], layers[i + 1])) if fused else (layers[i].apply, (layers[i],)))
         i += 2 if fused else 1
     return stages
 

@@ -11,7 +11,7 @@ from ..losses import Loss
 from ..metrics import Metric
 from .protocol import TrainableModel
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_sums"]
 
 
 def evaluate(
@@ -24,15 +24,26 @@ def evaluate(
     prefix: str = "",
 ) -> dict[str, float]:
     """Mean loss and metrics over checked device data, in inference mode (one host sync)."""
+    sums = evaluate_sums(model, X, T, loss, metrics, batch_size)
+    names = ["loss"] + [m.name for m in metrics]
+    n = X.shape[0]
+    return {prefix + name: v / n for name, v in zip(names, sums)}
+
+
+def evaluate_sums(
+    model: TrainableModel, X: Array, T: Array, loss: Loss, metrics: Sequence[Metric] = (), batch_size: int = 1024
+) -> list[float]:
+    """``[loss sum, metric sums...]`` over the rows of ``(X, T)`` (host floats, one sync):
+    sums rather than means, so that parts of a data set evaluated apart (by several processes)
+    add up to the whole. No rows give zeros."""
     backend = model._require_built()
     xp = backend.xp
-    n = X.shape[0]
+    if X.shape[0] == 0:
+        return [0.0] * (1 + len(metrics))
     totals: list[Any] = [0.0] * (1 + len(metrics))
     for Xb, Tb in slices(X, T, max(batch_size, 1024)):
         P, _ = model.apply(Xb, False)
         totals[0] = totals[0] + loss.value(backend.ops, P, Tb) * P.shape[0]
         for i, metric in enumerate(metrics):
             totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
-    host = backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals])
-    names = ["loss"] + [m.name for m in metrics]
-    return {prefix + name: v / n for name, v in zip(names, host)}
+    return backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals])

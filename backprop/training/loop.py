@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..backends import Array
-from ..batching import batches
 from ..callbacks import (
     BatchLogs,
     Callback,
@@ -32,11 +30,15 @@ from ..epoch_results import EpochResults
 from ..history import History
 from ..losses import Loss, get_loss
 from ..metrics import Metric, get_metrics
+from .data import TrainingData, training_data
 from .evaluate import evaluate
+from .parallel import DataParallel
 from .protocol import TrainableModel
 from .step import StepCore, build_step
 
 if TYPE_CHECKING:
+    from ..backends import Array
+    from ..distributed import World
     from ..optim import Optimizer
 
 __all__ = ["TrainingDivergedError", "fit"]
@@ -70,6 +72,7 @@ def fit(
     graph: bool = False,
     verbose: int = 1,
     callbacks: Iterable[Callback] = (),
+    distributed: World | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` more passes of mini-batches.
 
@@ -115,6 +118,23 @@ def fit(
     ``verbose=0`` is silent, ``1`` shows a progress bar on a terminal (about 20 lines
     otherwise), ``2`` one line per epoch. Raises `TrainingDivergedError` naming the epoch if
     the loss becomes NaN or infinite.
+
+    ``X``/``y`` may also be a `numpy.memmap` or the path of a ``.npy`` file: nothing is read
+    up front, each step reads its batch's rows (a background thread reads ahead, and on a GPU
+    they are uploaded ahead through pinned memory), and the rows are checked as they are read
+    (`backprop.training.data`).
+
+    ``distributed=world`` (`bp.distributed.init()`, under ``mpiexec`` or ``srun``): data-parallel
+    training, every rank calling `fit` alike. ``batch_size`` is the *global* batch: each rank
+    trains its share of every batch, drawn from the same shuffled order, and the gradients are
+    summed over the ranks with weights, so that N ranks follow one process's trajectory on the
+    same global batches (`backprop.training.parallel`). Rank 0's weights and generator states
+    are broadcast first; BatchNorm is synchronised; host dropout masks are one process's;
+    clipping, gradient norms, metrics, validation, early stopping, schedules and the
+    divergence check see values summed over all ranks, so every rank decides alike. Only rank 0
+    prints and writes checkpoints (then every rank waits for the file). Callbacks of your own
+    run on every rank: one that stops training from a batch hook must decide alike on all. A
+    world of one rank trains as without it.
     """
     loss = get_loss(loss)
     model._check_loss(loss)
@@ -133,36 +153,68 @@ def fit(
     callback_list = CallbackList([*own, *user, *last_ones])
     was_training = model.training
     end_logs: dict[str, Any] = {}
+    parallel = DataParallel(distributed, model, optimizer) if distributed is not None and distributed.size > 1 else None
+    rank, size = (parallel.rank, parallel.size) if parallel is not None else (0, 1)
     with backend.activate():
-        Xd, T = model.checked_data(X, y, loss)
+        data = training_data(model, X, y, loss, batch_size, shuffle, rank, size, sharded=parallel is not None)
         val = model.checked_data(*validation_data, loss, "validation X", "validation y") if validation_data else None
-        n = Xd.shape[0]
+        n = data.samples
         callback_list.set_model(model)
         callback_list.set_optimizer(optimizer)
         callback_list.set_params({
             "epochs": initial_epoch + epochs, "initial_epoch": initial_epoch, "steps": math.ceil(n / batch_size),
             "batch_size": batch_size, "samples": n, "verbose": verbose, "metrics": _epoch_keys(metric_list, val is not None),
             "history": history, "scheduler": scheduler if scheduler is not None else _user_schedule(user),
+            "ranks": parallel.comm if parallel is not None else None,
         })  # fmt: skip
+        # with nothing that reads an epoch's values when it ends, they are read in blocks
+        defer = val is None and not callback_list.needs_epoch_values
+        if parallel is not None:
+            defer = _start_parallel(parallel, model, optimizer, loss, data, val, defer, batch_size, shuffle, epochs,
+                                    initial_epoch, clip_grad_norm)  # fmt: skip
         model.stop_training = False
-        callback_list.on_train_begin({})
-        results = EpochResults(backend, len(metric_list))
-        run = _Run(model, optimizer, loss, metric_list, callback_list, results, BatchLogs(results.running_loss, results.record),
-                   Xd, T, val, batch_size, shuffle)  # fmt: skip
         try:
-            run.step = _step(run, clip_grad_norm, graph)
-            model.train()
-            # with nothing that reads an epoch's values when it ends, they are read in blocks
-            run.train(initial_epoch + 1, initial_epoch + epochs, defer=val is None and not callback_list.needs_epoch_values)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                run.read_completed()  # completed epochs not read yet
-            end_logs["error"] = exc
-            raise
+            callback_list.on_train_begin({})
+            results = EpochResults(backend, len(metric_list))
+            run = _Run(model, optimizer, loss, metric_list, callback_list, results,
+                       BatchLogs(results.running_loss, results.record), data, val, batch_size, parallel)  # fmt: skip
+            try:
+                run.step = _step(run, clip_grad_norm, graph)
+                model.train()
+                run.train(initial_epoch + 1, initial_epoch + epochs, defer)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt) and parallel is None:
+                    run.read_completed()  # completed epochs not read yet (alone: ranks may be anywhere now)
+                end_logs["error"] = exc
+                raise
+            finally:
+                model.train(was_training)
+                callback_list.on_train_end(end_logs)
         finally:
-            model.train(was_training)
-            callback_list.on_train_end(end_logs)
+            if parallel is not None:
+                parallel.detach(model)
     return history
+
+
+def _start_parallel(
+    parallel: DataParallel, model: TrainableModel, optimizer: Optimizer, loss: Loss, data: TrainingData,
+    val: tuple[Array, Array] | None, defer: bool, batch_size: int, shuffle: bool, epochs: int, initial_epoch: int,
+    clip: float | None,
+) -> bool:  # fmt: skip
+    """Check that every rank trains alike, give every rank rank 0's weights and generators,
+    and hand the layers the shard context; returns whether epochs' values may be read in
+    blocks (only if every rank may: reading them is a collective)."""
+    backend = model._require_built()
+    parallel.agree({
+        "samples": data.samples, "features": data.features, "targets": data.targets, "batch_size": batch_size,
+        "shuffle": shuffle, "epochs": epochs, "initial_epoch": initial_epoch, "clip_grad_norm": clip,
+        "loss": type(loss).__name__, "dtype": backend.dtype_name, "device kind": backend.device.type,
+        "parameters": [(p.name, p.shape) for p in model.parameters()], "optimizer": type(optimizer).__name__,
+        "validation samples": None if val is None else int(val[0].shape[0]),
+    })  # fmt: skip
+    parallel.synchronise(model)
+    parallel.attach(model)
+    return all(parallel.comm.allgather_object(defer))
 
 
 @dataclass
@@ -176,31 +228,34 @@ class _Run:
     callbacks: CallbackList
     results: EpochResults
     logs: BatchLogs
-    X: Array
-    T: Array
+    data: TrainingData
     val: tuple[Array, Array] | None
     batch_size: int
-    shuffle: bool
+    parallel: DataParallel | None = None
     step: StepCore | None = None
 
     def train(self, first: int, last: int, defer: bool) -> None:
         """Epochs ``first`` to ``last``; each one's values are read as it ends unless ``defer``."""
         model, callbacks, results, logs, metrics, step = self.model, self.callbacks, self.results, self.logs, self.metrics, self.step
         assert step is not None
-        backend = model._require_built()
-        xp = backend.xp
+        xp = model._require_built().xp
+        parallel = self.parallel
         begin = callbacks.on_batch_begin if callbacks.wants("on_batch_begin") else None
         end = callbacks.on_batch_end if callbacks.wants("on_batch_end") else None
         for epoch in range(first, last + 1):
             callbacks.on_epoch_begin(epoch, {})
-            for batch, (Xb, Tb) in enumerate(batches(backend, model.shuffle_rng, self.X, self.T, self.batch_size, self.shuffle)):
-                logs.batch, logs.size = batch, Xb.shape[0]
+            for batch, (Xb, Tb, shard) in enumerate(self.data.feed.epoch(model.shuffle_rng)):
+                rows = Xb.shape[0]
+                logs.batch, logs.size = batch, rows
+                if parallel is not None and shard is not None:
+                    parallel.begin(shard)
                 if begin is not None:
                     begin(batch, logs)
                 L, P = step(Xb, Tb)
-                results.add(L, Xb.shape[0])
+                results.add(L, rows)
                 for i, metric in enumerate(metrics):
-                    results.metrics[i].append(metric.batch_sum(xp, P, Tb))
+                    # no rows (a rank left out of a small last batch): L is a device zero, and sums nothing
+                    results.metrics[i].append(metric.batch_sum(xp, P, Tb) if rows else L)
                 if end is not None:
                     end(batch, logs)
                 if model.stop_training:
@@ -213,9 +268,10 @@ class _Run:
                 break
 
     def read(self) -> None:
-        """Read the ended epochs' values (one host sync), check them, add validation values
-        and hand each epoch to the callbacks."""
-        for done, values in self.results.read(self.metrics):
+        """Read the ended epochs' values (one host sync; summed over the ranks), check them, add
+        validation values and hand each epoch to the callbacks."""
+        parallel = self.parallel
+        for done, values in self.results.read(self.metrics, parallel.sum if parallel is not None else None):
             if not math.isfinite(values["loss"]):
                 saved = next(
                     (cb.path for cb in self.callbacks if isinstance(cb, ModelCheckpoint) and cb.holds_state), None
@@ -226,7 +282,12 @@ class _Run:
                     "the data's scale." + (f" The last good state is in {saved!r}." if saved else "")
                 )
             if self.val is not None:  # never deferred: these are the weights at the end of `done`
-                values.update(evaluate(self.model, *self.val, self.loss, self.metrics, self.batch_size, prefix="val_"))
+                if parallel is not None:
+                    values.update(parallel.validate(self.model, *self.val, self.loss, self.metrics, self.batch_size))
+                else:
+                    values.update(
+                        evaluate(self.model, *self.val, self.loss, self.metrics, self.batch_size, prefix="val_")
+                    )
             self.callbacks.on_epoch_end(done, values)
 
     def read_completed(self) -> None:
@@ -241,14 +302,16 @@ class _Run:
 def _step(run: _Run, clip: float | None, graph: bool) -> StepCore:
     """The step `fit` runs: replayed from a CUDA graph if asked and possible, eager (with a
     warning saying why) otherwise; a callback that reads gradients mid-step makes it eager."""
-    callbacks, logs = run.callbacks, run.logs
+    callbacks, logs, parallel = run.callbacks, run.logs, run.parallel
     readers = [cb for cb in callbacks if cb.reads_gradients]
     on_gradients = (lambda: callbacks.on_backward_end(logs.batch, logs)) if readers else None
-    step = build_step(run.model, run.loss, run.optimizer, clip, graph and not readers,
-                      keep=2 if run.metrics else 1, on_gradients=on_gradients)  # fmt: skip
+    names = ["record_grad_norms=True" if isinstance(cb, GradientNorms) else type(cb).__name__ for cb in readers]
+    reason = f"{', '.join(names)} {'reads' if len(names) == 1 else 'read'} gradients mid-step" if readers else None
+    if reason is None and parallel is not None and run.model.device.type == "cuda":
+        reason = parallel.graph_reason
+    step = build_step(run.model, run.loss, run.optimizer, clip, graph and reason is None, keep=2 if run.metrics else 1,
+                      on_gradients=on_gradients, reduce=parallel.reduce if parallel is not None else None)  # fmt: skip
     if graph:
-        names = ["record_grad_norms=True" if isinstance(cb, GradientNorms) else type(cb).__name__ for cb in readers]
-        reason = f"{', '.join(names)} {'reads' if len(names) == 1 else 'read'} gradients mid-step" if readers else None
         reason = reason or getattr(step, "reason", None)
         if reason is not None:
             warnings.warn(f"graph=True: training eagerly because {reason}", stacklevel=4)

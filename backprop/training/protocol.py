@@ -22,6 +22,7 @@ class TrainableModel(Protocol):
 
     training: bool
     stop_training: bool
+    out_features: int | None
     shuffle_rng: np.random.Generator
     noise_rng: np.random.Generator
 

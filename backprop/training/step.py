@@ -32,11 +32,15 @@ def build_step(
     *,
     keep: int = 2,
     on_gradients: Callable[[], None] | None = None,
+    reduce: Callable[[], None] | None = None,
 ) -> StepCore:
     """``core(X, T) -> (L, P)`` on checked device data, in the model's current mode: forward,
-    loss (with l1/l2 penalties), backward, ``on_gradients()`` if given (every ``.grad`` is
-    this batch's gradient, not yet clipped), optional global-norm clipping to
-    ``clip_grad_norm``, ``optimizer.step()``.
+    loss (with l1/l2 penalties), backward, ``reduce()`` if given (data-parallel training: the
+    gradients summed over the processes, `backprop.training.reduction`; recorded in a CUDA
+    graph with the rest), ``on_gradients()`` if given (every ``.grad`` is this batch's
+    gradient, not yet clipped), optional global-norm clipping to ``clip_grad_norm``,
+    ``optimizer.step()``. A batch of no rows (a process left out of a small last batch) runs
+    forward and backward on nothing (`_without_rows`).
 
     ``graph=True``: a `GraphedStep`, replaying the step from a CUDA graph where it can (its
     ``reason`` says why not) and returning only the first ``keep`` outputs of a replay, the
@@ -48,7 +52,9 @@ def build_step(
     clip = clip_grad_norm
 
     def core(X: Array, T: Array) -> tuple[Array, Array]:
-        L, P = model.train_batch(X, T, loss)
+        L, P = model.train_batch(X, T, loss) if X.shape[0] else _without_rows(model, X)
+        if reduce is not None:
+            reduce()
         if on_gradients is not None:
             on_gradients()
         if clip is not None:
@@ -59,6 +65,18 @@ def build_step(
     if not graph:
         return core
     return GraphedStep(core, model, optimizer, keep=keep)
+
+
+def _without_rows(model: TrainableModel, X: Array) -> tuple[Array, Array]:
+    """Forward and backward of a batch with no rows: a mean loss over nothing is undefined,
+    but in data-parallel training a process may hold no rows of a small last batch and must
+    still take part: layers that sum over the processes (synchronised BatchNorm) or draw for
+    the global batch (host dropout masks) keep in step, and every gradient comes out as zeros
+    (plus penalty terms, which the shard weight of 0 then cancels). Returns a loss of 0."""
+    backend = model._require_built()
+    P, backward = model.apply(X, model.training)
+    backward(backend.xp.zeros_like(P), False)
+    return backend.zeros(()), P
 
 
 def make_step(
