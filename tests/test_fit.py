@@ -18,7 +18,9 @@ def blobs(rng: np.random.Generator, n: int = 60, classes: int = 3) -> tuple[np.n
 
 
 def classifier(device="cpu", dtype="float32", seed=0, **dense) -> bp.Sequential:
-    return bp.Sequential(bp.Dense(4, 16, init="he", **dense), bp.ReLU(), bp.Dense(16, 3), device=device, dtype=dtype, seed=seed)
+    return bp.Sequential(
+        bp.Dense(4, 16, init="he", **dense), bp.ReLU(), bp.Dense(16, 3), device=device, dtype=dtype, seed=seed
+    )
 
 
 def test_accuracy_metrics_for_every_kind_of_output(device: bp.Device, rng: np.random.Generator) -> None:
@@ -28,12 +30,31 @@ def test_accuracy_metrics_for_every_kind_of_output(device: bp.Device, rng: np.ra
     binary = (y == 0).astype(np.float32).reshape(-1, 1)
     cases = [
         (classifier(device), "cross_entropy", y, lambda P: P.argmax(axis=1) == y),
-        (bp.Sequential(bp.Dense(4, 1), bp.Sigmoid(), device=device, seed=1), "bce", binary, lambda P: (P > 0.5) == (binary > 0.5)),
-        (bp.Sequential(bp.Dense(4, 1), device=device, seed=1), "bce_with_logits", binary, lambda P: (P > 0) == (binary > 0.5)),
+        (
+            bp.Sequential(bp.Dense(4, 1), bp.Sigmoid(), device=device, seed=1),
+            "bce",
+            binary,
+            lambda P: (P > 0.5) == (binary > 0.5),
+        ),
+        (
+            bp.Sequential(bp.Dense(4, 1), device=device, seed=1),
+            "bce_with_logits",
+            binary,
+            lambda P: (P > 0) == (binary > 0.5),
+        ),
     ]
     for model, loss, target, correct in cases:
-        history = model.fit(X, target, loss=loss, optimizer=bp.optim.SGD(model.parameters(), lr=0.0), epochs=1,
-                            batch_size=16, metrics=["accuracy"], validation_data=(X, target), verbose=0)
+        history = model.fit(
+            X,
+            target,
+            loss=loss,
+            optimizer=bp.optim.SGD(model.parameters(), lr=0.0),
+            epochs=1,
+            batch_size=16,
+            metrics=["accuracy"],
+            validation_data=(X, target),
+            verbose=0,
+        )
         expected = float(np.mean(correct(host(model.predict(X)))))
         assert 0.0 < expected < 1.0
         assert history["accuracy"][0] == pytest.approx(expected)
@@ -53,8 +74,17 @@ def test_accuracy_needs_a_classification_loss(rng: np.random.Generator) -> None:
 def test_training_improves_and_validation_accuracy_is_high(device: bp.Device, rng: np.random.Generator) -> None:
     X, y = blobs(rng, 200)
     model = classifier(device)
-    history = model.fit(X[:150], y[:150], loss="cross_entropy", optimizer=bp.optim.Adam(model.parameters(), lr=0.01),
-                        epochs=30, batch_size=32, metrics=["accuracy"], validation_data=(X[150:], y[150:]), verbose=0)
+    history = model.fit(
+        X[:150],
+        y[:150],
+        loss="cross_entropy",
+        optimizer=bp.optim.Adam(model.parameters(), lr=0.01),
+        epochs=30,
+        batch_size=32,
+        metrics=["accuracy"],
+        validation_data=(X[150:], y[150:]),
+        verbose=0,
+    )
     assert history["accuracy"][-1] > history["accuracy"][0]
     assert history["val_accuracy"][-1] > 0.8
     assert history["lr"] == [0.01] * 30
@@ -69,8 +99,17 @@ def test_early_stopping_stops_and_restores_the_best_weights(rng: np.random.Gener
     def run(epochs, stopper=None):
         model = classifier(seed=3)
         opt = bp.optim.Adam(model.parameters(), lr=0.05)
-        history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=8,
-                            validation_data=(Xv, yv), early_stopping=stopper, verbose=0)
+        history = model.fit(
+            X,
+            y,
+            loss="cross_entropy",
+            optimizer=opt,
+            epochs=epochs,
+            batch_size=8,
+            validation_data=(Xv, yv),
+            early_stopping=stopper,
+            verbose=0,
+        )
         return model, history
 
     stopper = bp.EarlyStopping(monitor="val_loss", patience=3)
@@ -88,8 +127,18 @@ def test_early_stopping_checkpoint_holds_the_restored_weights(tmp_path, rng: np.
     Xv, yv = rng.standard_normal((40, 4)).astype(np.float32), rng.integers(0, 3, 40)
     model = classifier(seed=3)
     stopper = bp.EarlyStopping(patience=2)
-    model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(model.parameters(), lr=0.05), epochs=100,
-              batch_size=8, validation_data=(Xv, yv), early_stopping=stopper, checkpoint=tmp_path / "c.npz", verbose=0)
+    model.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=bp.optim.Adam(model.parameters(), lr=0.05),
+        epochs=100,
+        batch_size=8,
+        validation_data=(Xv, yv),
+        early_stopping=stopper,
+        checkpoint=tmp_path / "c.npz",
+        verbose=0,
+    )
     assert stopper.stopped_epoch is not None and stopper.best_epoch < stopper.stopped_epoch
     saved = bp.load_checkpoint(tmp_path / "c.npz")
     assert saved.epoch == stopper.stopped_epoch
@@ -107,15 +156,27 @@ def test_early_stopping_arguments(rng: np.random.Generator) -> None:
         bp.EarlyStopping(patience=-1)
     stopper = bp.EarlyStopping(monitor="accuracy", patience=0)
     assert stopper.maximize
-    model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=3, metrics=["accuracy"], early_stopping=stopper, verbose=0)
+    model.fit(
+        X, y, loss="cross_entropy", optimizer=opt, epochs=3, metrics=["accuracy"], early_stopping=stopper, verbose=0
+    )
 
 
 def test_gradient_norms_are_recorded_per_parameter(device: bp.Device, rng: np.random.Generator) -> None:
     """One full-batch step per epoch: epoch 1's norm is the norm of backprop's first gradient."""
     X, y = blobs(rng)
     model, twin = classifier(device, "float64"), classifier(device, "float64")
-    history = model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), epochs=2,
-                        batch_size=len(X), shuffle=False, record_grad_norms=True, clip_grad_norm=1e-3, verbose=0)
+    history = model.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=bp.optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        batch_size=len(X),
+        shuffle=False,
+        record_grad_norms=True,
+        clip_grad_norm=1e-3,
+        verbose=0,
+    )
     twin.backprop(X, y, "cross_entropy")
     for p in twin.parameters():
         assert history[f"grad_norm/{p.name}"][0] == pytest.approx(np.linalg.norm(host(p.grad)), rel=1e-10)
@@ -126,15 +187,23 @@ def test_schedules_step_once_per_epoch_and_plateau_sees_the_validation_loss(rng:
     X, y = blobs(rng)
     model = classifier()
     opt = bp.optim.SGD(model.parameters(), lr=0.1)
-    history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=5,
-                        scheduler=lr_scheduler.StepLR(opt, step_size=2, gamma=0.5), verbose=0)
+    history = model.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=opt,
+        epochs=5,
+        scheduler=lr_scheduler.StepLR(opt, step_size=2, gamma=0.5),
+        verbose=0,
+    )
     assert history["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
     model = classifier()
     opt = bp.optim.SGD(model.parameters(), lr=0.1)
     plateau = lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)
     Xv, yv = rng.standard_normal((30, 4)).astype(np.float32), rng.integers(0, 3, 30)  # noise: val loss rises
-    history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=8, validation_data=(Xv, yv),
-                        scheduler=plateau, verbose=0)
+    history = model.fit(
+        X, y, loss="cross_entropy", optimizer=opt, epochs=8, validation_data=(Xv, yv), scheduler=plateau, verbose=0
+    )
     expected, best = [0.1], np.inf
     for v in history["val_loss"][:-1]:  # the lr recorded for epoch k+1 follows val_loss of epoch k
         if v < best * (1 - 1e-4):
@@ -152,10 +221,15 @@ def test_l1_l2_penalties_are_in_the_loss_and_the_gradient(device: bp.Device, rng
     plain = classifier(device, "float64")
     W = host(model.layers[0].W.data)
     penalty = 0.01 * np.abs(W).sum() + 0.02 * (W**2).sum()
-    assert model.backprop(X, y, "cross_entropy") == pytest.approx(plain.backprop(X, y, "cross_entropy") + penalty, rel=1e-12)
-    np.testing.assert_allclose(host(model.layers[0].W.grad), host(plain.layers[0].W.grad) + 0.01 * np.sign(W) + 0.04 * W,
-                               rtol=1e-12)
-    np.testing.assert_array_equal(host(model.layers[0].b.grad), host(plain.layers[0].b.grad))  # biases are not penalised
+    assert model.backprop(X, y, "cross_entropy") == pytest.approx(
+        plain.backprop(X, y, "cross_entropy") + penalty, rel=1e-12
+    )
+    np.testing.assert_allclose(
+        host(model.layers[0].W.grad), host(plain.layers[0].W.grad) + 0.01 * np.sign(W) + 0.04 * W, rtol=1e-12
+    )
+    np.testing.assert_array_equal(
+        host(model.layers[0].b.grad), host(plain.layers[0].b.grad)
+    )  # biases are not penalised
     assert bp.gradcheck(model, X, y, "cross_entropy").ok
 
 
@@ -170,7 +244,9 @@ def test_l1_l2_penalised_backprop_matches_torch_autograd(device: bp.Device, rng:
     reference = reference + 0.03 * W.abs().sum() + 0.02 * (W**2).sum()
     reference.backward()
     assert loss == pytest.approx(reference.item(), rel=1e-12)
-    for p, expected in zip(model.parameters(), [m.grad.numpy().T if m.ndim == 2 else m.grad.numpy() for m in twin.parameters()]):
+    for p, expected in zip(
+        model.parameters(), [m.grad.numpy().T if m.ndim == 2 else m.grad.numpy() for m in twin.parameters()]
+    ):
         np.testing.assert_allclose(host(p.grad), expected, rtol=1e-11, atol=1e-14, err_msg=p.name)
 
 
@@ -180,8 +256,11 @@ def test_l2_penalty_matches_torch_weight_decay_on_the_weights(device: bp.Device,
     model = bp.Sequential(bp.Dense(4, 5, l2=0.05), bp.Tanh(), bp.Dense(5, 3), device=device, dtype="float64", seed=2)
     twin = torch_twin(model)
     opt = bp.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    topt = torch.optim.SGD([{"params": [twin[0].weight], "weight_decay": 0.1},
-                            {"params": [twin[0].bias, *twin[2].parameters()]}], lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(
+        [{"params": [twin[0].weight], "weight_decay": 0.1}, {"params": [twin[0].bias, *twin[2].parameters()]}],
+        lr=0.1,
+        momentum=0.9,
+    )
     for _ in range(20):
         X, y = blobs(rng, 8)
         model.backprop(X.astype(np.float64), y, "cross_entropy")
@@ -207,14 +286,17 @@ def run_with_checkpoints(tmp_path, rng_seed: int, epochs: int, **fit_options):
     X, y = blobs(rng)
     model = classifier(dtype="float64", seed=9)
     opt = bp.optim.Adam(model.parameters(), lr=0.01)
-    history = model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=16, verbose=0, **fit_options)
+    history = model.fit(
+        X, y, loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=16, verbose=0, **fit_options
+    )
     return model, opt, history, (X, y)
 
 
 def test_periodic_checkpoints_and_the_final_one(tmp_path) -> None:
     path = tmp_path / "run.npz"
-    model, _, history, _ = run_with_checkpoints(tmp_path, 0, 5, checkpoint=path, checkpoint_every=2,
-                                                checkpoint_extra={"note": "hi"})
+    model, _, _, _ = run_with_checkpoints(
+        tmp_path, 0, 5, checkpoint=path, checkpoint_every=2, checkpoint_extra={"note": "hi"}
+    )
     ckpt = bp.load_checkpoint(path)
     assert ckpt.epoch == 5 and ckpt.extra == {"note": "hi"} and ckpt.history.epochs == [1, 2, 3, 4, 5]
     for name, value in model.state_dict().items():
@@ -239,8 +321,17 @@ def test_ctrl_c_saves_the_last_completed_epoch_and_resuming_is_exact(tmp_path, m
     monkeypatch.setattr(bp.optim.Adam, "step", real_step)
     ckpt = bp.load_checkpoint(path)
     assert ckpt.epoch == 3 and ckpt.history.epochs == [1, 2, 3]
-    history = ckpt.model.fit(X, y, loss="cross_entropy", optimizer=ckpt.optimizer, epochs=3, batch_size=16,
-                             initial_epoch=ckpt.epoch, history=ckpt.history, verbose=0)
+    history = ckpt.model.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=ckpt.optimizer,
+        epochs=3,
+        batch_size=16,
+        initial_epoch=ckpt.epoch,
+        history=ckpt.history,
+        verbose=0,
+    )
     assert history["loss"] == ref_history["loss"]
     for name, value in reference.state_dict().items():
         np.testing.assert_array_equal(ckpt.model.state_dict()[name], value)
@@ -254,8 +345,17 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, rng: np.random.Gene
     opt = bp.optim.SGD(model.parameters(), lr=1.0)
     scheduler = lr_scheduler.ExponentialLR(opt, gamma=1e6)  # a learning rate that explodes after a few epochs
     with pytest.raises(bp.TrainingDivergedError, match=rf"in epoch (\d+).*last good state is in '{path}'") as err:
-        model.fit(100 * X, y, loss="cross_entropy", optimizer=opt, epochs=50, scheduler=scheduler, checkpoint=path,
-                  checkpoint_every=100, verbose=0)
+        model.fit(
+            100 * X,
+            y,
+            loss="cross_entropy",
+            optimizer=opt,
+            epochs=50,
+            scheduler=scheduler,
+            checkpoint=path,
+            checkpoint_every=100,
+            verbose=0,
+        )
     bad_epoch = int(str(err.value).split("in epoch ")[1].split(".")[0])
     ckpt = bp.load_checkpoint(path)
     assert ckpt.epoch == bad_epoch - 1 > 0
@@ -266,8 +366,15 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, rng: np.random.Gene
 def test_verbose_lines(capsys: pytest.CaptureFixture[str], rng: np.random.Generator) -> None:
     X, y = blobs(rng)
     model = classifier()
-    model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), epochs=3,
-              metrics=["accuracy"], verbose=2)
+    model.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=bp.optim.SGD(model.parameters(), lr=0.1),
+        epochs=3,
+        metrics=["accuracy"],
+        verbose=2,
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all("loss" in line and "accuracy" in line for line in lines)
     model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), epochs=3, verbose=0)
@@ -279,8 +386,8 @@ def test_silent_fit_reads_results_in_blocks_and_records_the_same_history(
 ) -> None:
     """verbose=0 with nothing that needs an epoch's values when it ends reads them in blocks
     (one host transfer per block); the history is exactly the one read epoch by epoch."""
-    from backprop import epoch_results
-    from backprop.backends import Backend
+    from backprop import epoch_results  # noqa: PLC0415 - spied on in this test only
+    from backprop.backends import Backend  # noqa: PLC0415
 
     monkeypatch.setattr(epoch_results, "READ_EVERY", 7)  # 4 batches an epoch: a block every 2 epochs
     reads = []
@@ -291,8 +398,17 @@ def test_silent_fit_reads_results_in_blocks_and_records_the_same_history(
     for verbose in (0, 2):
         reads.clear()
         model = classifier(device)
-        history = model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(model.parameters(), lr=0.01), epochs=9,
-                            batch_size=16, metrics=["accuracy"], record_grad_norms=True, verbose=verbose)
+        history = model.fit(
+            X,
+            y,
+            loss="cross_entropy",
+            optimizer=bp.optim.Adam(model.parameters(), lr=0.01),
+            epochs=9,
+            batch_size=16,
+            metrics=["accuracy"],
+            record_grad_norms=True,
+            verbose=verbose,
+        )
         runs.append((history, model.state_dict(), list(reads)))
     capsys.readouterr()
     (silent, weights, silent_reads), (loud, loud_weights, loud_reads) = runs
@@ -313,8 +429,16 @@ def test_silent_fit_names_the_epoch_that_diverged(rng: np.random.Generator) -> N
         model = bp.Sequential(bp.Dense(4, 1), device="cpu", seed=0)
         history = bp.History()
         with pytest.raises(bp.TrainingDivergedError, match=r"in epoch (\d+)\.") as err:
-            model.fit(X, target, loss="mse", optimizer=bp.optim.SGD(model.parameters(), lr=3.0), epochs=200,
-                      batch_size=16, history=history, verbose=verbose)
+            model.fit(
+                X,
+                target,
+                loss="mse",
+                optimizer=bp.optim.SGD(model.parameters(), lr=3.0),
+                epochs=200,
+                batch_size=16,
+                history=history,
+                verbose=verbose,
+            )
         found.append((str(err.value), history.to_dict()))
     assert found[0] == found[1]
     message, history = found[0]
@@ -340,8 +464,14 @@ def test_ctrl_c_in_a_silent_fit_keeps_the_completed_epochs_in_the_history(
 
         monkeypatch.setattr(bp.optim.SGD, "step", step)
         model, history = classifier(), bp.History()
-        options = {"loss": "cross_entropy", "optimizer": bp.optim.SGD(model.parameters(), lr=0.1), "batch_size": 16,
-                   "epochs": 6 if interrupt_at is None else 20, "history": history, "verbose": 0}
+        options = {
+            "loss": "cross_entropy",
+            "optimizer": bp.optim.SGD(model.parameters(), lr=0.1),
+            "batch_size": 16,
+            "epochs": 6 if interrupt_at is None else 20,
+            "history": history,
+            "verbose": 0,
+        }
         if interrupt_at is None:
             model.fit(X, y, **options)
         else:
@@ -357,7 +487,9 @@ def test_a_loss_that_explodes_but_stays_finite_warns_once_and_is_recorded(rng: n
     y = X @ rng.standard_normal((3, 1))
     model = bp.Sequential(bp.Dense(3, 1), device="cpu", dtype="float64", seed=0)
     opt = bp.optim.SGD(model.parameters(), lr=0.9)  # each step overshoots by more than it corrects
-    with pytest.warns(bp.callbacks.LossGrowthWarning, match=r"grew from .* \(epoch 1\) to .* though it is still finite") as caught:
+    with pytest.warns(
+        bp.callbacks.LossGrowthWarning, match=r"grew from .* \(epoch 1\) to .* though it is still finite"
+    ) as caught:
         history = model.fit(100 * X, y, loss="mse", optimizer=opt, epochs=12, batch_size=64, verbose=0)
     assert len(caught) == 1 and all(np.isfinite(history["loss"]))
     assert max(history["loss"]) > 1e4 * history["loss"][0]

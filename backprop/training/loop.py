@@ -147,7 +147,9 @@ def fit(
     history = History() if history is None else history
     own = _option_callbacks(record_grad_norms, scheduler, _early_stopping(early_stopping, validation_data is not None))
     user: list[Callback] = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-    last_ones: list[Callback] = [] if checkpoint is None else [ModelCheckpoint(checkpoint, checkpoint_every, checkpoint_extra)]
+    last_ones: list[Callback] = []
+    if checkpoint is not None:
+        last_ones.append(ModelCheckpoint(checkpoint, checkpoint_every, checkpoint_extra))
     if verbose and not any(isinstance(cb, ProgressBar) for cb in user):
         last_ones.append(ProgressBar(verbose))
     callback_list = CallbackList([*own, *user, *last_ones])
@@ -163,7 +165,8 @@ def fit(
         callback_list.set_optimizer(optimizer)
         callback_list.set_params({
             "epochs": initial_epoch + epochs, "initial_epoch": initial_epoch, "steps": math.ceil(n / batch_size),
-            "batch_size": batch_size, "samples": n, "verbose": verbose, "metrics": _epoch_keys(metric_list, val is not None),
+            "batch_size": batch_size, "samples": n, "verbose": verbose,
+            "metrics": _epoch_keys(metric_list, val is not None),
             "history": history, "scheduler": scheduler if scheduler is not None else _user_schedule(user),
             "ranks": parallel.comm if parallel is not None else None,
         })  # fmt: skip
@@ -236,7 +239,8 @@ class _Run:
 
     def train(self, first: int, last: int, defer: bool) -> None:
         """Epochs ``first`` to ``last``; each one's values are read as it ends unless ``defer``."""
-        model, callbacks, results, logs, metrics, step = self.model, self.callbacks, self.results, self.logs, self.metrics, self.step
+        model, callbacks, results = self.model, self.callbacks, self.results
+        logs, metrics, step = self.logs, self.metrics, self.step
         assert step is not None
         xp = model._require_built().xp
         parallel = self.parallel
