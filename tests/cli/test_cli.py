@@ -20,7 +20,7 @@ import backprop as bp
 from backprop.backends.cuda import GpuInfo
 from backprop.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["train", "evaluate", "predict", "gradcheck", "devices"]
 
 

@@ -28,7 +28,7 @@ from backprop.checkpoint import archive
 from backprop.cli import main
 from hostile_files import base_checkpoint, edited, entries
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -21,7 +21,7 @@ import pytest
 import distributed_ranks
 from mpi_launch import ROOT, launch_python, requires_mpi
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # the tests folder, where the rank scripts are
 SCRIPT = HERE / "distributed_ranks.py"
 pytestmark = requires_mpi
 

@@ -19,7 +19,7 @@ from backprop import distributed
 from backprop.backends import CudaUnavailableError, GpuInfo
 from backprop.distributed import world as world_module
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeComm:

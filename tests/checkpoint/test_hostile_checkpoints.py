@@ -38,7 +38,7 @@ from backprop.checkpoint.contents import FIELDS
 from backprop.loading import load_checkpoint
 from hostile_files import base_checkpoint, base_model, edited, entries, npy, npy_header, parts, write_parts, write_zip
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # the tests folder, where fuzz_checkpoints.py is
 PARAMS = ["0.W", "0.b", "1.gamma", "1.beta", "3.block.0.W", "3.block.0.b", "3.block.1.gamma", "3.block.1.beta",
           "4.W", "4.b"]
 

@@ -25,7 +25,7 @@ import backprop as bp
 import distributed_fit
 from mpi_launch import launch_python, requires_mpi
 
-SCRIPT = Path(__file__).resolve().parent / "distributed_fit.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "distributed_fit.py"
 pytestmark = requires_mpi
 
 

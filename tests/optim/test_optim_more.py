@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_optim import small_model, trajectory_matches_torch
 
 import backprop as bp
 from helpers import host
-from test_optim import small_model, trajectory_matches_torch
 
 
 def _same(**kwargs: object) -> tuple[dict, dict]:

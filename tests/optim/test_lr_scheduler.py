@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_optim import small_model, trajectory_matches_torch
 
 import backprop as bp
 from backprop.optim import lr_scheduler as ls
-from test_optim import small_model, trajectory_matches_torch
 
 STEPS = 40
 BASE_LR = 0.1
