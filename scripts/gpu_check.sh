@@ -59,8 +59,10 @@ python3 -c "import backprop as bp; print('devices', [d.name for d in bp.availabl
 cat "$out/machine.txt"
 
 echo "== GPU-specific tests"
-stop_after "${GPU_TESTS_TIMEOUT:-120}" python3 -m pytest "${pytest_args[@]}" tests/test_kernels.py tests/test_graph.py \
-  tests/test_devices.py > "$out/tests-gpu.log" 2>&1 || status=1
+gpu_tests=(tests/backends/test_ops.py tests/training/test_graph.py tests/backends/test_devices.py
+           tests/backends/test_gpu_devices.py tests/training/test_graph_staleness.py)
+stop_after "${GPU_TESTS_TIMEOUT:-150}" python3 -m pytest "${pytest_args[@]}" "${gpu_tests[@]}" \
+  > "$out/tests-gpu.log" 2>&1 || status=1
 tail -n 25 "$out/tests-gpu.log"
 
 if [ -z "${SKIP_BENCH:-}" ]; then
@@ -85,7 +87,7 @@ echo "== the rest of the suite"
 # keeps time for a rerun; a part cut short gets 20 s more to finish), at least a minute
 suite_timeout=${SUITE_TIMEOUT:-$(( ${TOTAL_BUDGET:-420} - SECONDS > 60 ? ${TOTAL_BUDGET:-420} - SECONDS : 60 ))}
 echo "(up to ${suite_timeout} s)"
-stop_after "$suite_timeout" python3 -m pytest "${pytest_args[@]}" tests --ignore=tests/test_kernels.py \
-  --ignore=tests/test_graph.py --ignore=tests/test_devices.py > "$out/tests-rest.log" 2>&1 || status=1
+stop_after "$suite_timeout" python3 -m pytest "${pytest_args[@]}" tests "${gpu_tests[@]/#/--ignore=}" \
+  > "$out/tests-rest.log" 2>&1 || status=1
 tail -n 25 "$out/tests-rest.log"
 exit $status
