@@ -7,6 +7,7 @@ from typing import Any
 
 from ..checkpoint import checkpoint_contents
 from ..checkpoint.archive import write_archive
+from ..validation import integer
 from .base import Callback, Logs
 
 __all__ = ["ModelCheckpoint"]
@@ -32,8 +33,7 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1, extra: dict[str, Any] | None = None,
                  scheduler: Any = None):  # fmt: skip
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1; got {every!r}")
+        every = integer(every, "every", minimum=1)
         self.path = os.fspath(path)
         self.every, self.extra, self.scheduler = every, extra, scheduler
         self._snapshot: Any = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ..validation import choice, integer
 from .base import Callback, Logs, TrainedModel
 
 if TYPE_CHECKING:
@@ -40,10 +41,8 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = True,
     ):
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
-        if not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer; got {patience!r}")
+        mode = choice(mode, "mode", ("auto", "min", "max"))
+        patience = integer(patience, "patience")
         self.monitor = monitor
         self.patience = patience
         self.min_delta = abs(float(min_delta))
