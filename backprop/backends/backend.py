@@ -284,9 +284,24 @@ def _check_float64(backend: Backend) -> None:
 
 
 def _load_ops(backend: Backend) -> tuple[Ops, Any]:
-    """The backend's `Ops` (NumPy's and CuPy's fuse; any other namespace gets the generic
-    one) and, on CUDA, its GPU runtime."""
+    """The backend's `Ops` (NumPy's, numba's and CuPy's fuse; any other namespace gets the
+    generic one) and, on CUDA, its GPU runtime.
+
+    On the CPU the device's ``kernels`` decides: ``"auto"`` takes `NumbaOps` where numba is
+    installed (found without importing it; `NumbaOps` imports it when a kernel is first
+    needed, so a model too small for any never does), ``"numpy"`` never does."""
     if backend.device.type == "cpu":
+        kernels = backend.device.kernels
+        if kernels != "numpy":
+            from . import numba_ops  # noqa: PLC0415 - one backend's code loaded when used (imports no numba)
+
+            if numba_ops.available():
+                return numba_ops.NumbaOps(), None
+            if kernels == "numba":
+                raise ImportError(
+                    "Device('cpu', kernels='numba') needs numba, which is not installed: "
+                    'pip install "backprop[cpu]" (or numba), or use kernels="auto"'
+                )
         from .numpy_ops import NumpyOps  # noqa: PLC0415 - one backend's code loaded when used
 
         return NumpyOps(), None

@@ -8,7 +8,13 @@ A device is a pair (array namespace, device within it):
   device, through array-api-compat's wrapping of ``torch`` (``Device(namespace="torch")`` too)
 * ``Device(namespace=array_api_strict)`` -> any Array API namespace, e.g. for tests
 
-Nothing here imports CuPy: the namespace is resolved lazily by `Device.xp`.
+On the CPU, ``kernels=`` chooses how NumPy arrays are computed on: ``"auto"`` (the default)
+takes numba's compiled kernels where numba is installed (``pip install "backprop-nn[cpu]"``) and
+NumPy's otherwise; ``"numpy"`` opts out of numba (which is then never imported); ``"numba"``
+insists on it (building a model raises where it is not installed). The choice belongs to the
+device a model is given, not to the process: two models in one process may differ.
+
+Nothing here imports CuPy or numba: the namespace is resolved lazily by `Device.xp`.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["Device", "DeviceLike", "get_device"]
+__all__ = ["KERNELS", "Device", "DeviceLike", "get_device"]
 
 _VALID = "'cpu', 'cuda' or 'cuda:N' (N = GPU index), 'torch', 'torch:cuda', 'torch:mps', or a bp.Device"
+KERNELS = ("auto", "numpy", "numba")
 
 
 class Device:
@@ -33,6 +40,12 @@ class Device:
     namespace:
         An Array API namespace (module or importable module name) to run on instead of
         NumPy/CuPy, e.g. ``"array_api_strict"``.
+    kernels:
+        CPU only: ``"auto"`` (numba's compiled kernels where numba is installed, else NumPy's),
+        ``"numpy"`` (never numba) or ``"numba"`` (numba's, or an error where it is missing).
+        It says how arrays are computed on, not where they live, so it is no part of the
+        device's identity: ``Device("cpu", kernels="numpy") == Device("cpu")``, and both are
+        named ``"cpu"``.
 
     Examples
     --------
@@ -40,19 +53,30 @@ class Device:
     'cuda:0'
     >>> Device("cpu") == Device("CPU")
     True
+    >>> Device("cpu", kernels="numpy")
+    Device('cpu', kernels='numpy')
     """
 
-    __slots__ = ("_native", "index", "namespace", "type")
+    __slots__ = ("_native", "index", "kernels", "namespace", "type")
 
     type: str
     index: int | None
     namespace: str
+    kernels: str
     _native: Any
 
-    def __init__(self, spec: str | None = None, *, namespace: str | ModuleType | None = None):
+    def __init__(self, spec: str | None = None, *, namespace: str | ModuleType | None = None, kernels: str = "auto"):
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(map(repr, KERNELS))}; got {kernels!r}")
+        object.__setattr__(self, "kernels", kernels)
         if namespace is not None:
             self._init_generic(spec, namespace)
-            return
+        else:
+            self._init_named(spec)
+        if kernels != "auto" and self.type != "cpu":
+            raise ValueError(f"kernels={kernels!r} chooses the CPU's kernels; {self.name} has its own, leave it out")
+
+    def _init_named(self, spec: str | None) -> None:
         spec = "cpu" if spec is None else spec
         if not isinstance(spec, str):
             raise TypeError(f"device must be a string such as {_VALID}; got {type(spec).__name__} {spec!r}")
@@ -157,6 +181,8 @@ class Device:
     def __repr__(self) -> str:
         if self.type == "array_api":
             return f"Device({str(getattr(self._native, '_device', self._native))!r}, namespace={self.namespace!r})"
+        if self.kernels != "auto":
+            return f"Device({self.name!r}, kernels={self.kernels!r})"
         return f"Device({self.name!r})"
 
     def __str__(self) -> str:
@@ -165,11 +191,17 @@ class Device:
     def __reduce__(self) -> tuple[Any, ...]:
         if self.type == "array_api":
             return (_rebuild_generic, (self.namespace, str(getattr(self._native, "_device", self._native))))
+        if self.kernels != "auto":
+            return (_rebuild_with_kernels, (self.name, self.kernels))
         return (Device, (self.name,))
 
 
 def _rebuild_generic(namespace: str, native_name: str) -> Device:
     return Device(native_name, namespace=namespace)
+
+
+def _rebuild_with_kernels(name: str, kernels: str) -> Device:
+    return Device(name, kernels=kernels)
 
 
 def _parse_index(spec: str, text: str) -> int:

@@ -1,4 +1,10 @@
-"""Every method a backend's `Ops` overrides against the generic `Ops` (the reference)."""
+"""Every method a backend's `Ops` overrides against the generic `Ops` (the reference).
+
+Here the test matrix has one case more than elsewhere: ``numba``, the CPU with numba's compiled
+kernels taken for arrays of every size (`NumbaOps` with no size threshold; skipped, visibly,
+where numba is not installed), while ``numpy`` is the CPU with ``kernels="numpy"``, so that
+each of `NumpyOps` and `NumbaOps` is compared with the generic `Ops` on its own.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,45 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends import Backend, Ops, numpy_ops
+from backprop.backends import Backend, Ops, numba_ops, numpy_ops
+from backprop.backends.numba_ops import NumbaOps
 from backprop.backends.numpy_ops import NumpyOps
 from backprop.optim import fused
+from conftest import BACKEND_PARAMS, make_device
 from helpers import host
+
+NO_NUMBA = "numba is not installed (pip install 'backprop[cpu]'): its CPU kernels go untested"
+NUMBA_PARAMS = (
+    [pytest.param("numba", marks=[] if numba_ops.available() else [pytest.mark.skip(reason=NO_NUMBA)], id="numba")]
+    if any(p.values[0] == "numpy" for p in BACKEND_PARAMS)  # BACKPROP_TEST_BACKENDS may leave the CPU out
+    else []
+)
+
+
+def every_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`NumbaOps` made from now on take their kernels for arrays of any size."""
+    monkeypatch.setattr(numba_ops, "MIN_SIZE", dict.fromkeys(numba_ops.MIN_SIZE, 0))
+
+
+@pytest.fixture(params=[*BACKEND_PARAMS, *NUMBA_PARAMS])
+def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bp.Device:
+    """conftest's backends, the CPU's split in two: NumPy's kernels, and numba's at every size."""
+    if request.param == "numba":
+        every_kernel(monkeypatch)
+        return bp.Device("cpu", kernels="numba")
+    if request.param == "numpy":
+        return bp.Device("cpu", kernels="numpy")
+    return make_device(request.param)
+
+
+def cpu_ops() -> list:
+    """The CPU's ops classes, as parameters (numba's skipped where it is not installed)."""
+    skip = [] if numba_ops.available() else [pytest.mark.skip(reason=NO_NUMBA)]
+    return [
+        pytest.param(NumpyOps, id="numpy"),
+        pytest.param(lambda: NumbaOps(min_size=0), marks=skip, id="numba"),
+    ]
+
 
 ACTIVATIONS = {
     "relu": bp.ReLU,
@@ -36,7 +77,8 @@ def overrides(ops: Ops, name: str) -> bool:
 def needs_kernel(backend: Backend, name: str) -> tuple[Ops, Ops]:
     """``(the backend's ops, the generic ops)``, skipping when the backend's method is the generic one."""
     if not overrides(backend.ops, name):
-        pytest.skip(f"{backend.device.name} has no fused {name!r} (the generic method is the kernel)")
+        where = f"{backend.device.name} ({type(backend.ops).__name__})"
+        pytest.skip(f"{where} has no fused {name!r} (the generic method is the kernel)")
     return backend.ops, Ops(backend.xp)
 
 
@@ -217,8 +259,9 @@ def test_cupy_ops_declare_cleanly_and_are_all_tested() -> None:
     assert overridden(CupyOps) <= TESTED, overridden(CupyOps) - TESTED
 
 
-def test_numpy_bias_relu_is_the_generic_relu_of_x_plus_b(dtype: str, rng: np.random.Generator) -> None:
-    """The NumPy bias + ReLU kernel gives the generic ``maximum(X + b, 0)``, NaN, infinities and
+@pytest.mark.parametrize("make_ops", cpu_ops())
+def test_cpu_bias_relu_is_the_generic_relu_of_x_plus_b(make_ops: type, dtype: str, rng: np.random.Generator) -> None:
+    """The CPU bias + ReLU kernels give the generic ``maximum(X + b, 0)``, NaN, infinities and
     signed zeros included."""
     X = rng.standard_normal((64, 96)).astype(dtype)
     X.flat[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
@@ -226,13 +269,18 @@ def test_numpy_bias_relu_is_the_generic_relu_of_x_plus_b(dtype: str, rng: np.ran
     b[3:7] = [-0.0, 0.0, np.inf, -np.inf]  # X + b is -0 at [0, 3] and +0 at [0, 4]
     with np.errstate(invalid="ignore"):  # inf + -inf
         expected = bp.ReLU().f(Ops(np), X + b)
-        got = NumpyOps().bias_relu(X.copy(), b)
+        got = make_ops().bias_relu(X.copy(), b)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))  # equal above takes -0 for +0
 
 
 def test_every_numpy_override_is_tested() -> None:
     assert overridden(NumpyOps) <= TESTED, overridden(NumpyOps) - TESTED
+
+
+def test_every_numba_override_is_tested() -> None:
+    """Runs without numba too: `numba_ops` imports numba only when a kernel is called."""
+    assert overridden(NumbaOps) <= TESTED, overridden(NumbaOps) - TESTED
 
 
 #: one Adam update's arguments, for the flat-buffer methods called directly
@@ -363,14 +411,17 @@ def test_every_layers_gradients_land_in_the_flat_buffer(
     assert all(p.grad is p.arenas.grad.views[p.index] for p in model.parameters())
 
 
+@pytest.mark.parametrize("make_ops", cpu_ops())
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True}])
-def test_numpy_adam_is_bit_identical_to_the_generic_adam(settings: dict, rng: np.random.Generator) -> None:
+def test_cpu_adam_is_bit_identical_to_the_generic_adam(
+    settings: dict, make_ops: type, dtype: str, rng: np.random.Generator
+) -> None:
     arguments = dict(ADAM_ARGUMENTS)
     arguments.update(settings)
-    p, g, m, v = (rng.standard_normal(300_000).astype(np.float32) for _ in range(4))  # over two chunks
+    p, g, m, v = (rng.standard_normal(300_000).astype(dtype) for _ in range(4))  # over chunks and threads' blocks
     v = np.abs(v)
     fused, generic = [a.copy() for a in (p, g, m, v)], [a.copy() for a in (p, g, m, v)]
-    NumpyOps().adam_update(*fused, **arguments)
+    make_ops().adam_update(*fused, **arguments)
     Ops(np).adam_update(*generic, **arguments)
     for a, b in zip(fused, generic):
         np.testing.assert_array_equal(a, b)
@@ -453,3 +504,33 @@ def test_float32_subnormals_on_a_gpu_are_within_the_smallest_normal_of_numpy(rng
         with gpu.activate():
             Y = host(act.f(gpu.ops, gpu.from_host(Xh)))
         np.testing.assert_allclose(Y, act.f(cpu.ops, Xh.copy()), rtol=RTOL["float32"], atol=tiny, err_msg=name)
+
+
+SGD_SETTINGS = [
+    {},
+    {"weight_decay": 0.1},
+    {"momentum": 0.9},
+    {"momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01},
+    {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
+]
+
+
+@pytest.mark.parametrize("make_ops", cpu_ops())
+@pytest.mark.parametrize("settings", SGD_SETTINGS)
+def test_cpu_sgd_is_bit_identical_to_the_generic_sgd(
+    settings: dict, make_ops: type, dtype: str, rng: np.random.Generator
+) -> None:
+    """Three steps (the first with a fresh momentum buffer) over arrays spanning many blocks."""
+    kwargs = {"lr": 0.1, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0} | settings
+    p, g = (rng.standard_normal(100_003).astype(dtype) for _ in range(2))
+    g0 = g.copy()
+    runs = []
+    for ops in (make_ops(), Ops(np)):
+        arrays = [p.copy()] + ([np.zeros_like(p)] if kwargs["momentum"] else [])
+        for step in range(3):
+            ops.sgd_update(arrays[0], g, *arrays[1:], fresh=step == 0, **kwargs)
+        runs.append(arrays)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(g, g0)  # the gradient is read, never written
+    assert not np.array_equal(runs[0][0], p)
