@@ -21,8 +21,8 @@ from .history import History
 from .layers.base import BuildContext, Layer
 from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss, get_loss
-from .memory import available_device_memory, available_host_memory, format_bytes
 from .metrics import get_metrics
+from .model_checks import check_data_fits, check_fits, check_unbuilt, check_unique
 from .parameter import Parameter
 from .training import evaluate as _evaluate
 from .training import fit as _fit
@@ -65,9 +65,9 @@ class Sequential(SequentialLayer):
         self.shuffle_rng = np.random.default_rng(shuffle_seq)
         self.noise_rng = np.random.default_rng(noise_seq)
         ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
-        _check_unique(self)
-        _check_unbuilt(self)
-        _check_fits(self, ctx.backend)
+        check_unique(self)
+        check_unbuilt(self)
+        check_fits(self, ctx.backend)
         self.build(None, ctx)
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
@@ -209,6 +209,7 @@ class Sequential(SequentialLayer):
                 f"{', ...' if len(foreign) > 3 else ''}), so fit would train nothing of it: build the optimizer over "
                 "this model's parameters, e.g. bp.optim.Adam(model.parameters())"
             )
+        check_data_fits(self, X, options.get("batch_size", 32))
         return _fit(self, X, y, loss=loss, optimizer=optimizer, **options)
 
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
@@ -336,55 +337,9 @@ class Sequential(SequentialLayer):
             )
 
 
-def _check_fits(model: Layer, backend: Backend) -> None:
-    """Refuse a model whose parameters cannot fit, before anything is allocated: each value is
-    drawn in float64 on the host, then kept with its gradient (and its optimizer state, later)
-    in the model's dtype on the device."""
-    values = sum(layer.size_estimate() for layer in model.walk())
-    itemsize = 8 if backend.dtype_name == "float64" else 4
-    host_need, device_need = values * (8 + itemsize), values * 2 * itemsize
-    checks = [("this machine", host_need, available_host_memory())]
-    if backend.device.type == "cuda":
-        checks.append((backend.device.name, device_need, available_device_memory(backend.device)))
-    for where, need, room in checks:
-        if room is not None and need > room:
-            raise MemoryError(
-                f"the model has {values:,} parameter values, which need about {format_bytes(need)} on "
-                f"{where} to build, but only {format_bytes(room)} are available: make the layers smaller"
-            )
-
-
 class LoadResult(NamedTuple):
     """What `Sequential.load_state_dict` did not load: names the model has that the state
     lacked, and names the state has that the model lacks (PyTorch's ``_IncompatibleKeys``)."""
 
     missing_keys: list[str]
     unexpected_keys: list[str]
-
-
-def _check_unbuilt(model: Layer) -> None:
-    """Refuse a layer that already belongs to a built model: building it again would draw new
-    weights over the ones it has (a trained model's layers put in a new model would silently
-    lose their training). A `bp.Sequential` given as a layer is rebuilt by its parent, on the
-    parent's device, dtype and seed, as documented."""
-    for _, child in model.children():
-        if isinstance(child, Sequential):
-            continue
-        if child.backend is not None:
-            raise ValueError(
-                f"{child!r} already belongs to a built model (as layer {child.path!r}); putting it in another "
-                "would re-initialise its weights. Make a new layer, and copy trained weights with "
-                "new_model.load_state_dict(old_model.state_dict(), strict=False) where the names match"
-            )
-        _check_unbuilt(child)
-
-
-def _check_unique(model: Layer) -> None:
-    seen: set[int] = set()
-    for layer in model.walk():
-        if id(layer) in seen:
-            raise ValueError(
-                f"the same {layer!r} object appears twice in the model; parameters cannot be shared "
-                "between positions: create a new layer for each position"
-            )
-        seen.add(id(layer))

@@ -114,3 +114,14 @@ def test_layers_know_their_size_before_they_are_built() -> None:
     assert bp.BatchNorm(5).size_estimate() == 20 and bp.LayerNorm(5).size_estimate() == 10
     model = bp.Sequential(bp.Dense(3, 4), bp.BatchNorm(4), bp.ReLU(), seed=0)
     assert sum(layer.size_estimate() for layer in model.walk()) == sum(v.size for v in model.state_dict().values())
+
+
+def test_fit_refuses_data_that_cannot_fit_before_copying_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backprop import model_checks  # noqa: PLC0415 - its memory probe is replaced
+
+    m = model()
+    monkeypatch.setattr(model_checks, "available_host_memory", lambda: 10_000)  # 10 kB left
+    X = np.zeros((10_000, 2))  # 80 kB as float32 in the model: does not fit
+    with pytest.raises(MemoryError, match=r"10,000 samples of 2 features .* needs about .* only 10 kB are available"):
+        m.fit(X, np.zeros((10_000, 1)), loss="mse", optimizer=bp.optim.SGD(m.parameters()), verbose=0)
+    m.fit(X[:100], np.zeros((100, 1)), loss="mse", optimizer=bp.optim.SGD(m.parameters()), verbose=0)  # fits
