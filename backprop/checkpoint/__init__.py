@@ -11,9 +11,9 @@ code, and every unreadable file raises `CheckpointError` saying what is wrong wi
 
 from __future__ import annotations
 
-from .archive import FORMAT_VERSION
 from .errors import CheckpointError
 from .load import Checkpoint, load_weights, read_checkpoint
+from .members import FORMAT_VERSION
 from .protocol import CheckpointedModel, ModelFactory
 from .save import checkpoint_contents, save_checkpoint
 

@@ -21,9 +21,10 @@ from ..layers import layer_config
 from ..memory import available_host_memory, format_bytes
 from ..registry import OPTIMIZERS
 from . import contents
-from .archive import Archive, Limits, open_archive
+from .archive import Archive, open_archive
 from .errors import CheckpointError, checkpoint_error
 from .jsonable import unpack
+from .members import Limits
 from .protocol import CheckpointedModel, M, ModelFactory
 from .rng import restore_rng_states
 
