@@ -6,8 +6,11 @@
 #   3. the GPU benchmarks against PyTorch (SKIP_BENCH=1 leaves them out, QUICK_BENCH=1 smokes them);
 #   4. where `fit`'s time goes beyond its bare steps on mnist-wide (benchmarks/profile_fit.py;
 #      SKIP_BENCH=1 leaves it out too);
-#   5. the rest of the test suite on the CuPy backend.
-# Full logs go to LOG_DIR (seven files); CuPy's compiled kernels are kept in .cupy_cache so a
+#   5. data-parallel training's NCCL path at one rank: the reduction captured in the step's CUDA
+#      graph, against no reduction (benchmarks/nccl_overhead.py; needs NCCL, pip install
+#      nvidia-nccl-cu12; SKIP_DIST=1 leaves it out, DIST_TIMEOUT (90) bounds it);
+#   6. the rest of the test suite on the CuPy backend.
+# Full logs go to LOG_DIR (eight files); CuPy's compiled kernels are kept in .cupy_cache so a
 # rerun on the same machine skips compiling. Limits in seconds: GPU_TESTS_TIMEOUT (120),
 # BENCH_TIMEOUT (180), PROFILE_TIMEOUT (60), SUITE_TIMEOUT (what is left of TOTAL_BUDGET, 420).
 # The tests run on TEST_WORKERS (8) processes where pytest-xdist is installed.
@@ -80,6 +83,12 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   stop_after "${PROFILE_TIMEOUT:-60}" python3 benchmarks/profile_fit.py --device cuda > "$out/profile-fit.txt" 2>&1 \
     || status=1
   head -n 12 "$out/profile-fit.txt"
+fi
+
+if [ -z "${SKIP_DIST:-}" ]; then
+  echo "== NCCL reduction at one rank (data-parallel fit's GPU path)"
+  stop_after "${DIST_TIMEOUT:-90}" python3 benchmarks/nccl_overhead.py > "$out/nccl-overhead.md" 2>&1 || status=1
+  cat "$out/nccl-overhead.md"
 fi
 
 echo "== the rest of the suite"

@@ -15,7 +15,8 @@ class ProgressBar(Callback):
     terminal (about 20 lines otherwise), ``2`` one line per epoch, ``0`` nothing. The running
     loss is read from the device at most twice a second, and only when a bar shows it.
     `fit` adds one for ``verbose>0`` unless ``callbacks=`` has one. In data-parallel training
-    only rank 0 prints (the epoch's values are the same on every rank)."""
+    only rank 0 prints: the epoch's values are those of all ranks, but the running loss a bar
+    shows during an epoch is rank 0's own (reading the others' would cost a collective)."""
 
     def __init__(self, verbose: int = 1, stream: TextIO | None = None):
         if isinstance(verbose, bool):

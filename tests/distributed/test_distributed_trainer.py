@@ -5,7 +5,9 @@ data). The real multi-process runs are in `test_distributed_fit.py`."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -246,3 +248,17 @@ def test_uploads_copy_on_their_own_stream_and_are_waited_for_only_when_used() ->
     assert ("host waits", 1) in fake.log
     uploader.ready(second)
     assert fake.log[-1] == ("wait", "compute", 3)
+
+
+def test_the_scaling_model_prints_its_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/scaling_model.py: the ring formula, and the README's table comes out of it."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling_model.py"
+    spec = importlib.util.spec_from_file_location("scaling_model", path)
+    assert spec is not None and spec.loader is not None
+    model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model)
+    assert model.allreduce_seconds(2, 450e9, 1.0) == pytest.approx(1.0 + 10e-6)  # 2(N-1)/N = 1 at N = 2
+    assert model.allreduce_seconds(16, 50e9, 0.5) == pytest.approx(2 * 15 / 16 * 2 + 20e-6)
+    model.main()
+    out = capsys.readouterr().out
+    assert "| 4096x3-1000 | 8 | 0.857 | 94% | 98% | 64% |" in out  # as the README quotes it
