@@ -57,9 +57,7 @@ def _jit(**options):
     return decorate
 
 
-import os as _os  # EXPERIMENT
-
-_parallel = _jit(parallel=not _os.environ.get("BP_SERIAL"))
+_parallel = _jit(parallel=True)
 _serial = _jit()
 
 

@@ -19,7 +19,7 @@ from backprop.backends import Backend, Ops, numba_ops
 from backprop.backends.numba_ops import NumbaOps
 from backprop.backends.numpy_ops import NumpyOps
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 needs_numba = pytest.mark.skipif(
     not numba_ops.available(), reason="numba is not installed (pip install 'backprop[cpu]'): its kernels go untested"
 )

@@ -252,7 +252,7 @@ def test_uploads_copy_on_their_own_stream_and_are_waited_for_only_when_used() ->
 
 def test_the_scaling_model_prints_its_tables(capsys: pytest.CaptureFixture[str]) -> None:
     """benchmarks/scaling_model.py: the ring formula, and the README's table comes out of it."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling_model.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling_model.py"
     spec = importlib.util.spec_from_file_location("scaling_model", path)
     assert spec is not None and spec.loader is not None
     model = importlib.util.module_from_spec(spec)
