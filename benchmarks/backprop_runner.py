@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 SEED = 1234  # the initial weights: torch gets a copy of exactly these
+CPU_KERNELS = "auto"  # the CPU kernels of every CPU model built here (run.py's --kernels)
 
 
 def has_graph_step() -> bool:
@@ -50,7 +51,9 @@ def has_graph_step() -> bool:
         return False
 
 
-def build(config: Config, device: str) -> bp.Sequential:
+def build(config: Config, device: str, kernels: str | None = None) -> bp.Sequential:
+    """The config's model on ``device``; on the CPU with ``kernels`` (default `CPU_KERNELS`)."""
+    where: Any = bp.Device("cpu", kernels=kernels or CPU_KERNELS) if device == "cpu" else device
     pairs = list(zip(config.sizes[:-1], config.sizes[1:]))
     layers: list[bp.Layer] = []
     for i, (n_in, n_out) in enumerate(pairs):
@@ -60,7 +63,7 @@ def build(config: Config, device: str) -> bp.Sequential:
             layers.append(bp.ReLU())
     if config.head == "sigmoid-bce":
         layers.append(bp.Sigmoid())
-    return bp.Sequential(*layers, device=device, dtype="float32", seed=SEED)
+    return bp.Sequential(*layers, device=where, dtype="float32", seed=SEED)
 
 
 def initial_state(config: Config) -> dict[str, np.ndarray]:
@@ -142,10 +145,13 @@ def _peak_memory(device: str) -> Iterator[_Peak]:
     )
 
 
-def prepare_step_variant(config: Config, device: str, batches: list, counts: Counts, graph: bool = False) -> Prepared:
-    """``make_step`` ready to time on ``batches`` (host (X, y) pairs, moved to the device first)."""
+def prepare_step_variant(
+    config: Config, device: str, batches: list, counts: Counts, graph: bool = False, kernels: str | None = None
+) -> Prepared:
+    """``make_step`` ready to time on ``batches`` (host (X, y) pairs, moved to the device first);
+    on the CPU with ``kernels`` (default `CPU_KERNELS`)."""
     with _peak_memory(device) as peak:
-        model = build(config, device)
+        model = build(config, device, kernels)
         loss = _loss(config)
         optimizer = _optimizer(config, model)
         backend = model.backend
@@ -274,7 +280,11 @@ def prepare_fit(config: Config, device: str, n: int) -> FitSetup:
             (Xd[i : min(i + config.batch, n)], T[i : min(i + config.batch, n)]) for i in range(0, n, config.batch)
         ]
     options = {
-        "loss": loss, "optimizer": _optimizer(config, fit_model), "epochs": 1, "batch_size": config.batch, "verbose": 0
+        "loss": loss,
+        "optimizer": _optimizer(config, fit_model),
+        "epochs": 1,
+        "batch_size": config.batch,
+        "verbose": 0,
     }
     warm = min(n, 2 * config.batch)
     fit_model.fit(Xd[:warm], y[:warm], **options)

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OthersLoad", "cpu_busy", "cpu_model", "describe_machine", "gemm_rate", "gpu_properties"]
+__all__ = [
+    "OthersLoad",
+    "bp_device",
+    "cpu_busy",
+    "cpu_features",
+    "cpu_model",
+    "describe_blas",
+    "describe_machine",
+    "gemm_rate",
+    "gpu_properties",
+    "numba_info",
+    "numpy_blas",
+    "torch_blas",
+]
 
 
 def cpu_model() -> str:
@@ -73,16 +87,121 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _blas() -> str:
+def cpu_features() -> str:
+    """The vector extensions the matrix kernels may use (from /proc/cpuinfo's flags)."""
     try:
-        from threadpoolctl import threadpool_info  # noqa: PLC0415 - optional
-    except ImportError:
-        return "BLAS unknown"
-    libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    if not libs:
-        return "BLAS unknown"
-    lib = libs[0]
-    return f"{lib.get('internal_api', 'BLAS')} {lib.get('num_threads', '?')} threads"
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    shown = [name for name in ("avx512f", "avx2", "fma", "avx") if name in flags]
+    return "+".join(shown) if shown else "no AVX"
+
+
+def _loaded_openblas() -> str | None:
+    """The path of the OpenBLAS library this process loaded (NumPy's), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    return min(paths) if paths else None
+
+
+def _openblas_call(lib: Any, names: tuple[str, ...], restype: Any) -> Any:
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = restype
+            return fn()
+    return None
+
+
+def numpy_blas() -> dict[str, Any]:
+    """NumPy's BLAS: library and version (``numpy.show_config``), and, for OpenBLAS, the kernel
+    it chose for this processor at run time (``openblas_get_corename``: ``Haswell``, ``Zen``,
+    ``SkylakeX``, ...) and its thread count, read through ctypes from the loaded library (the
+    symbols of NumPy's wheels carry a ``scipy_`` prefix and a ``64_`` suffix)."""
+    info: dict[str, Any] = {"library": "unknown", "version": None, "kernel": None, "threads": None}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["library"], info["version"] = blas.get("name", "unknown"), blas.get("version")
+    except Exception:  # noqa: BLE001 - older NumPy: no dict mode; the rest still helps
+        pass
+    path = _loaded_openblas()
+    if path:
+        import ctypes  # noqa: PLC0415 - only where an OpenBLAS is loaded
+
+        lib = ctypes.CDLL(path)
+        for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", "")):
+            core = _openblas_call(lib, (f"{prefix}openblas_get_corename{suffix}",), ctypes.c_char_p)
+            if core:
+                info["kernel"] = core.decode()
+                info["threads"] = _openblas_call(lib, (f"{prefix}openblas_get_num_threads{suffix}",), ctypes.c_int)
+                break
+    if info["threads"] is None:
+        try:
+            from threadpoolctl import threadpool_info  # noqa: PLC0415 - optional
+        except ImportError:
+            return info
+        libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if libs:
+            info["kernel"] = info["kernel"] or libs[0].get("architecture")
+            info["threads"] = libs[0].get("num_threads")
+    return info
+
+
+def torch_blas(torch: Any) -> dict[str, Any]:
+    """PyTorch's CPU BLAS (``BLAS_INFO`` of its build, MKL's version line where it is MKL) and
+    the vector instructions its kernels dispatch to (``torch.backends.cpu.get_cpu_capability``)."""
+    words = torch.__config__.show().replace(",", " ").split()
+    library = next((w.split("=", 1)[1] for w in words if w.startswith("BLAS_INFO=")), None)
+    lines = torch.__config__.parallel_info().splitlines()
+    mkl = next((re.search(r"Version ([\d.]+)", line) for line in lines if "Math Kernel Library" in line), None)
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        capability = None
+    return {
+        "library": library,
+        "version": mkl.group(1) if mkl else None,
+        "kernel": f"ATen {capability}" if capability else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def describe_blas(info: dict[str, Any]) -> str:
+    """``"scipy-openblas 0.3.31 (Haswell kernels, 2 threads)"``, from `numpy_blas`/`torch_blas`."""
+    inside = [
+        f"{info['kernel']} kernels" if info.get("kernel") else None,
+        f"{info['threads']} threads" if info.get("threads") else None,
+    ]
+    text = " ".join(str(x) for x in (info.get("library"), info.get("version")) if x)
+    inner = ", ".join(x for x in inside if x)
+    return f"{text} ({inner})" if inner else text
+
+
+def bp_device(kernels: str) -> Any:
+    """backprop's CPU device with the ``--kernels`` choice (``"auto"``, ``"numpy"``, ``"numba"``)."""
+    import backprop as bp  # noqa: PLC0415
+
+    return bp.Device("cpu", kernels=kernels)
+
+
+def numba_info(kernels: str) -> dict[str, Any] | None:
+    """numba's version, threading layer and thread count, where backprop's CPU kernels are
+    numba's (``kernels`` is the ``--kernels`` choice); ``None`` otherwise."""
+    from backprop.backends import Backend  # noqa: PLC0415
+
+    if type(Backend(bp_device(kernels), "float32").ops).__name__ != "NumbaOps":
+        return None
+    import numba  # noqa: PLC0415 - installed: NumbaOps was chosen
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = "not started"
+    return {"version": numba.__version__, "threading_layer": layer, "threads": numba.get_num_threads()}
 
 
 def gpu_properties(cupy: Any, index: int) -> dict[str, Any]:
@@ -99,14 +218,18 @@ def gpu_properties(cupy: Any, index: int) -> dict[str, Any]:
 
 
 def describe_machine(torch: Any, cupy: Any | None, gpu_index: int | None) -> dict[str, Any]:
+    blas = numpy_blas()
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cores": _cores(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "numpy_blas": _blas(),
+        "numpy_blas": describe_blas(blas),
+        "numpy_blas_info": blas,
         "torch": None if torch is None else torch.__version__,
         "torch_threads": None if torch is None else torch.get_num_threads(),
+        "torch_blas": None if torch is None else describe_blas(torch_blas(torch)),
         "cupy": None,
         "gpu": None,
     }

@@ -36,12 +36,22 @@ def _library(variant: str) -> str:
 
 
 def machine_line(machine: dict[str, Any], gemm: dict[str, Any]) -> str:
-    parts = [f"{machine['cpu']} ({machine['cores']} cores, {machine['numpy_blas']})"]
-    versions = f"Python {machine['python']}, numpy {machine['numpy']}"
+    features = f", {machine['cpu_features']}" if machine.get("cpu_features") else ""
+    parts = [f"{machine['cpu']} ({machine['cores']} cores{features})"]
+    versions = f"Python {machine['python']}, numpy {machine['numpy']} with {machine['numpy_blas']}"
     if machine["torch"]:
-        versions += f", torch {machine['torch']} ({machine['torch_threads']} CPU threads, torch's default)"
+        versions += f", torch {machine['torch']} ({machine['torch_threads']} CPU threads, torch's default"
+        versions += f"; {machine['torch_blas']})" if machine.get("torch_blas") else ")"
     else:
         versions += ", torch not installed"
+    numba = machine.get("numba")
+    if numba:
+        versions += (
+            f", numba {numba['version']} (backprop's CPU kernels; {numba['threading_layer']} threading layer, "
+            f"{numba['threads']} threads)"
+        )
+    elif machine.get("kernels"):
+        versions += f", backprop's CPU kernels: {', '.join(machine['kernels'])} (NumPy's)"
     if machine["cupy"]:
         versions += f", cupy {machine['cupy']}"
     parts.append(versions)

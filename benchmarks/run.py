@@ -1,7 +1,7 @@
 """Benchmark backprop next to PyTorch: same model, initial weights, data and optimizer, float32.
 
     python benchmarks/run.py [--device cpu|cuda] [--configs xor,mnist-small,...] [--json out.json] [--quick]
-                             [--tutorial path/to/seed_tutorial.py]
+                             [--tutorial path/to/seed_tutorial.py] [--kernels auto|numpy|numba[,...]]
 
 Prints the machine and a markdown table on stdout (progress goes to stderr); see
 benchmarks/README.md for what each column means. Exit status: 0 when every variant ran,
@@ -25,9 +25,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo
 
 from benchmarks import backprop_runner, report, torch_runner, tutorial_runner
 from benchmarks.configs import CONFIGS, QUICK, flops_per_step, make_batches
-from benchmarks.machine import OthersLoad, cpu_busy, describe_machine, gemm_rate
+from benchmarks.machine import OthersLoad, bp_device, cpu_busy, describe_machine, gemm_rate, numba_info
 from benchmarks.timing import Prepared, measure_interleaved
 
+KERNELS = ("auto", "numpy", "numba")
 N_BATCHES = 4  # distinct device batches every timed loop cycles through
 GEMMS_WHAT = "the step's matrix products alone, same shapes and transposes, the library's own kernels"
 
@@ -39,6 +40,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     p.add_argument("--quick", action="store_true", help="a few steps each: a smoke test, not a measurement")
     p.add_argument("--no-torch", action="store_true", help="run backprop alone, as when PyTorch is not installed")
+    p.add_argument(
+        "--kernels",
+        default="auto",
+        help=(
+            "backprop's CPU kernels: auto (numba's where installed), numpy or numba; comma-separated for "
+            "more than one step row, the first is the 'backprop' row (default: auto)"
+        ),
+    )
     p.add_argument(
         "--tutorial",
         metavar="PATH",
@@ -78,7 +87,9 @@ def _check_cuda() -> tuple[Any, str | None]:
     return cupy, None
 
 
-def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> dict[str, Any]:
+def run_config(
+    config: Any, device: str, quick: bool, torch: Any, gpu: str, more_kernels: tuple[str, ...] = ()
+) -> dict[str, Any]:
     counts = QUICK if quick else config.counts[device]
     if quick:
         counts = dataclasses.replace(counts, fit_samples=4 * config.batch)
@@ -111,6 +122,12 @@ def run_config(config: Any, device: str, quick: bool, torch: Any, gpu: str) -> d
     prepare(
         "backprop", "make_step, eager", lambda: backprop_runner.prepare_step_variant(config, bp_device, batches, counts)
     )
+    for kernels in more_kernels:  # the same step on other CPU kernels, e.g. NumPy's beside numba's
+        prepare(
+            f"backprop ({kernels} kernels)",
+            f"make_step, eager, Device('cpu', kernels={kernels!r})",
+            lambda k=kernels: backprop_runner.prepare_step_variant(config, bp_device, batches, counts, kernels=k),
+        )
     if device != "cpu" and backprop_runner.has_graph_step():
         prepare(
             "backprop graph",
@@ -187,6 +204,21 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         log(f"error: none of the chosen configs runs on {device}")
         return 2
+    kernels = tuple(k.strip() for k in args.kernels.split(",") if k.strip())
+    bad = [k for k in kernels if k not in KERNELS]
+    if bad or not kernels:
+        log(f"error: --kernels {args.kernels!r}: choose from {', '.join(KERNELS)}")
+        return 2
+    if device != "cpu" and kernels != ("auto",):
+        log("error: --kernels chooses backprop's CPU kernels; leave it out with --device cuda")
+        return 2
+    try:
+        bp_device(kernels[0])  # numba asked for but not installed: say so before measuring anything
+        backprop_runner.build(CONFIGS["xor"], "cpu", kernels[0]) if "numba" in kernels else None
+    except ImportError as exc:
+        log(f"error: --kernels {args.kernels}: {exc}")
+        return 2
+    backprop_runner.CPU_KERNELS = kernels[0]
     if args.tutorial and device != "cpu":
         log("error: --tutorial compares NumPy code on the CPU; leave it out with --device cuda")
         return 2
@@ -221,10 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     log("measuring the GEMM rate ...")
     n, reps = (256, 3) if args.quick else ((2048, 5) if device == "cpu" else (8192, 10))
     gemm = {device: gemm_rate(device, n, reps, torch=torch, cupy=cupy)}
-    settings = {"device": device, "quick": args.quick, "batches_cycled": N_BATCHES, "seed": backprop_runner.SEED}
+    settings = {
+        "device": device,
+        "quick": args.quick,
+        "batches_cycled": N_BATCHES,
+        "seed": backprop_runner.SEED,
+        "kernels": list(kernels),
+    }
     entries: list[dict[str, Any]] = []
     for config in chosen:
-        entry = run_config(config, device, args.quick, torch, gpu)
+        entry = run_config(config, device, args.quick, torch, gpu, kernels[1:])
         report.derive(entry, gemm[device]["gflops"])
         entries.append(entry)
         log(report.markdown_table([entry]))  # as soon as measured: a run cut short keeps what it has
@@ -246,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         for v in entry["variants"]:
             notes.extend(f"{entry['config']}/{v['name']}: {w}" for w in v.get("warnings", []))
 
+    if device == "cpu":  # read after the run: numba's threading layer is known once a kernel ran
+        machine["numba"] = next((info for k in kernels if (info := numba_info(k))), None)
+        machine["kernels"] = list(kernels)
     machine["cpu_busy_before"] = busy_before
     machine["cpu_busy_after"] = cpu_busy(0.2 if args.quick else 0.5)
     busy = {"before the run": busy_before, "after it": machine["cpu_busy_after"]}

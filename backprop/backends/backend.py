@@ -289,14 +289,15 @@ def _load_ops(backend: Backend) -> tuple[Ops, Any]:
 
     On the CPU the device's ``kernels`` decides: ``"auto"`` takes `NumbaOps` where numba is
     installed (found without importing it; `NumbaOps` imports it when a kernel is first
-    needed, so a model too small for any never does), ``"numpy"`` never does."""
+    needed, and switches its kernels on only for a model large enough to win that back),
+    ``"numba"`` takes it with the kernels on from the start, ``"numpy"`` never does."""
     if backend.device.type == "cpu":
         kernels = backend.device.kernels
         if kernels != "numpy":
             from . import numba_ops  # noqa: PLC0415 - one backend's code loaded when used (imports no numba)
 
             if numba_ops.available():
-                return numba_ops.NumbaOps(), None
+                return numba_ops.NumbaOps(on=kernels == "numba"), None
             if kernels == "numba":
                 raise ImportError(
                     "Device('cpu', kernels='numba') needs numba, which is not installed: "

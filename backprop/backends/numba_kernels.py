@@ -7,62 +7,60 @@ Every kernel is compiled on first use for the dtypes it meets (float32, float64)
 disk (``cache=True``, see `numba_ops` for where), so only a machine's first run pays for
 compilation. None uses ``fastmath``: without it LLVM neither reassociates sums nor contracts a
 multiply and an add into one fused multiply-add, so each element sees the same IEEE float32 (or
-float64) operations in the same order as the NumPy code, and the elementwise kernels give
-NumPy's numbers bit for bit. The scalars are passed in the arrays' dtype, converted from Python
+float64) operations in the same order as the generic `Ops` method, and the elementwise kernels
+give its numbers bit for bit. The scalars are passed in the arrays' dtype, converted from Python
 floats exactly as NumPy converts them (``np.float32(1.0 - beta1)``), so that no float32 value is
 promoted to float64 on the way.
 
-Arrays are C-contiguous (the wrapper checks); 2-d loops run over rows in parallel and over
-columns inside, where LLVM vectorises; 1-d loops over blocks of `BLOCK` elements.
+Each kernel is one pass over memory on the calling thread (``nogil``: other Python threads run
+meanwhile). Loops index from 0 to a length: LLVM then knows no index is negative (numba wraps
+negative indices around) and vectorises them; it does not for ``range(lo, hi)``.
+Arrays are C-contiguous (the caller checks).
+
+Why one thread: numba's ``parallel=True`` kernels were measured inside training steps on the
+2-core machines we benchmark on. With numba's default OpenMP layer, its worker threads spin
+after each kernel while OpenBLAS's threads need both cores for the next matrix product, and a
+mnist-small step took 56 ms instead of 2.4 (the NumPy-kernel model in the same process slowed
+down fourfold with it). With ``OMP_WAIT_POLICY=passive`` (a process-wide setting) or the
+workqueue layer there was no such collapse, but two threads were still never faster than one:
+the kernels run right after a matrix product, while OpenBLAS's own threads still hold the
+second core. So no threading layer is started at all.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
 
-__all__ = [
-    "BLOCK",
-    "adam",
-    "bias_relu",
-    "dropout",
-    "relu_backward",
-    "sgd",
-    "softmax_cross_entropy",
-    "sum_rows",
-]
-
-BLOCK = 1 << 14  # elements a thread takes at a time in 1-d loops: 64 KiB of float32 per array
-COLUMNS = 256  # columns a thread sums at a time: a row of them is 1 KiB of float32
+__all__ = ["CACHED", "adam", "bias_relu", "dropout", "relu_backward", "sgd", "softmax_cross_entropy", "sum_rows"]
 
 CACHED = True  # whether the kernels are cached on disk (False: no writable cache directory)
 
 
-def _jit(**options):
-    """``numba.njit(cache=True, ...)``, or without the cache where numba finds no writable
-    directory for it (it raises then, at decoration): such a process compiles every kernel
-    it uses once, and `numba_ops` warns about it."""
-
-    def decorate(fn):
-        global CACHED
-        try:
-            return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            CACHED = False
-            return numba.njit(nogil=True, error_model="numpy", **options)(fn)
-
-    return decorate
+def _jit(fn: Any) -> Any:
+    """``numba.njit(cache=True, nogil=True)``, or without the cache where numba finds no
+    writable directory for it (it raises then, at decoration): such a process compiles every
+    kernel it uses once, and `numba_ops` warns about it. ``error_model="numpy"``: a division by
+    zero gives inf or NaN, as in NumPy, instead of raising."""
+    global CACHED
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        CACHED = False
+        return numba.njit(nogil=True, error_model="numpy")(fn)
 
 
-_parallel = _jit(parallel=True)
-_serial = _jit()
+@_jit
+def adam(p, g, m, v, mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size):
+    """Adam/AdamW on flat arrays, in place (``g`` only read). ``mode`` 0: no weight decay;
+    1: coupled (``g' = p wd + g``); 2: decoupled (``p *= decay``, ``decay = 1 - lr wd``).
+    ``c1 = 1 - b1``, ``c2 = 1 - b2``; per element, as `Ops.adam_update`::
 
-
-@_serial
-def _adam_block(p, g, m, v, mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size):
+        m = m b1 + g' c1;  v = v b2 + (g' g') c2;  p -= (m / (sqrt(v) + eps_hat)) step_size
+    """
     for i in range(p.shape[0]):
         pi = p[i]
         gi = g[i]
@@ -77,26 +75,13 @@ def _adam_block(p, g, m, v, mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size)
         p[i] = pi - (mi / (np.sqrt(vi) + eps_hat)) * step_size
 
 
-@_parallel
-def adam(p, g, m, v, mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size):
-    """Adam/AdamW on flat arrays, in place (``g`` only read). ``mode`` 0: no weight decay;
-    1: coupled (``g' = p wd + g``); 2: decoupled (``p *= decay``, ``decay = 1 - lr wd``).
-    ``c1 = 1 - b1``, ``c2 = 1 - b2``; per element, as `Ops.adam_update`::
+@_jit
+def sgd(p, g, b, wd, lr, momentum, damp, fresh, nesterov, use_momentum):
+    """SGD on flat arrays, in place (``g`` only read; ``b`` the momentum buffer, used when
+    ``use_momentum``; ``damp = 1 - dampening``), as `Ops.sgd_update`::
 
-        m = m b1 + g' c1;  v = v b2 + (g' g') c2;  p -= (m / (sqrt(v) + eps_hat)) step_size
-
-    Each block is a slice indexed from 0: LLVM then knows no index is negative (numba wraps
-    negative indices around) and vectorises the loop, which it does not for ``range(lo, hi)``.
+        g' = g + wd p;  b = g' (fresh) or b momentum + g' damp;  p -= lr (g' + momentum b or b)
     """
-    n = p.shape[0]
-    for block in prange((n + BLOCK - 1) // BLOCK):
-        lo = block * BLOCK
-        hi = min(n, lo + BLOCK)
-        _adam_block(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size)
-
-
-@_serial
-def _sgd_block(p, g, b, wd, lr, momentum, damp, fresh, nesterov, use_momentum):
     for i in range(p.shape[0]):
         gi = g[i]
         if wd != 0:
@@ -113,69 +98,36 @@ def _sgd_block(p, g, b, wd, lr, momentum, damp, fresh, nesterov, use_momentum):
         p[i] = p[i] - lr * gi
 
 
-@_parallel
-def sgd(p, g, b, wd, lr, momentum, damp, fresh, nesterov, use_momentum):
-    """SGD on flat arrays, in place (``g`` only read; ``b`` the momentum buffer, used when
-    ``use_momentum``; ``damp = 1 - dampening``), as `Ops.sgd_update`::
-
-        g' = g + wd p;  b = g' (fresh) or b momentum + g' damp;  p -= lr (g' + momentum b or b)
-    """
-    n = p.shape[0]
-    for block in prange((n + BLOCK - 1) // BLOCK):
-        lo = block * BLOCK
-        hi = min(n, lo + BLOCK)
-        bb = b[lo:hi] if use_momentum else b
-        _sgd_block(p[lo:hi], g[lo:hi], bb, wd, lr, momentum, damp, fresh, nesterov, use_momentum)
-
-
-@_parallel
+@_jit
 def bias_relu(Z, b):
     """``Z = max(Z + b, 0)`` in place, as NumPy's ``maximum`` (NaN kept, ``-0`` gives ``+0``)."""
     rows, cols = Z.shape
-    for r in prange(rows):
+    for r in range(rows):
         for c in range(cols):
             z = Z[r, c] + b[c]
             Z[r, c] = z if (z > 0 or z != z) else 0
 
 
-@_serial
-def _relu_backward_block(dY, Y, dX):
+@_jit
+def relu_backward(dY, Y, dX):
+    """``dX = dY if Y > 0 else 0`` (flat arrays), as the generic ``where``."""
     for i in range(dY.shape[0]):
         dX[i] = dY[i] if Y[i] > 0 else 0
 
 
-@_parallel
-def relu_backward(dY, Y, dX):
-    """``dX = dY if Y > 0 else 0`` (flat arrays), as the generic ``where``."""
-    n = dY.shape[0]
-    for block in prange((n + BLOCK - 1) // BLOCK):
-        lo = block * BLOCK
-        hi = min(n, lo + BLOCK)
-        _relu_backward_block(dY[lo:hi], Y[lo:hi], dX[lo:hi])
-
-
-@_serial
-def _sum_rows_block(A, out):
-    for c in range(out.shape[0]):
+@_jit
+def sum_rows(A, out):
+    """``out[c] = sum_r A[r, c]`` (``A`` with at least one row), the rows added one after the
+    other, as NumPy adds them in a reduction over the first axis of a C-contiguous array."""
+    rows, cols = A.shape
+    for c in range(cols):
         out[c] = A[0, c]
-    for r in range(1, A.shape[0]):
-        for c in range(out.shape[0]):
+    for r in range(1, rows):
+        for c in range(cols):
             out[c] += A[r, c]
 
 
-@_parallel
-def sum_rows(A, out):
-    """``out[c] = sum_r A[r, c]`` (``A`` with at least one row), rows added one after the other
-    as NumPy adds them in a reduction over the first axis of a C-contiguous array; blocks of
-    `COLUMNS` columns split among threads."""
-    cols = A.shape[1]
-    for block in prange((cols + COLUMNS - 1) // COLUMNS):
-        lo = block * COLUMNS
-        hi = min(cols, lo + COLUMNS)
-        _sum_rows_block(A[:, lo:hi], out[lo:hi])
-
-
-@_serial
+@_jit
 def softmax_cross_entropy(Z, labels, dZ):
     """One pass per row: ``dZ = (softmax(Z) - onehot) / N`` into ``dZ``; returns the summed
     loss ``sum_n log S_n - shifted_n[y_n]`` (float64 accumulation), or -1 - n for a label out of
@@ -204,19 +156,10 @@ def softmax_cross_entropy(Z, labels, dZ):
     return total
 
 
-@_serial
-def _dropout_block(X, U, keep, inv_keep, Y, scale):
+@_jit
+def dropout(X, U, keep, inv_keep, Y, scale):
+    """``scale = 1[U < keep] inv_keep``, ``Y = X scale`` (flat arrays)."""
     for i in range(X.shape[0]):
         s = inv_keep if U[i] < keep else 0
         scale[i] = s
         Y[i] = X[i] * s
-
-
-@_parallel
-def dropout(X, U, keep, inv_keep, Y, scale):
-    """``scale = 1[U < keep] inv_keep``, ``Y = X scale`` (flat arrays)."""
-    n = X.shape[0]
-    for block in prange((n + BLOCK - 1) // BLOCK):
-        lo = block * BLOCK
-        hi = min(n, lo + BLOCK)
-        _dropout_block(X[lo:hi], U[lo:hi], keep, inv_keep, Y[lo:hi], scale[lo:hi])

@@ -1,13 +1,17 @@
-"""`NumbaOps`: `NumpyOps` with compiled, multi-threaded kernels (numba) where they pay.
+"""`NumbaOps`: `NumpyOps` with compiled, fused kernels (numba) where they pay.
 
 Installed with ``pip install "backprop[cpu]"``; without numba the CPU backend is `NumpyOps`
 and nothing changes. With it, ``Device("cpu")`` (``kernels="auto"``) computes with this class,
 and ``Device("cpu", kernels="numpy")`` opts out (see `backprop.backends.Device`).
 
-Each override takes the compiled kernel for arrays of at least `MIN_SIZE` elements (a
-per-method table, measured: below it NumPy's one call costs less than a kernel launch, and a
-model that never reaches it, such as one trained on the 8x8 digits, never imports numba), that
-are C-contiguous and of one floating dtype; otherwise it is the `NumpyOps` method (``super()``).
+When it pays: importing numba and loading the cached kernels costs a process about half a
+second, so with ``kernels="auto"`` the kernels stay off (everything is `NumpyOps`, numba is
+not imported) until the model's optimizer first updates at least ``MIN_SIZE["parameters"]``
+(131,072) parameters: the one sure sign of a model large enough to win that back. Then each
+override takes its kernel for arrays of at least ``MIN_SIZE[method]`` elements (measured: below
+it NumPy's calls cost less than a kernel launch), C-contiguous and of one floating dtype, and is
+the `NumpyOps` method otherwise. ``backprop train``'s digits model (9,610 parameters) never
+switches them on, however large its evaluation batches; a model that only predicts neither.
 
 What each kernel computes, against the generic `Ops` method (tests/test_kernels.py checks it):
 
@@ -18,8 +22,10 @@ What each kernel computes, against the generic `Ops` method (tests/test_kernels.
   axis of a C-contiguous array takes: NumPy's numbers on NumPy's layouts; the documented bound
   is that of any summation order, ``|error| <= rows * eps * sum_r |A[r, c]|``.
 - ``softmax_cross_entropy``: ``exp`` and ``log`` are the C library's (NumPy has SIMD versions
-  of its own; both are within an ulp or two), each row's sum and the loss are accumulated in
-  float64: the loss and ``dZ`` within a few float32 ulps of the generic (tested at rtol 2e-6).
+  of its own; both within an ulp or two of the exact value), each row's sum and the loss are
+  accumulated in float64 (the generic sums pairwise in the dtype): the loss within 2e-6
+  (relative, float32) of the generic's, and each ``dZ`` entry within ``(C + 4) eps`` of its
+  size plus ``(C + 4) eps / N`` (C classes, N rows; tests/test_numba_ops.py).
 
 Compiled kernels are cached on disk, so only a machine's first run pays for compiling them
 (numba's order of places: ``$NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside this
@@ -27,17 +33,18 @@ package's sources when writable; else the user's cache directory, ``~/.cache/num
 ``$XDG_CACHE_HOME/numba``). Where none is writable the kernels compile in every process, and
 a `RuntimeWarning` says so and how to fix it (set ``NUMBA_CACHE_DIR``).
 
-Threads: the kernels run on numba's threading layer (OpenMP where present, else its own
-workqueue) with numba's thread count (``NUMBA_NUM_THREADS``, all cores by default; set
-``numba.set_num_threads`` to change it). They run between the matrix products, never beside
-them, so they do not compete with OpenBLAS's threads; see the README's Speed section for the
-measurement.
+Threads: each kernel is one vectorised pass on the calling thread (numba's threading layer is
+never started): measured inside training steps on 2 cores, numba's multi-threaded kernels were
+never faster, since OpenBLAS's threads still hold the second core right after a matrix
+product, and with numba's default OpenMP layer its spinning threads slowed the matrix products
+down many times over (see `numba_kernels`). The kernels release the GIL.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 import warnings
 from types import ModuleType
 from typing import Any
@@ -48,19 +55,40 @@ from .numpy_ops import NumpyOps
 
 __all__ = ["MIN_SIZE", "NumbaOps", "available"]
 
-# Elements (of the largest array a call touches) from which each kernel is taken, measured on
-# 2 AMD EPYC cores (see _MIN_SIZE_MEASURED in the commit message / README): the crossover where
-# numba's launch (~10-20 us for a parallel kernel) is paid back, rounded up.
+# Elements (of the largest array a call touches) from which each method takes its kernel.
+# Measured on 2 AMD EPYC cores, float32, median of 7 x 30 calls, numba's time / NumPy's in us:
+#
+#   elements          256         4096        16384        65536       262144
+#   adam_update   12.8/23.5    17.0/44.1    26.3/66.6   45.5/146.0  161.2/572.2
+#   sgd_update     8.5/3.8      9.9/5.7     10.2/7.9    16.1/19.9    46.4/73.9
+#   bias_relu      4.0/5.3      4.7/11.1     4.9/23.7    9.6/75.2    29.8/264.8
+#   relu_backward  6.4/5.9      7.6/9.2      6.7/11.6   14.7/32.9    45.0/134.1
+#   sum_rows       4.6/3.3      5.3/4.6      4.9/5.8     9.2/15.1    30.0/55.1
+#   softmax_ce     9.4/45.5    54.2/129.9  178.3/275.5 725.8/1034   3074/4031   (10 classes)
+#   dropout        8.5/6.6     15.3/12.8    15.2/14.9   41.0/51.4   127.8/157.5
+#
+# A kernel launch costs ~4-8 us (numba checks each argument's type), so SGD (one NumPy pass
+# without momentum), the column sums and dropout gain only on larger arrays; Adam, bias + ReLU
+# and the loss gain at every size, but their first call imports numba and loads the compiled
+# kernels (about half a second), which a small model would not win back: so `backprop train`'s
+# digits model (a 64-128-10 network, batch 32) stays on NumPy throughout.
+#
+# And "parameters": with ``kernels="auto"`` the kernels stay off until the model's optimizer
+# updates a flat buffer of this many parameters (a model large enough to win back numba's
+# import); a model below it, or one that only predicts, runs on NumPy throughout, whatever its
+# batches. ``Device("cpu", kernels="numba")`` switches them on from the start.
 MIN_SIZE: dict[str, int] = {
+    "parameters": 1 << 17,
     "adam_update": 1 << 15,
-    "sgd_update": 1 << 15,
+    "sgd_update": 1 << 16,
     "bias_relu": 1 << 15,
     "relu_backward": 1 << 15,
     "sum_rows": 1 << 15,
     "softmax_cross_entropy": 1 << 10,
-    "dropout": 1 << 15,
+    "dropout": 1 << 16,
 }
 
+_OFF = sys.maxsize  # a threshold no array reaches
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _kernels: ModuleType | None = None
 
@@ -96,19 +124,34 @@ def _fits(*arrays: Any) -> bool:
 
 
 class NumbaOps(NumpyOps):
-    """`NumpyOps` with numba kernels for arrays of at least ``min_size[method]`` elements.
+    """`NumpyOps` with numba kernels for arrays of at least ``min_size[method]`` elements, once
+    switched on (``on``): from the start with ``on=True`` (``kernels="numba"``), else by the
+    first optimizer update over ``min_size["parameters"]`` parameters or more.
 
-    ``min_size`` overrides `MIN_SIZE` (tests pass ``0`` for every method, to compare the
-    kernels with the generic methods on small arrays)."""
+    ``min_size`` overrides `MIN_SIZE` (an int: every entry; tests pass ``0``, which also
+    switches the kernels on, to compare them with the generic methods on small arrays)."""
 
-    def __init__(self, min_size: dict[str, int] | int | None = None) -> None:
+    def __init__(self, min_size: dict[str, int] | int | None = None, *, on: bool = False) -> None:
         super().__init__()
         if min_size is None:
             min_size = MIN_SIZE
         elif isinstance(min_size, int):
             min_size = dict.fromkeys(MIN_SIZE, min_size)
         self.min_size = {**MIN_SIZE, **min_size}
-        # one attribute per method: a small model's every call pays this test, so it is cheap
+        self.on = False
+        # One attribute per method, _OFF while the kernels are off: a small model's every call
+        # pays this one comparison and nothing else.
+        self._min_sum_rows = self._min_bias_relu = self._min_relu_backward = _OFF
+        self._min_softmax_cross_entropy = self._min_dropout = _OFF
+        self._min_adam_update = self._min_sgd_update = _OFF
+        self._switch_at = self.min_size["parameters"]
+        if on or self._switch_at <= 0:
+            self.switch_on()
+
+    def switch_on(self) -> None:
+        """Take the kernels from now on (for arrays over their thresholds)."""
+        self.on = True
+        self._switch_at = _OFF
         self._min_sum_rows = self.min_size["sum_rows"]
         self._min_bias_relu = self.min_size["bias_relu"]
         self._min_relu_backward = self.min_size["relu_backward"]
@@ -193,6 +236,8 @@ class NumbaOps(NumpyOps):
         scalars: Any = None,
     ) -> None:
         """The generic rule per element, in its order: the same numbers, bit for bit."""
+        if p.size >= self._switch_at:
+            self.switch_on()
         if p.size < self._min_adam_update or p.ndim != 1 or not _fits(p, g, m, v):
             return NumpyOps.adam_update(
                 self,
@@ -243,6 +288,8 @@ class NumbaOps(NumpyOps):
         scalars: Any = None,
     ) -> None:
         """The generic rule per element, in its order: the same numbers, bit for bit."""
+        if p.size >= self._switch_at:
+            self.switch_on()
         if p.size < self._min_sgd_update or p.ndim != 1 or not _fits(p, g, *buf):
             return NumpyOps.sgd_update(
                 self,

@@ -69,44 +69,75 @@ def test_insisting_on_numba_without_it_says_how_to_install_it(monkeypatch: pytes
     assert type(bp.Sequential(bp.Dense(3, 2)).backend.ops) is NumpyOps  # auto: NumPy's, quietly
 
 
-def test_numba_is_imported_only_when_a_kernel_runs() -> None:
-    """``import backprop``, a model too small for any kernel and a large model that opted out
-    never import numba; a large model on ``auto`` does (where numba is installed)."""
+def test_numba_is_imported_only_for_a_model_that_wins_it_back() -> None:
+    """``import backprop``, `backprop train`'s digits model (evaluated on large batches too), a
+    large model that only predicts and a large model that opted out never import numba; a large
+    model on ``auto`` does at its first update (where numba is installed)."""
     proc = _python(
         """
         import sys
         import numpy as np
         import backprop as bp
 
-        def train(device, width, batch):
-            rng = np.random.default_rng(0)
-            X, y = rng.standard_normal((512, 64)), rng.integers(0, 10, 512)
-            model = bp.Sequential(bp.Dense(64, width), bp.ReLU(), bp.Dense(width, 10), device=device, seed=0)
-            opt = bp.optim.Adam(model.parameters())
-            model.fit(X, y, loss="cross_entropy", optimizer=opt, epochs=1, batch_size=batch, verbose=0)
+        rng = np.random.default_rng(0)
+        def model(sizes, device="cpu"):
+            layers = [bp.Dense(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+            layers = [x for layer in layers for x in (layer, bp.ReLU())][:-1]
+            return bp.Sequential(*layers, device=device, seed=0)
+
+        def train(m, batch):
+            X, y = rng.standard_normal((512, m.layers[0].in_features)), rng.integers(0, 10, 512)
+            m.fit(X, y, loss="cross_entropy", optimizer=bp.optim.Adam(m.parameters()), epochs=1,
+                  batch_size=batch, verbose=0)
+            m.evaluate(rng.standard_normal((4096, m.layers[0].in_features)), rng.integers(0, 10, 4096),
+                       loss="cross_entropy")
 
         seen = ["numba" in sys.modules]
-        train("cpu", 128, 32)  # `backprop train`'s digits model: every array under every threshold
+        train(model([64, 128, 10]), 32)  # `backprop train`'s digits model
         seen.append("numba" in sys.modules)
-        train(bp.Device("cpu", kernels="numpy"), 1024, 512)
+        model([784, 256, 256, 10]).predict(rng.standard_normal((4096, 784)))
         seen.append("numba" in sys.modules)
-        train("cpu", 1024, 512)
+        train(model([784, 256, 256, 10], bp.Device("cpu", kernels="numpy")), 128)
         seen.append("numba" in sys.modules)
+        large = model([784, 256, 256, 10])
+        train(large, 128)
+        seen.append(("numba" in sys.modules, large.backend.ops.on))
         print(seen)
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str([False, False, False, numba_ops.available()])
+    on = numba_ops.available()
+    assert proc.stdout.strip() == str([False, False, False, False, (on, on)])
+
+
+def test_the_kernels_switch_on_at_a_large_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off until an optimizer update of ``MIN_SIZE["parameters"]`` parameters; on from the
+    start with ``kernels="numba"``."""
+    monkeypatch.setattr(numba_ops, "_load", lambda: pytest.fail("no kernel may run here"))
+    ops = NumbaOps()
+    assert not ops.on
+    n = numba_ops.MIN_SIZE["parameters"]
+    Z = np.ones((256, 1024), dtype=np.float32)
+    ops.bias_relu(Z, np.zeros(1024, dtype=np.float32))  # over its own threshold, but off: NumPy's
+    p = np.ones(n - 1, dtype=np.float32)
+    ops.sgd_update(p, p.copy(), fresh=True, lr=0.1, momentum=0, dampening=0, nesterov=False, weight_decay=0)
+    assert not ops.on
+    if numba_ops.available():
+        assert Backend(bp.Device("cpu", kernels="numba"), "float32").ops.on
+        monkeypatch.undo()
+        p = np.ones(n, dtype=np.float32)
+        ops.sgd_update(p, p.copy(), fresh=True, lr=0.1, momentum=0, dampening=0, nesterov=False, weight_decay=0)
+        assert ops.on
 
 
 def test_small_arrays_stay_on_numpy(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
-    """Below a method's threshold `NumbaOps` is `NumpyOps`: no kernel is even loaded."""
+    """Below a method's threshold `NumbaOps` is `NumpyOps`, kernels on or not: none is even loaded."""
 
     def no_kernels() -> None:
         raise AssertionError("a kernel was loaded for a small array")
 
     monkeypatch.setattr(numba_ops, "_load", no_kernels)
-    ops, ref = NumbaOps(), NumpyOps()
+    ops, ref = NumbaOps(on=True), NumpyOps()
     Z, b, dY = rng.standard_normal((8, 5)), rng.standard_normal(5), rng.standard_normal((8, 5))
     np.testing.assert_array_equal(ops.bias_relu(Z.copy(), b), ref.bias_relu(Z.copy(), b))
     np.testing.assert_array_equal(ops.relu_backward(dY, Z), ref.relu_backward(dY, Z))
