@@ -189,19 +189,16 @@ def bp_device(kernels: str) -> Any:
 
 
 def numba_info(kernels: str) -> dict[str, Any] | None:
-    """numba's version, threading layer and thread count, where backprop's CPU kernels are
-    numba's (``kernels`` is the ``--kernels`` choice); ``None`` otherwise."""
+    """numba's version where backprop's CPU kernels are numba's (``kernels`` is the ``--kernels``
+    choice), ``None`` otherwise. The kernels run on the calling thread: numba's threading layer
+    is not used (see backprop/backends/numba_kernels.py for why)."""
     from backprop.backends import Backend  # noqa: PLC0415
 
     if type(Backend(bp_device(kernels), "float32").ops).__name__ != "NumbaOps":
         return None
     import numba  # noqa: PLC0415 - installed: NumbaOps was chosen
 
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        layer = "not started"
-    return {"version": numba.__version__, "threading_layer": layer, "threads": numba.get_num_threads()}
+    return {"version": numba.__version__, "threads": 1}
 
 
 def gpu_properties(cupy: Any, index: int) -> dict[str, Any]:

@@ -46,10 +46,7 @@ def machine_line(machine: dict[str, Any], gemm: dict[str, Any]) -> str:
         versions += ", torch not installed"
     numba = machine.get("numba")
     if numba:
-        versions += (
-            f", numba {numba['version']} (backprop's CPU kernels; {numba['threading_layer']} threading layer, "
-            f"{numba['threads']} threads)"
-        )
+        versions += f", numba {numba['version']} (backprop's CPU kernels, one thread each)"
     elif machine.get("kernels"):
         versions += f", backprop's CPU kernels: {', '.join(machine['kernels'])} (NumPy's)"
     if machine["cupy"]:

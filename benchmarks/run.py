@@ -23,6 +23,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo's backprop importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from backprop.backends import Backend
 from benchmarks import backprop_runner, report, torch_runner, tutorial_runner
 from benchmarks.configs import CONFIGS, QUICK, flops_per_step, make_batches
 from benchmarks.machine import OthersLoad, bp_device, cpu_busy, describe_machine, gemm_rate, numba_info
@@ -212,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     if device != "cpu" and kernels != ("auto",):
         log("error: --kernels chooses backprop's CPU kernels; leave it out with --device cuda")
         return 2
-    try:
-        bp_device(kernels[0])  # numba asked for but not installed: say so before measuring anything
-        backprop_runner.build(CONFIGS["xor"], "cpu", kernels[0]) if "numba" in kernels else None
+    try:  # numba asked for but not installed: say so before measuring anything
+        for k in kernels:
+            Backend(bp_device(k), "float32")
     except ImportError as exc:
         log(f"error: --kernels {args.kernels}: {exc}")
         return 2

@@ -89,6 +89,7 @@ MIN_SIZE: dict[str, int] = {
 }
 
 _OFF = sys.maxsize  # a threshold no array reaches
+_KERNEL_METHODS = ("sum_rows", "bias_relu", "relu_backward", "softmax_cross_entropy", "dropout")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _kernels: ModuleType | None = None
 
@@ -118,9 +119,12 @@ def _load() -> ModuleType:
 def _fits(*arrays: Any) -> bool:
     """All NumPy arrays, C-contiguous, of one floating dtype (what the kernels are compiled for)."""
     dtype = arrays[0].dtype
-    return dtype in _FLOATS and all(
-        isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous for a in arrays
-    )
+    if dtype not in _FLOATS:
+        return False
+    for a in arrays:  # noqa: SIM110 - a loop, not all(<generator>): this runs on every large call
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 class NumbaOps(NumpyOps):
@@ -138,11 +142,19 @@ class NumbaOps(NumpyOps):
         elif isinstance(min_size, int):
             min_size = dict.fromkeys(MIN_SIZE, min_size)
         self.min_size = {**MIN_SIZE, **min_size}
+        # One attribute per method: a call below it pays one comparison more than NumpyOps'.
+        self._min_sum_rows = self.min_size["sum_rows"]
+        self._min_bias_relu = self.min_size["bias_relu"]
+        self._min_relu_backward = self.min_size["relu_backward"]
+        self._min_softmax_cross_entropy = self.min_size["softmax_cross_entropy"]
+        self._min_dropout = self.min_size["dropout"]
         self.on = False
-        # One attribute per method, _OFF while the kernels are off: a small model's every call
-        # pays this one comparison and nothing else.
-        self._min_sum_rows = self._min_bias_relu = self._min_relu_backward = _OFF
-        self._min_softmax_cross_entropy = self._min_dropout = _OFF
+        # While off, the methods with kernels are NumpyOps' own, bound to this instance (they
+        # shadow the class's), so that a model that never switches the kernels on (xor's, the
+        # digits') runs exactly NumpyOps' code; only the optimizer updates keep watching the
+        # size of what they update, and their kernel thresholds wait at _OFF.
+        for name in _KERNEL_METHODS:
+            setattr(self, name, getattr(NumpyOps, name).__get__(self))
         self._min_adam_update = self._min_sgd_update = _OFF
         self._switch_at = self.min_size["parameters"]
         if on or self._switch_at <= 0:
@@ -151,12 +163,9 @@ class NumbaOps(NumpyOps):
     def switch_on(self) -> None:
         """Take the kernels from now on (for arrays over their thresholds)."""
         self.on = True
+        for name in _KERNEL_METHODS:
+            self.__dict__.pop(name, None)  # the class's methods, with kernels, show through
         self._switch_at = _OFF
-        self._min_sum_rows = self.min_size["sum_rows"]
-        self._min_bias_relu = self.min_size["bias_relu"]
-        self._min_relu_backward = self.min_size["relu_backward"]
-        self._min_softmax_cross_entropy = self.min_size["softmax_cross_entropy"]
-        self._min_dropout = self.min_size["dropout"]
         self._min_adam_update = self.min_size["adam_update"]
         self._min_sgd_update = self.min_size["sgd_update"]
 
