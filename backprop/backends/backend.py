@@ -301,7 +301,7 @@ def _load_ops(backend: Backend) -> tuple[Ops, Any]:
             if kernels == "numba":
                 raise ImportError(
                     "Device('cpu', kernels='numba') needs numba, which is not installed: "
-                    'pip install "backprop[cpu]" (or numba), or use kernels="auto"'
+                    'pip install "backprop-nn[cpu]" (or numba), or use kernels="auto"'
                 )
         from .numpy_ops import NumpyOps  # noqa: PLC0415 - one backend's code loaded when used
 

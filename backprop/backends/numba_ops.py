@@ -1,6 +1,6 @@
 """`NumbaOps`: `NumpyOps` with compiled, fused kernels (numba) where they pay.
 
-Installed with ``pip install "backprop[cpu]"``; without numba the CPU backend is `NumpyOps`
+Installed with ``pip install "backprop-nn[cpu]"``; without numba the CPU backend is `NumpyOps`
 and nothing changes. With it, ``Device("cpu")`` (``kernels="auto"``) computes with this class,
 and ``Device("cpu", kernels="numpy")`` opts out (see `backprop.backends.Device`).
 
