@@ -21,7 +21,7 @@ from backprop.backends.numpy_ops import NumpyOps
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_numba = pytest.mark.skipif(
-    not numba_ops.available(), reason="numba is not installed (pip install 'backprop[cpu]'): its kernels go untested"
+    not numba_ops.available(), reason="numba is not installed (pip install 'backprop-nn[cpu]'): its kernels go untested"
 )
 
 
@@ -64,7 +64,7 @@ def test_bad_kernel_choices_are_refused() -> None:
 
 def test_insisting_on_numba_without_it_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(numba_ops, "available", lambda: False)
-    with pytest.raises(ImportError, match=r"backprop\[cpu\]"):
+    with pytest.raises(ImportError, match=r"backprop-nn\[cpu\]"):
         bp.Sequential(bp.Dense(3, 2), device=bp.Device("cpu", kernels="numba"))
     assert type(bp.Sequential(bp.Dense(3, 2)).backend.ops) is NumpyOps  # auto: NumPy's, quietly
 

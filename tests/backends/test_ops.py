@@ -21,7 +21,7 @@ from backprop.optim import fused
 from conftest import BACKEND_PARAMS, make_device
 from helpers import host
 
-NO_NUMBA = "numba is not installed (pip install 'backprop[cpu]'): its CPU kernels go untested"
+NO_NUMBA = "numba is not installed (pip install 'backprop-nn[cpu]'): its CPU kernels go untested"
 NUMBA_PARAMS = (
     [pytest.param("numba", marks=[] if numba_ops.available() else [pytest.mark.skip(reason=NO_NUMBA)], id="numba")]
     if any(p.values[0] == "numpy" for p in BACKEND_PARAMS)  # BACKPROP_TEST_BACKENDS may leave the CPU out
