@@ -3,8 +3,8 @@
 `available_host_memory` is the least of what the machine has free (``MemAvailable``), what
 this process's address-space and data limits leave (``RLIMIT_AS``, ``RLIMIT_DATA``, as a test
 or a batch system sets them) and what its cgroup leaves (containers); ``None`` where none of
-these can be read. `available_device_memory` asks CuPy for a GPU's free memory, importing it
-only then. Code that is about to allocate something large (a checkpoint's members, a model
+these can be read. A GPU's free memory is `backprop.backends.cuda.free_memory`'s to ask (only
+the backends know CuPy). Code that is about to allocate something large (a checkpoint's members, a model
 the command line builds) compares its estimate with these first and refuses with both numbers
 instead of dying halfway. This module imports nothing of the library.
 """
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
 
-__all__ = ["available_device_memory", "available_host_memory", "format_bytes"]
+__all__ = ["available_host_memory", "format_bytes"]
 
 
 def format_bytes(n: float) -> str:
@@ -34,25 +33,6 @@ def available_host_memory() -> int | None:
     """Bytes this process can still allocate on the host, by the tightest known limit."""
     limits = [v for v in (_meminfo_available(), _rlimit_room(), _cgroup_room()) if v is not None]
     return max(0, min(limits)) if limits else None
-
-
-def available_device_memory(device: Any) -> int | None:
-    """Free bytes on a CUDA device (``device.index``, default 0) as CuPy reports them, or the
-    host's for any other device; ``None`` if it cannot be asked."""
-    if getattr(device, "type", device) != "cuda" and not str(device).startswith("cuda"):
-        return available_host_memory()
-    index = getattr(device, "index", None)
-    if index is None and ":" in str(device):
-        with contextlib.suppress(ValueError):
-            index = int(str(device).rsplit(":", 1)[1])
-    try:
-        import cupy  # noqa: PLC0415 - only asked about a GPU that is in use
-
-        with cupy.cuda.Device(index or 0):
-            free, _total = cupy.cuda.runtime.memGetInfo()
-        return int(free)
-    except Exception:  # noqa: BLE001 - no CuPy, no driver: the size is unknown, not an error
-        return None
 
 
 def _meminfo_available() -> int | None:

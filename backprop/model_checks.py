@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
+from .backends.cuda import free_memory
 from .layers.base import Layer
 from .layers.sequential import Sequential as SequentialLayer
-from .memory import available_device_memory, available_host_memory, format_bytes
+from .memory import available_host_memory, format_bytes
 
 __all__ = ["check_data_fits", "check_fits", "check_unbuilt", "check_unique"]
 
@@ -25,7 +26,7 @@ def check_fits(model: Layer, backend: Backend) -> None:
     host_need, device_need = values * (8 + itemsize), values * 2 * itemsize
     checks = [("this machine", host_need, available_host_memory())]
     if backend.device.type == "cuda":
-        checks.append((backend.device.name, device_need, available_device_memory(backend.device)))
+        checks.append((backend.device.name, device_need, free_memory(backend.device)))
     for where, need, room in checks:
         if room is not None and need > room:
             raise MemoryError(
@@ -49,7 +50,7 @@ def check_data_fits(model: SequentialLayer, X: Any, batch_size: Any) -> None:
     streamed = isinstance(X, np.memmap)
     data = 0 if streamed else int(shape[0]) * int(shape[1]) * itemsize
     need = data + 3 * batch * (widths + int(shape[1])) * itemsize
-    room = available_device_memory(backend.device) if backend.device.type == "cuda" else available_host_memory()
+    room = free_memory(backend.device) if backend.device.type == "cuda" else available_host_memory()
     if room is not None and need > room:
         raise MemoryError(
             f"training on {shape[0]:,} samples of {shape[1]:,} features in batches of {batch:,} needs about "

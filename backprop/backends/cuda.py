@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
-__all__ = ["CudaUnavailableError", "GpuInfo", "cuda_gpus", "require_cupy"]
+__all__ = ["CudaUnavailableError", "GpuInfo", "cuda_gpus", "free_memory", "require_cupy"]
 
 INSTALL_HINT = (
     "install the CuPy extra matching your CUDA driver: pip install 'backprop-nn[cuda12]' "
@@ -94,3 +95,19 @@ def cuda_gpus() -> tuple[list[GpuInfo], str | None]:
             )
         )
     return gpus, None
+
+
+def free_memory(device: Any) -> int | None:
+    """Free bytes on a CUDA device (a `Device`, ``"cuda:N"`` or an index) as CuPy reports
+    them; ``None`` where CuPy or a driver cannot be asked (the size is then unknown, not an
+    error): callers about to allocate something large compare their estimate with it."""
+    index = getattr(device, "index", device)
+    if isinstance(index, str):
+        index = int(index.rsplit(":", 1)[1]) if ":" in index else 0
+    try:
+        cupy = _import_cupy()
+        with cupy.cuda.Device(index or 0):
+            free, _total = cupy.cuda.runtime.memGetInfo()
+        return int(free)
+    except Exception:  # noqa: BLE001 - no CuPy, no driver, no such GPU: unknown
+        return None

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
-from ..memory import available_device_memory, available_host_memory, format_bytes
+from ..backends.cuda import free_memory
+from ..memory import available_host_memory, format_bytes
 from .errors import CliError
 
 __all__ = ["Estimate", "check_fits", "layer_sizes", "optimizer_state_factor", "training_estimate"]
@@ -92,7 +93,7 @@ def check_fits(estimate: Estimate, device: str, advice: str) -> None:
         needed = max(estimate.device_bytes, estimate.build_bytes) + estimate.host_bytes
         checks.append((needed, available_host_memory(), "this machine"))
     else:
-        checks.append((estimate.device_bytes, available_device_memory(device), f"GPU {device}"))
+        checks.append((estimate.device_bytes, free_memory(device), f"GPU {device}"))
         host = estimate.init_bytes + estimate.host_bytes
         checks.append((host, available_host_memory(), "this machine's host memory"))
     for needed, available, where in checks:
