@@ -43,7 +43,6 @@ down many times over (see `numba_kernels`). The kernels release the GIL.
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 import warnings
 from types import ModuleType
@@ -52,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from .numpy_ops import NumpyOps
+from .ops import adam_constants
 
 __all__ = ["MIN_SIZE", "NumbaOps", "available"]
 
@@ -263,7 +263,7 @@ class NumbaOps(NumpyOps):
                 decoupled=decoupled,
                 scalars=scalars,
             )
-        root_bc2 = math.sqrt(1.0 - beta2**step)
+        eps_hat, step_size = adam_constants(step, lr, beta1, beta2, eps)
         t = p.dtype.type  # Python floats become the arrays' dtype as NumPy converts them
         mode = (2 if decoupled else 1) if weight_decay else 0
         _load().adam(
@@ -278,8 +278,8 @@ class NumbaOps(NumpyOps):
             t(1.0 - beta1),
             t(beta2),
             t(1.0 - beta2),
-            t(eps * root_bc2),
-            t(lr * root_bc2 / (1.0 - beta1**step)),
+            t(eps_hat),
+            t(step_size),
         )
         return None
 

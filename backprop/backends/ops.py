@@ -20,7 +20,7 @@ import array_api_compat
 
 from .special import INV_SQRT2, INV_SQRT_2PI, erf
 
-__all__ = ["Array", "Ops"]
+__all__ = ["Array", "Ops", "adam_constants"]
 
 Array = Any  # an array of the backend's namespace; the Array API has no common base class
 
@@ -173,8 +173,7 @@ class Ops:
         (the reference's ``lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`` with one pass fewer).
         ``scalars`` is the device copy of the step's scalars that GPU kernels read; host
         values serve here."""
-        root_bc2 = math.sqrt(1.0 - beta2**step)
-        eps_hat, step_size = eps * root_bc2, lr * root_bc2 / (1.0 - beta1**step)
+        eps_hat, step_size = adam_constants(step, lr, beta1, beta2, eps)
         if weight_decay and decoupled:
             p *= 1.0 - lr * weight_decay
         elif weight_decay:
@@ -210,6 +209,14 @@ class Ops:
     def all_finite(self, X: Array) -> bool:
         """Whether every entry is finite (one device sync)."""
         return bool(self.xp.all(self.xp.isfinite(X)))
+
+
+def adam_constants(step: int, lr: float, beta1: float, beta2: float, eps: float) -> tuple[float, float]:
+    """``(eps_hat, step_size) = (eps sqrt(bc2), lr sqrt(bc2) / bc1)``, ``bc_i = 1 - beta_i^step``:
+    the bias corrections folded into two constants, computed once on the host in this order by
+    every flat-buffer Adam (so all give the same numbers, bit for bit)."""
+    root_bc2 = math.sqrt(1.0 - beta2**step)
+    return eps * root_bc2, lr * root_bc2 / (1.0 - beta1**step)
 
 
 def _into(C: Array, out: Array | None) -> Array:
