@@ -26,15 +26,21 @@ def batches(
 def _shuffled(backend: Backend, order: Any, X: Array, T: Array, batch_size: int) -> Iterator[tuple[Array, Array]]:
     """Batches of the rows in ``order``. Shuffled rows are gathered `Backend.gather_bytes` at
     a time (whole batches, at least one), then sliced: one gather per many batches keeps the
-    per-batch cost of small batches down without copying a large data set at once."""
-    xp = backend.xp
+    per-batch cost of small batches down without copying a large data set at once. Where the
+    backend can (`Ops.rows_buffer`), each gather refills the same buffers: a fresh multi-MiB
+    array per gather costs the host more in page faults than the copy itself.
+
+    A batch is a view of those buffers, valid until the next batch is drawn: a step is done
+    with its batch by then (host work is in order; device work is in stream order)."""
+    xp, ops = backend.xp, backend.ops
     n = X.shape[0]
     order = backend.from_host(order, dtype=xp.int64)
     row_bytes = max(1, X.shape[1] * xp.finfo(X.dtype).bits // 8)
-    group = batch_size * max(1, backend.gather_bytes // (batch_size * row_bytes))
+    group = min(n, batch_size * max(1, backend.gather_bytes // (batch_size * row_bytes)))
+    bufX, bufT = ops.rows_buffer(X, group), ops.rows_buffer(T, group)
     for first in range(0, n, group):
         idx = order[first : min(first + group, n)]
-        Xg, Tg = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
+        Xg, Tg = ops.take_rows(X, idx, bufX), ops.take_rows(T, idx, bufT)
         yield from slices(Xg, Tg, batch_size)
 
 

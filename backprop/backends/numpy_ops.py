@@ -120,6 +120,17 @@ class NumpyOps(Ops):
         denom *= P.size
         return np.asarray(L, dtype=P.dtype), np.divide(P - T, denom, out=denom)
 
+    # ------------------------------------------------------------------ batches
+    def rows_buffer(self, X: np.ndarray, rows: int) -> np.ndarray:
+        return np.empty((rows, *X.shape[1:]), dtype=X.dtype)
+
+    def take_rows(self, X: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return np.take(X, idx, axis=0)
+        # mode="clip": with "raise" (the default) and out=, NumPy gathers into a temporary and
+        # copies it over: 2-3x slower. ``idx`` is a permutation's slice, so nothing is clipped.
+        return np.take(X, idx, axis=0, out=out[: idx.shape[0]], mode="clip")
+
     # ------------------------------------------------------------------ optimizer updates
     def adam_update(
         self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int, lr: float,

@@ -151,6 +151,17 @@ class Ops:
         log_q = xp.maximum(xp.log(xp.maximum(1.0 - P, TINY)), _LOG_FLOOR)
         return -xp.mean(T * log_p + (1.0 - T) * log_q)
 
+    # ------------------------------------------------------------------ batches
+    def rows_buffer(self, X: Array, rows: int) -> Array | None:
+        """Room for ``rows`` rows of ``X`` that `take_rows` may fill, reused batch after
+        batch; ``None`` where the namespace has no ``out=`` (the Array API has none)."""
+        return None
+
+    def take_rows(self, X: Array, idx: Array, out: Array | None = None) -> Array:
+        """``X[idx, ...]``, written into the first ``len(idx)`` rows of ``out`` (a
+        `rows_buffer`) where the backend can, else a new array. ``idx`` holds valid rows."""
+        return self.xp.take(X, idx, axis=0)
+
     # ------------------------------------------------------------------ dropout
     def dropout(self, X: Array, U: Array, keep: float) -> tuple[Array, Array]:
         """``(Y, scale)`` with ``scale = 1[U < keep] / keep`` (mask and rescaling in one array,

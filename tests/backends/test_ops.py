@@ -228,6 +228,24 @@ def test_fused_all_finite_matches_generic(
         assert fused(backend.from_host(np.arange(6), dtype=xp.int64)) is True
 
 
+@pytest.mark.parametrize("rows", [1, 5, 9])
+def test_take_rows_into_a_reused_buffer_matches_generic(device: bp.Device, rows: int, rng: np.random.Generator) -> None:
+    """Rows gathered into `rows_buffer` (where the backend has one) are the generic ``take``'s,
+    for inputs and 1-D labels, the buffer refilled with fewer rows than it holds."""
+    backend = Backend(device, "float32")
+    ops, ref = backend.ops, Ops(backend.xp)
+    with backend.activate():
+        for Ah in (rng.standard_normal((12, 4)).astype(np.float32), np.arange(12)):
+            A = backend.from_host(Ah, dtype=backend.xp.int64 if Ah.dtype.kind == "i" else None)
+            buf = ops.rows_buffer(A, 9)
+            for idx_h in (rng.permutation(12)[:rows], np.arange(rows)[::-1].copy()):
+                idx = backend.from_host(idx_h, dtype=backend.xp.int64)
+                got = ops.take_rows(A, idx, buf)
+                assert tuple(got.shape) == (rows, *A.shape[1:])
+                np.testing.assert_array_equal(host(got), host(ref.take_rows(A, idx)))
+                np.testing.assert_array_equal(host(got), Ah[idx_h])
+
+
 TESTED = {m for n in ACTIVATION_METHODS for m in activation_methods(n)} | {
     "softmax_cross_entropy",
     "bce",
@@ -237,6 +255,8 @@ TESTED = {m for n in ACTIVATION_METHODS for m in activation_methods(n)} | {
     "sum_rows",
     "dropout",
     "all_finite",
+    "rows_buffer",
+    "take_rows",
     "adam_update",
     "sgd_update",  # test_fused_optimizer_step_matches_the_per_parameter_rule, and the generic twins below
 }

@@ -19,9 +19,10 @@ def _data(backend: Backend, n: int) -> tuple[object, object, np.ndarray]:
 
 
 def _host_batches(backend: Backend, seed: int, X: object, T: object, batch_size: int, shuffle: bool) -> list:
+    """Copies: a batch is valid until the next is drawn (NumPy refills the same gather buffers)."""
     rng = np.random.default_rng(seed)
     with backend.activate():
-        return [(host(Xb), host(Tb)) for Xb, Tb in batches(backend, rng, X, T, batch_size, shuffle)]
+        return [(host(Xb).copy(), host(Tb).copy()) for Xb, Tb in batches(backend, rng, X, T, batch_size, shuffle)]
 
 
 @pytest.mark.parametrize("gather_rows", [7, 21, 35, 10_000])  # one batch per gather .. all rows in one
