@@ -113,6 +113,7 @@ class Device:
                 "namespace array-api-compat wraps ('torch'), or one that implements the standard itself"
             )
         native = info().default_device() if spec is None else _find_device(info().devices(), spec, name)
+        _require_writeable(module, name, native)
         self._set("array_api", None, name, native)
 
     def _init_torch(self, spec: str | None) -> None:
@@ -202,6 +203,19 @@ def _rebuild_generic(namespace: str, native_name: str) -> Device:
 
 def _rebuild_with_kernels(name: str, kernels: str) -> Device:
     return Device(name, kernels=kernels)
+
+
+def _require_writeable(module: ModuleType, name: str, native: Any) -> None:
+    """Refuse a namespace whose arrays cannot be written in place (JAX's): training updates
+    weights, gradients and optimizer state in place, and the Array API has no other way."""
+    import array_api_compat  # noqa: PLC0415 - the namespace check needs it; `import backprop` does not
+
+    if not array_api_compat.is_writeable_array(module.asarray([0.0], device=native)):
+        raise ValueError(
+            f"{name}'s arrays are immutable, and backprop updates weights, gradients and optimizer state "
+            "in place: use a namespace with writeable arrays (numpy, cupy through device='cuda', or "
+            "torch through device='torch')"
+        )
 
 
 def _parse_index(spec: str, text: str) -> int:

@@ -81,6 +81,23 @@ def test_torch_devices_parse_and_round_trip() -> None:
         bp.Device("torch:meta")
 
 
+def test_a_namespace_of_immutable_arrays_is_refused_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JAX's arrays cannot be written in place; array-api-compat says so of an array, and the
+    device is refused before any model is built on it (array-api-strict made to look so)."""
+    import array_api_compat  # noqa: PLC0415
+
+    bp.Device(namespace="array_api_strict")  # writeable: accepted
+    monkeypatch.setattr(array_api_compat, "is_writeable_array", lambda x: False)
+    with pytest.raises(ValueError, match="array_api_strict's arrays are immutable.*in place"):
+        bp.Device(namespace="array_api_strict")
+
+
+def test_jax_is_refused_with_the_reason() -> None:
+    pytest.importorskip("jax", reason="JAX is not installed: its refusal is tested through a stand-in above")
+    with pytest.raises(ValueError, match="immutable"):
+        bp.Device(namespace="jax.numpy")
+
+
 def test_a_namespace_that_is_not_one_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="math is not an Array API namespace"):
         bp.Device(namespace="math")
