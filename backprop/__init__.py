@@ -12,7 +12,21 @@ from .checkpoint import Checkpoint, CheckpointError, load_weights, save_checkpoi
 from .clip import clip_grad_norm, clip_grad_value
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
-from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU, Residual, Sigmoid, Softmax, Tanh
+from .layers import (
+    GELU,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    ReLU,
+    Residual,
+    Sigmoid,
+    Softmax,
+    Standardize,
+    Tanh,
+)
 from .loading import load, load_checkpoint
 from .model import Sequential
 from .parameter import Parameter
@@ -43,6 +57,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Standardize",
     "Tanh",
     "TrainingDivergedError",
     "__version__",

@@ -26,6 +26,7 @@ from ..layers import (
     Sequential,
     Sigmoid,
     Softmax,
+    Standardize,
     Tanh,
     layer_from_config,
 )
@@ -189,7 +190,7 @@ def _check_read_back(path: Any, layer: Layer, description: dict[str, Any], posit
             )
 
 
-_BUILT_IN = (Dense, BatchNorm, LayerNorm, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax)
+_BUILT_IN = (Dense, BatchNorm, LayerNorm, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Standardize)
 
 
 def layer_variables(layers: list[Layer]) -> tuple[dict[str, Variable], tuple[str, ...], set[str]]:
@@ -221,7 +222,11 @@ def layer_variables(layers: list[Layer]) -> tuple[dict[str, Variable], tuple[str
                 variables[f"{position}.running_mean"] = Variable(shape, trainable=False, layer=repr(layer))
                 variables[f"{position}.running_var"] = Variable(shape, trainable=False, non_negative=True,
                                                                 layer=repr(layer))
-        elif kind in _BUILT_IN:
+        elif kind is Standardize and isinstance(layer, Standardize) and layer.features is not None:
+            shape = (layer.features,)
+            variables[f"{position}.mean"] = Variable(shape, trainable=False, layer=repr(layer))
+            variables[f"{position}.std"] = Variable(shape, trainable=False, non_negative=True, layer=repr(layer))
+        elif kind in _BUILT_IN and kind is not Standardize:
             pass  # activations and dropout: no variables
         else:
             open_prefixes.append(position + ".")

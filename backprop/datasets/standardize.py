@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers.standardize import feature_statistics
 from .errors import DataError
 
 __all__ = ["Standardizer"]
@@ -56,11 +57,7 @@ class Standardizer:
         values = data.astype(np.float64)
         if not np.isfinite(values).all():
             raise DataError("Standardizer.fit got NaN or Inf values: clean or impute them before fitting")
-        all_equal = (values == values[:1]).all(axis=0)
-        mean = np.where(all_equal, values[0], values.mean(axis=0))  # exact for constants: no rounding
-        std = values.std(axis=0)
-        constant = all_equal | (std <= 1e-12 * np.maximum(np.abs(mean), 1.0))
-        self.mean, self.scale = mean, np.where(constant, 1.0, std)
+        self.mean, self.scale = feature_statistics(values)  # the numbers bp.Standardize learns
         return self
 
     def transform(self, X: Any) -> np.ndarray:

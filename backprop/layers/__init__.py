@@ -1,5 +1,6 @@
 """Layers: one small file per family, forward and backward side by side; the containers
-(`Sequential`, `Residual`) are layers too, and `describe` turns layers into JSON values and back."""
+(`Sequential`, `Residual`) are layers too, as is the preprocessing `Standardize`; `describe`
+turns layers into JSON values and back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .dropout import Dropout
 from .norm import BatchNorm, LayerNorm
 from .residual import Residual
 from .sequential import Sequential
+from .standardize import Standardize
 
 __all__ = [
     "GELU",
@@ -28,6 +30,7 @@ __all__ = [
     "ShardContext",
     "Sigmoid",
     "Softmax",
+    "Standardize",
     "Tanh",
     "get_activation",
     "layer_config",

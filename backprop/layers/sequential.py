@@ -7,7 +7,8 @@ the layer registry rebuilds one from a saved description, and the user's `bp.Seq
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, overload
 
 from ..backends import Array
 from ..registry import LAYERS
@@ -42,16 +43,44 @@ class Sequential(Layer):
         self.out_features: int | None = None
         self._stages: list[Stage] = []
         self._stage_layers: list[tuple[Layer, ...]] = []  # the layers each stage computes
+        self.layer_widths: list[int | None] = []  # built: the features after each layer (None: not known yet)
 
     def children(self) -> list[tuple[str, Layer]]:
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
+    # ------------------------------------------------------------------ a sequence of layers
+    def __len__(self) -> int:
+        """How many layers it holds (its own, not those nested in them), as PyTorch's."""
+        return len(self.layers)
+
+    def __bool__(self) -> bool:
+        return True  # a layer, even an empty container: never false as a sequence would be
+
+    def __iter__(self) -> Iterator[Layer]:
+        """Its layers, in order."""
+        return iter(self.layers)
+
+    @overload
+    def __getitem__(self, index: int) -> Layer: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequential: ...
+
+    def __getitem__(self, index: int | slice) -> Layer | Sequential:
+        """``model[i]``: the layer at position ``i`` (negative counts from the end);
+        ``model[i:j]``: a container of those layers, the same objects (not copies)."""
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
+        return self.layers[_position(index, len(self.layers))]
+
     def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
         super().build(in_features, ctx)
         features = in_features
+        self.layer_widths = []
         for name, child in self.children():
             child.path = f"{self.path}.{name}" if self.path else name
             features = child.build(features, ctx)
+            self.layer_widths.append(features)
         self.in_features = _first_in_features(self)
         self.out_features = features
         fused = _fuse(self.layers)
@@ -109,6 +138,17 @@ def _fuse(layers: list[Layer]) -> list[tuple[Stage, tuple[Layer, ...]]]:
         stages.append((fused, (layers[i], layers[i + 1])) if fused else (layers[i].apply, (layers[i],)))
         i += 2 if fused else 1
     return stages
+
+
+def _position(index: Any, length: int) -> int:
+    """``index`` as a position in ``0..length-1`` (negative ones count from the end), or a clear
+    `IndexError`/`TypeError`."""
+    if isinstance(index, bool) or not hasattr(index, "__index__"):
+        raise TypeError(f"layers are indexed by an integer or a slice (model[0], model[1:]); got {index!r}")
+    i = index.__index__()
+    if not -length <= i < length:
+        raise IndexError(f"layer index {i} is out of range: the model has {length} layers (0 to {length - 1})")
+    return i + length if i < 0 else i
 
 
 def _first_in_features(layer: Layer) -> int | None:
