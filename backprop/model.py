@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss, get_loss
 from .metrics import get_metrics
 from .model_checks import check_data_fits, check_fits, check_unbuilt, check_unique
+from .model_slicing import refuse_slice, sliced
 from .parameter import Parameter
 from .training import evaluate as _evaluate
 from .training import fit as _fit
@@ -99,6 +100,17 @@ class Sequential(SequentialLayer):
     def parameters(self) -> list[Parameter]:
         """Trainable parameters in layer order (each Dense gives ``W`` then ``b``)."""
         return [p for _, p in self.named_variables() if p.trainable]
+
+    @overload
+    def __getitem__(self, index: int) -> Layer: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequential: ...
+
+    def __getitem__(self, index: int | slice) -> Layer | Sequential:
+        """``model[i]``: the layer at position ``i``; ``model[i:j]``: a model of those layers,
+        sharing them (see `backprop.model_slicing.sliced`)."""
+        return sliced(self, index) if isinstance(index, slice) else super().__getitem__(index)
 
     def zero_grad(self) -> None:
         """Forget all gradients (``.grad = None``)."""
@@ -215,11 +227,13 @@ class Sequential(SequentialLayer):
     def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None, **kwargs: Any) -> None:
         """Save this model (and ``optimizer``; ``scheduler=``, ``epoch=``, ``history=``,
         ``extra=``) to one checkpoint file, atomically; see `backprop.checkpoint.save_checkpoint`."""
+        refuse_slice(self, "save")
         save_checkpoint(path, self, optimizer, **kwargs)
 
     def to(self, device: DeviceLike | None = None, dtype: str | None = None) -> Sequential:
         """Move every parameter (and gradient) to ``device`` and/or cast to ``dtype``, in place.
         Optimizer state follows on the optimizer's next step. Returns ``self``."""
+        refuse_slice(self, "to")
         old = self._require_built()
         new = Backend(device if device is not None else old.device, dtype or old.dtype_name)
         for layer in self.walk():
@@ -281,6 +295,9 @@ class Sequential(SequentialLayer):
     def _pack(self) -> None:
         """Put the trainable parameters into one flat buffer (NumPy, CuPy) so optimizers can
         update them all at once; their ``.data`` become views of it."""
+        whole = getattr(self, "_whole", None)
+        if whole is not None:  # a slice: its parameters are part of the whole model's buffer
+            return whole._pack()
         backend = self._require_built()
         params = self.parameters()
         if backend.device.type == "array_api":  # slices there need not be views one can write through

@@ -7,12 +7,15 @@ the layer registry rebuilds one from a saved description, and the user's `bp.Seq
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from typing import Any, overload
 
 from ..backends import Array
+from ..parameter import Parameter
 from ..registry import LAYERS
 from .base import Backward, BuildContext, Layer, Stage
+from .summary import ModelSummary, summarize
 
 __all__ = ["Sequential", "layer_description"]
 
@@ -73,6 +76,25 @@ class Sequential(Layer):
             return Sequential(*self.layers[index])
         return self.layers[_position(index, len(self.layers))]
 
+    # ------------------------------------------------------------------ inspection (Keras', PyTorch's habits)
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """``("0.W", W), ("0.b", b), ...``: the trainable parameters by name, as PyTorch's (the
+        model's `named_variables` adds the saved state, such as BatchNorm's running statistics)."""
+        for layer in self.walk():
+            yield from ((p.name, p) for p in layer.variables().values() if p.trainable)
+
+    def count_params(self) -> int:
+        """How many values its layers hold, trainable or saved state (Keras' ``count_params``)."""
+        return sum(math.prod(p.shape) for layer in self.walk() for p in layer.variables().values())
+
+    def summary(self, in_features: int | None = None, print_fn: Callable[[str], object] | None = print) -> ModelSummary:
+        """Print (with ``print_fn``; ``None``: do not) and return a table of the layers, their
+        output shapes and parameter counts, with the totals (all, trainable, non-trainable) and
+        their size in bytes, as Keras' ``model.summary()``; see `backprop.layers.summary`.
+        ``in_features``: the input width, where no layer states it (a model of activations)."""
+        backend = self._require_built()
+        return summarize(self.layers, self.layer_widths, self.in_features, backend.dtype_name, in_features, print_fn)
+
     def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
         super().build(in_features, ctx)
         features = in_features
@@ -83,10 +105,15 @@ class Sequential(Layer):
             self.layer_widths.append(features)
         self.in_features = _first_in_features(self)
         self.out_features = features
+        self.link()
+        return features
+
+    def link(self) -> None:
+        """Plan the stages `apply` runs from the (built) layers: each layer's own, or a layer
+        and the next one fused. `build` calls it; so does a model made of built layers."""
         fused = _fuse(self.layers)
         self._stages = [stage for stage, _ in fused]
         self._stage_layers = [layers for _, layers in fused]
-        return features
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         backwards = []

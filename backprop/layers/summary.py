@@ -4,12 +4,14 @@ shape of its output and its number of parameters — with the totals (Keras' ``m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..memory import format_bytes
 from ..validation import integer
-from .sequential import Sequential
+from .base import Layer
 
 __all__ = ["LayerRow", "ModelSummary", "summarize"]
 
@@ -63,7 +65,8 @@ class ModelSummary:
 
         rule = "-" * len(line(header))
         lines = [line(header), rule, *(line(row) for row in cells), rule]
-        for what, count in (("Total", self.total), ("Trainable", self.trainable), ("Non-trainable", self.non_trainable)):
+        totals = (("Total", self.total), ("Trainable", self.trainable), ("Non-trainable", self.non_trainable))
+        for what, count in totals:
             lines.append(f"{what} params: {count:,} ({format_bytes(count * self.itemsize)})")
         return "\n".join(lines)
 
@@ -75,37 +78,43 @@ class ModelSummary:
 
 
 def summarize(
-    model: Sequential, dtype: str, itemsize: int, in_features: int | None = None,
-    print_fn: Callable[[str], object] | None = None,
+    layers: Sequence[Layer], widths: Sequence[int | None], model_in: int | None, dtype: str,
+    in_features: int | None = None, print_fn: Callable[[str], object] | None = None,
 ) -> ModelSummary:
-    """The summary of a built ``model`` whose values are ``dtype`` (``itemsize`` bytes each).
-
-    Output widths are those the model was built with; where it could not know them (a model
-    whose first layers, activations say, keep any width), ``in_features``, the width of the
-    inputs, fills them in. ``print_fn`` (``print``, a logger's ``info``) is given the table."""
+    """The summary of a built container's ``layers``, whose outputs were ``widths`` features
+    wide when it was built (``None``: not known then) from inputs ``model_in`` wide, and whose
+    values are ``dtype``. Where the model could not know a width (a model whose first layers,
+    activations say, keep any width), ``in_features``, the width of the inputs, fills it in.
+    ``print_fn`` (``print``, a logger's ``info``) is given the table."""
     if in_features is not None:
         in_features = integer(in_features, "in_features", minimum=1, owner="summary")
-        known = model.in_features
-        if known is not None and known != in_features:
+        if model_in is not None and model_in != in_features:
             raise ValueError(
-                f"summary: the model takes {known} input features, not in_features={in_features}; "
+                f"summary: the model takes {model_in} input features, not in_features={in_features}; "
                 "leave in_features out, or pass the model's own"
             )
-    width = in_features if in_features is not None else model.in_features
+    width = in_features if in_features is not None else model_in
     rows = []
-    for layer, built in zip(model.layers, model.layer_widths):
+    for layer, built in zip(layers, widths):
         width = built if built is not None else width  # None: the layer keeps its input's width
         variables = [p for sub in layer.walk() for p in sub.variables().values()]
         rows.append(LayerRow(
-            name=layer.path, layer=repr(layer).replace("\n", " "), output_shape=(None, width),
+            name=layer.path, layer=_one_line(repr(layer)), output_shape=(None, width),
             params=sum(math.prod(p.shape) for p in variables),
             trainable=sum(math.prod(p.shape) for p in variables if p.trainable),
         ))
     trainable = sum(row.trainable for row in rows)
+    itemsize = np.dtype(dtype).itemsize
     summary = ModelSummary(tuple(rows), trainable, sum(row.params for row in rows) - trainable, dtype, itemsize)
     if print_fn is not None:
         print_fn(str(summary))
     return summary
+
+
+def _one_line(text: str) -> str:
+    """A container's several-line repr on one line: ``Residual(Dense(3, 3), ReLU())``."""
+    joined = " ".join(part.strip() for part in text.splitlines())
+    return joined.replace("( ", "(").replace(", )", ")")
 
 
 def _shape(shape: tuple[None, int | None]) -> str:
