@@ -46,6 +46,7 @@ class Sequential(Layer):
         self.out_features: int | None = None
         self._stages: list[Stage] = []
         self._stage_layers: list[tuple[Layer, ...]] = []  # the layers each stage computes
+        self._trains_before: list[bool] = []  # whether a stage before each one has trainable parameters
         self.layer_widths: list[int | None] = []  # built: the features after each layer (None: not known yet)
 
     def children(self) -> list[tuple[str, Layer]]:
@@ -114,6 +115,13 @@ class Sequential(Layer):
         fused = _fuse(self.layers)
         self._stages = [stage for stage, _ in fused]
         self._stage_layers = [layers for _, layers in fused]
+        # backward needs a stage's dX only for a parameter before it (or for its caller): a
+        # first Standardize or activation spares the first Dense its dX = dY W^T
+        self._trains_before = []
+        trains = False
+        for group in self._stage_layers:
+            self._trains_before.append(trains)
+            trains = trains or _trains(group)
 
     def apply(self, X: Array, training: bool) -> tuple[Array, Backward]:
         backwards = []
@@ -124,13 +132,17 @@ class Sequential(Layer):
         shard = self.shard
         ready = None if shard is None else shard.gradients_ready  # data-parallel: reduce while backward goes on
         groups = self._stage_layers
+        trains_before = self._trains_before
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
             last = len(backwards) - 1
             for i in range(last, -1, -1):
-                dY = backwards[i](dY, need_dX or i > 0)
+                needed = need_dX or trains_before[i]
+                dY = backwards[i](dY, needed)
                 if ready is not None:
                     ready(groups[i])
+                if not needed:
+                    return None  # the stages before train nothing and the caller wants no dX
             return dY
 
         return X, backward
@@ -165,6 +177,11 @@ def _fuse(layers: list[Layer]) -> list[tuple[Stage, tuple[Layer, ...]]]:
         stages.append((fused, (layers[i], layers[i + 1])) if fused else (layers[i].apply, (layers[i],)))
         i += 2 if fused else 1
     return stages
+
+
+def _trains(layers: tuple[Layer, ...]) -> bool:
+    """Whether any of ``layers`` (or a layer inside them) has a trainable parameter."""
+    return any(p.trainable for layer in layers for sub in layer.walk() for p in sub.variables().values())
 
 
 def _position(index: Any, length: int) -> int:
