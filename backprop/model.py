@@ -18,6 +18,7 @@ from .backends import Array, Backend, DeviceLike, array_device, host_array, in_d
 from .backends.arena import ParameterArenas
 from .checkpoint import save_checkpoint
 from .history import History
+from .labels import check_classes, labels_from_outputs
 from .layers.base import BuildContext, Layer
 from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss, get_loss
@@ -70,6 +71,7 @@ class Sequential(SequentialLayer):
         check_unbuilt(self)
         check_fits(self, ctx.backend)
         self.build(None, ctx)
+        self._classes: np.ndarray | None = None
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
 
@@ -79,6 +81,23 @@ class Sequential(SequentialLayer):
             return super().__repr__()
         inner = self._inner_repr()
         return f"Sequential(\n{inner},\n    device={self.device.name!r}, dtype={self.dtype!r}, seed={self.seed},\n)"
+
+    # ------------------------------------------------------------------ labels
+    @property
+    def classes(self) -> np.ndarray | None:
+        """Each output class's label (a read-only 1-D array of strings or numbers; ``None``: the
+        class indices). Saved in checkpoints: ``model.classes = ["setosa", "versicolor", ...]``."""
+        return self._classes
+
+    @classes.setter
+    def classes(self, classes: Any) -> None:
+        self._classes = check_classes(classes, self.out_features)
+
+    def predict_labels(self, X: Any, batch_size: int | None = None, threshold: float | None = None) -> np.ndarray:
+        """The label each sample is given, a host array, as ``backprop predict`` writes it; see
+        `backprop.labels.labels_from_outputs` (argmax; one output: ``output > threshold``)."""
+        last = self.layers[-1].output_kind if self.layers else "any"
+        return labels_from_outputs(to_numpy(self.predict(X, batch_size)), self._classes, last, threshold)
 
     # ------------------------------------------------------------------ model API
     @property

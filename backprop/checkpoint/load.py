@@ -173,6 +173,9 @@ def _build_model(
     with _translate(path, "its random generators' states"):
         restore_rng_states(model, metadata["rng"])
         model.train(metadata["training"])
+    if metadata.get("classes") is not None:
+        with _translate(path, "its class labels"):  # one per output class, else refused
+            model.classes = metadata["classes"]  # type: ignore[attr-defined]  # a bp.Sequential's
     return model
 
 

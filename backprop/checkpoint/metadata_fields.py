@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..labels import check_classes
 from ..registry import SCHEDULES
 from .errors import checkpoint_error
 from .schema import (
@@ -129,10 +130,21 @@ FIELDS: dict[str, tuple[str, Spec]] = {
         )),
     ),
     "extra": ("its extra values", MapOf(Str(max_length=10_000), JSON("extra"))),
+    "classes": (
+        "its class labels",
+        Nullable(Check(ListOf(JSON(None), min_length=1, max_length=10**6), lambda value, where: _labels(value, where))),
+    ),
     "library_version": ("its library version", Str(max_length=100)),
     "device": ("its device", Str(max_length=100)),
 }
-_OPTIONAL = ("library_version", "device")
+_OPTIONAL = ("library_version", "device", "classes")  # classes: absent from files of older versions
+
+
+def _labels(value: list[Any], where: str) -> None:
+    try:
+        check_classes(value)
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(where, str(exc).replace("classes must be", "must be")) from None
 
 
 def _rng_entries(value: dict[str, Any], where: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._version import __version__
 from ..history import History
+from ..labels import classes_json
 from ..layers import layer_config
 from .archive import write_archive
 from .jsonable import pack
@@ -35,7 +36,8 @@ def save_checkpoint(
 ) -> None:
     """Save everything needed to resume training to ``path`` (one ``.npz`` file), atomically.
 
-    Stored: the architecture, dtype, seed, weights and saved state of ``model``; its random
+    Stored: the architecture, dtype, seed, weights, saved state and class labels (``classes``)
+    of ``model``; its random
     generators' states; the ``optimizer``'s type, hyperparameters and state; the
     ``scheduler``'s ``state_dict()`` (any object with one, JSON values and arrays); ``epoch``;
     the ``history``; and ``extra``, a dict of JSON values and NumPy arrays of your own (say a
@@ -78,6 +80,7 @@ def checkpoint_contents(
         "epoch": _epoch(epoch),
         "history": None if history is None else pack(_history_dict(history), "history", arrays, "history"),
         "extra": pack(_extra(extra), "extra", arrays, "extra"),
+        "classes": classes_json(getattr(model, "classes", None)),  # the labels the model predicts
     }
     return metadata, arrays
 
