@@ -3,9 +3,12 @@ it back for ``resume``, ``evaluate``, ``predict`` and ``gradcheck``.
 
 ``extra`` holds: ``"data"`` (the ``--data`` spec), ``"task"``, ``"loss"``, ``"classes"`` (the
 original label of each output class, or ``None`` for regression), ``"feature_names"``,
-``"target_name"``, ``"standardizer"`` (`Standardizer.to_dict`) and ``"args"`` (the resolved
-training settings). A checkpoint saved from Python works too if its ``extra`` has at least
-``"loss"``; without ``"standardizer"`` the features are used as they are.
+``"target_name"`` and ``"args"`` (the resolved training settings). The model itself starts
+with a `bp.Standardize` layer and carries its class labels (``model.classes``); files of
+older versions instead hold ``"standardizer"`` (`Standardizer.to_dict`) here, applied to the
+features before the model, and still load and predict as they did. A checkpoint saved from
+Python works too if its ``extra`` has at least ``"loss"``; without a standardiser either way
+the features are used as they are.
 """
 
 from __future__ import annotations
@@ -13,14 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..checkpoint import Checkpoint, CheckpointError
 from ..datasets import DataError, Dataset, Standardizer
+from ..layers import Standardize
 from ..loading import load_checkpoint
 from ..losses import get_loss
+from ..model import Sequential
 from .errors import CliError
+from .inputs import fitting
 from .settings import check_saved_settings
 
-__all__ = ["SavedRun", "open_checkpoint", "run_extra"]
+__all__ = ["SavedRun", "inputs_for", "model_classes", "open_checkpoint", "run_extra", "standardizes_itself"]
 
 
 @dataclass(frozen=True)
@@ -41,18 +49,51 @@ class SavedRun:
         return X if self.scaler is None else self.scaler.transform(X)
 
 
-def run_extra(dataset: Dataset, scaler: Standardizer, loss: str, data: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The ``extra`` dict a training run stores with every checkpoint."""
-    return {
+def run_extra(
+    dataset: Dataset, scaler: Standardizer | None, loss: str, data: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``extra`` dict a training run stores with every checkpoint; ``scaler`` only for a
+    model without its own `bp.Standardize` layer (one resumed from an older version's file)."""
+    extra = {
         "data": data,
         "task": dataset.task,
         "loss": loss,
         "classes": None if dataset.classes is None else list(dataset.classes),
         "feature_names": list(dataset.feature_names),
         "target_name": dataset.target_name,
-        "standardizer": scaler.to_dict(),
         "args": args,
     }
+    if scaler is not None:
+        extra["standardizer"] = scaler.to_dict()
+    return extra
+
+
+def model_classes(dataset: Dataset, model: Sequential) -> list[Any] | None:
+    """The labels ``model.classes`` gets for a classification data set: one per output class
+    (``None`` for regression, or outputs that are not one class each, such as several
+    independent binary targets)."""
+    if dataset.task != "classification" or dataset.classes is None or model.out_features is None:
+        return None
+    return list(dataset.classes) if len(dataset.classes) == max(model.out_features, 2) else None
+
+
+def inputs_for(model: Sequential, saved: SavedRun, X: np.ndarray, where: str) -> np.ndarray:
+    """The features ``X`` (host float64) as ``model`` takes them: standardised by the file's
+    standardiser (older files), or as they are for a model that standardises them itself.
+    Either way a value that standardising makes too large for the model's dtype is refused
+    (`fitting`), here on the host rather than as an overflow on the device."""
+    if not standardizes_itself(model):
+        return fitting(saved.standardize(X), model.dtype, where, standardized=saved.scaler is not None)
+    layer = model.layers[0]
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflows is reported by fitting
+        fitting((X - layer.mean) / layer.std, model.dtype, where, standardized=True)  # type: ignore[attr-defined]
+    return fitting(X, model.dtype, where)
+
+
+def standardizes_itself(model: Sequential) -> bool:
+    """Whether the model's first layer standardises its inputs (`bp.Standardize`): then it
+    takes the features as they come, and a checkpoint's ``extra`` holds no standardiser."""
+    return len(model.layers) > 0 and isinstance(model.layers[0], Standardize)
 
 
 def open_checkpoint(path: str, device: str, dtype: str | None = None) -> tuple[Checkpoint, SavedRun]:

@@ -17,8 +17,10 @@ __all__ = ["TrainingData", "class_indices", "load_dataset", "prepare_training_da
 
 @dataclass(frozen=True)
 class TrainingData:
-    """A data set ready to train on: standardised features of every part; ``X_val`` is
-    ``None`` when there is no validation part."""
+    """A data set ready to train on: the features of every part, standardised with ``scaler``
+    (fitted on the training part) unless ``raw``: then they are as the data set has them, for a
+    model that standardises them itself (`bp.Standardize` first, built from ``scaler``).
+    ``X_val`` is ``None`` when there is no validation part."""
 
     dataset: Dataset
     scaler: Standardizer
@@ -28,6 +30,7 @@ class TrainingData:
     y_val: np.ndarray | None
     X_test: np.ndarray
     y_test: np.ndarray
+    raw: bool = False
 
     @property
     def validation(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -55,12 +58,15 @@ def load_dataset(spec: str, test_size: float, split_seed: int) -> Dataset:
 
 
 def prepare_training_data(
-    spec: str, test_size: float, split_seed: int, val_split: float, scaler: Standardizer | None = None
+    spec: str, test_size: float, split_seed: int, val_split: float, scaler: Standardizer | None = None,
+    *, raw: bool = False,
 ) -> TrainingData:
     """Load ``spec``, hold out ``val_split`` of the training part for validation (stratified by
     class, seeded by ``split_seed``; none for a set without held-out data such as ``xor``) and
     standardise every part with ``scaler``, by default one fitted on the remaining training
-    samples only (a resumed run passes the one it saved)."""
+    samples only (a resumed run of an older version passes the one it saved). With ``raw`` the
+    parts stay as they are and ``scaler`` only holds the statistics, for the model's own
+    `bp.Standardize` layer."""
     ds = load_dataset(spec, test_size, split_seed)
     if scaler is not None and scaler.n_features != ds.n_features:
         raise CliError(f"--data {spec} has {ds.n_features} features but the model was trained on {scaler.n_features}")
@@ -75,6 +81,8 @@ def prepare_training_data(
         X, y, X_val, y_val = X[keep], y[keep], X[held], y[held]
     if scaler is None:
         scaler = Standardizer().fit(X)
+    if raw:
+        return TrainingData(ds, scaler, X, y, X_val, y_val, ds.X_test, ds.y_test, raw=True)
     try:
         scale = scaler.transform
         return TrainingData(

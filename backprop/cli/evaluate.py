@@ -9,11 +9,10 @@ import numpy as np
 
 from ..datasets import Dataset
 from . import arguments as types
-from .checkpoints import SavedRun, open_checkpoint
+from .checkpoints import SavedRun, inputs_for, open_checkpoint
 from .data import class_indices, load_dataset
 from .devices import resolve_device
 from .errors import CliError, UsageError
-from .inputs import fitting
 from .memory import check_fits, layer_sizes, training_estimate
 from .report import describe_model, result_line
 from .settings import DEFAULTS
@@ -25,7 +24,7 @@ EPILOG = """examples:
   backprop evaluate --checkpoint iris.npz --data csv:new_flowers.csv:label=species   # every row of a new file
   backprop evaluate --checkpoint run.npz --part all --device cuda
 
-The checkpoint's standardiser scales the features, as in training. --part test (the default for
+The model standardises the features as in training. --part test (the default for
 the data set the model was trained on) rebuilds its held-out test part with the training run's
 --test-size and --split-seed; --part all (the default for any other CSV file) uses every row.
 """
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         )
     y = _targets(dataset, y, saved, spec)
     metrics = ["accuracy"] if saved.task == "classification" and saved.loss != "mse" else []
-    X = fitting(saved.standardize(X), model.dtype, f"--data {spec}", standardized=saved.scaler is not None)
+    X = inputs_for(model, saved, X, f"--data {spec}")
     sizes = layer_sizes(model)
     if sizes:  # evaluate runs batches of 1024 samples
         check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(1024, len(X)), build=False,

@@ -10,7 +10,7 @@ import numpy as np
 from ..gradcheck import gradcheck
 from ..model import Sequential
 from . import arguments as types
-from .checkpoints import open_checkpoint
+from .checkpoints import open_checkpoint, standardizes_itself
 from .data import prepare_training_data
 from .devices import resolve_device
 from .errors import CliError, UsageError
@@ -114,7 +114,7 @@ def _from_checkpoint(args: argparse.Namespace, device: str) -> tuple[Sequential,
         raise UsageError(f"checkpoint {args.checkpoint!r} does not record its data set: pass --data SPEC")
     settings = {**DEFAULTS, **saved.args}
     data = prepare_training_data(spec, settings["test_size"], settings["split_seed"], settings["val_split"] or 0.0,
-                                 scaler=saved.scaler)
+                                 scaler=saved.scaler, raw=standardizes_itself(checkpoint.model))
     if checkpoint.model.in_features not in (None, data.dataset.n_features):
         raise CliError(f"--data {spec} has {data.dataset.n_features} features but the model takes "
                        f"{checkpoint.model.in_features}")

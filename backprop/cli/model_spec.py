@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import layers as bp_layers
+from ..datasets import Standardizer
 from ..init import get_initializer
 from ..model import Sequential
 from .errors import UsageError
@@ -82,13 +83,18 @@ class ModelSpec:
         device: str,
         dtype: str,
         seed: int,
+        standardize: Standardizer | None = None,
     ) -> Sequential:
         """The model: for each hidden layer ``Dense -> activation [-> Dropout]``, then the output
         ``Dense`` (followed by ``output_activation``, e.g. ``"sigmoid"`` for the BCE loss on
         probabilities; ``None`` gives raw outputs: logits or regression values). ``activation``
         and ``dropout`` apply where this description sets none. Hidden layers of ReLU-like
-        activations start from He initialisation, others (and the output) from Xavier."""
+        activations start from He initialisation, others (and the output) from Xavier.
+        ``standardize``: the training features' statistics, which a `bp.Standardize` layer in
+        front applies to every input, so that the model takes the features as they come."""
         layers: list[bp_layers.Layer] = []
+        if standardize is not None:
+            layers.append(bp_layers.Standardize(mean=standardize.mean, std=standardize.scale))
         features = in_features
         for spec in self.layers[:-1]:
             act = spec.activation or self.activation or activation

@@ -9,10 +9,10 @@ import numpy as np
 
 from ..backends import to_numpy
 from . import arguments as types
-from .checkpoints import SavedRun, open_checkpoint
+from .checkpoints import SavedRun, inputs_for, open_checkpoint
 from .devices import resolve_device
 from .errors import CliError
-from .inputs import fitting, read_features
+from .inputs import read_features
 from .memory import check_fits, layer_sizes, training_estimate
 from .outputs import check_outputs, output_kind, write_tables
 
@@ -25,7 +25,7 @@ EPILOG = """examples:
 
 --input: one sample per row, the training features in the training order (a CSV header that
 names the training features may list them in any order, plus other columns such as the label);
-the checkpoint's standardiser is applied. --output: for classification the predicted class
+the model standardises them as it did the training features. --output: for classification the predicted class
 labels, as the training data wrote them (e.g. setosa, or 0..9); for regression the predicted
 values. A .csv file gets a header row; a .npy file holds one array (labels: shape (samples,);
 values: (samples, targets)). --probabilities FILE: the class probabilities, one column per class
@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="predict labels or values for new samples",
-        description="Apply a trained checkpoint (and its standardiser) to the samples in a .csv or .npy file.",
+        description="Apply a trained checkpoint to the samples in a .csv or .npy file.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -68,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if sizes:
         check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(args.batch_size, len(X)),
                                      build=False, train=False), device, "use a smaller --batch-size")
-    X = fitting(saved.standardize(X), model.dtype, f"--input {args.input}", standardized=saved.scaler is not None)
+    X = inputs_for(model, saved, X, f"--input {args.input}")
     outputs = np.asarray(to_numpy(model.predict(X, batch_size=args.batch_size)), dtype=np.float64)
     if not np.isfinite(outputs).all():
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise CliError(f"--input {args.input}: the model's output for sample {row + 1} is not finite (its weights or "
                        "that sample's features are too large for its dtype); no predictions were written")
-    values, probabilities, classes = predictions(outputs, saved)
+    values, probabilities, classes = predictions(outputs, saved, model.classes)
     if args.probabilities is not None and probabilities is None:
         raise CliError(
             f"--probabilities: the model was trained with loss {saved.loss}, which gives no class probabilities"
@@ -90,8 +90,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def predictions(outputs: np.ndarray, saved: SavedRun) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
-    """``(labels or values, probabilities or None, classes)`` from the model's raw outputs."""
+def predictions(
+    outputs: np.ndarray, saved: SavedRun, model_classes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
+    """``(labels or values, probabilities or None, classes)`` from the model's raw outputs; the
+    labels are the model's own (``model.classes``, the same as ``model.predict_labels``), else
+    those the checkpoint's extra values record (files of older versions), else the indices."""
     if saved.task != "classification":
         return outputs, None, []
     width = outputs.shape[1]
@@ -99,6 +103,12 @@ def predictions(outputs: np.ndarray, saved: SavedRun) -> tuple[np.ndarray, np.nd
     if len(classes) != max(width, 2):
         raise CliError(f"the checkpoint records {len(classes)} class labels but its model has {width} output"
                        f"{'s' if width != 1 else ''} (the file is damaged)")
+    if model_classes is not None:
+        own = model_classes.tolist()
+        if saved.classes is not None and own != classes:
+            raise CliError(f"the checkpoint's model has the class labels {own[:10]} but its extra values record "
+                           f"{classes[:10]} (the file is damaged)")
+        classes = own
     probabilities: np.ndarray | None
     if saved.loss == "cross_entropy":
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))

@@ -72,7 +72,8 @@ def _run(args: argparse.Namespace, world: World) -> int:
         _print_header(job, checkpoint, args.resume, world)
     started = time.perf_counter()
     stopper = None if args.early_stopping is None else _stopper(args.early_stopping, job)
-    extra = run_extra(job.data.dataset, job.data.scaler, job.loss, settings.data, settings.run_args())
+    scaler = None if job.data.raw else job.data.scaler  # raw: the model's first layer standardises
+    extra = run_extra(job.data.dataset, scaler, job.loss, settings.data, settings.run_args())
     remaining = settings.epochs - job.initial_epoch
     before = len(job.history)
     if remaining > 0:

@@ -11,7 +11,7 @@ from ..checkpoint import Checkpoint
 from ..history import History
 from ..model import Sequential
 from ..optim import LRScheduler, Optimizer
-from .checkpoints import SavedRun, open_checkpoint
+from .checkpoints import SavedRun, model_classes, open_checkpoint, standardizes_itself
 from .data import TrainingData, prepare_training_data
 from .errors import CliError, UsageError
 from .memory import check_fits, layer_sizes, optimizer_state_factor, training_estimate
@@ -50,14 +50,17 @@ def open_resumed(args: argparse.Namespace, device: str) -> tuple[Checkpoint, Sav
 
 
 def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, SavedRun] | None) -> TrainingJob:
-    """Everything to train with: a new model, optimizer and schedule from ``settings``, or those
-    of the ``resumed`` checkpoint with its history, epoch and standardiser."""
+    """Everything to train with: a new model (standardising its inputs with the training part's
+    statistics, carrying the class labels), optimizer and schedule from ``settings``, or those
+    of the ``resumed`` checkpoint with its history, epoch and (older files) standardiser."""
     saved = resumed[1] if resumed else None
     spec = None if resumed is not None else _parse_spec(settings)
     if spec is not None:  # a first, lower bound before any data is read: the input layer left out
         _check_memory(settings, [1, *spec.sizes], device, settings.batch_size)
+    # the model standardises the features itself, unless it is resumed from an older version's file
+    in_model = resumed is None or standardizes_itself(resumed[0].model)
     data = prepare_training_data(settings.data, settings.test_size, settings.split_seed, settings.val_split,
-                                 scaler=saved.scaler if saved else None)
+                                 scaler=saved.scaler if saved else None, raw=in_model)
     loss = check_loss(data.dataset, settings.loss)
     metrics = metric_names(data.dataset, loss, settings.metrics)
     if resumed is not None:
@@ -83,7 +86,9 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
     model = spec.build(
         data.dataset.n_features, activation=settings.activation, dropout=settings.dropout,
         output_activation=output_activation(loss), device=device, dtype=settings.dtype, seed=settings.seed,
+        standardize=data.scaler,
     )
+    model.classes = model_classes(data.dataset, model)
     optimizer = build_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay,
                                 settings.momentum)
     schedule = build_schedule(settings.lr_schedule, optimizer, settings.epochs)

@@ -197,9 +197,10 @@ def test_layers_from_json_and_toml_files(tmp_path: Path, capsys: pytest.CaptureF
                          '[[layers]]\nunits = 12\nactivation = "gelu"\ndropout = 0.1\n\n[[layers]]\nunits = 10\n')
     # --dropout fills in where the file says nothing (JSON); the file's own setting wins (TOML)
     expected = {
-        json_file: "Dense(64, 24) -> Tanh() -> Dropout(0.3) -> Dense(24, 12) -> GELU() -> Dropout(0.1) -> "
+        json_file: "Standardize(64) -> Dense(64, 24) -> Tanh() -> Dropout(0.3) -> Dense(24, 12) -> GELU() -> "
+        "Dropout(0.1) -> Dense(12, 10)",
+        toml_file: "Standardize(64) -> Dense(64, 24) -> Tanh() -> Dense(24, 12) -> GELU() -> Dropout(0.1) -> "
         "Dense(12, 10)",
-        toml_file: "Dense(64, 24) -> Tanh() -> Dense(24, 12) -> GELU() -> Dropout(0.1) -> Dense(12, 10)",
     }
     if sys.version_info < (3, 11):  # TOML needs tomllib (or tomli) there
         del expected[toml_file]
@@ -209,7 +210,7 @@ def test_layers_from_json_and_toml_files(tmp_path: Path, capsys: pytest.CaptureF
                                  "--checkpoint", str(ckpt))
         assert code == 0, err
         assert f"model: {layers}: " in out
-        assert repr(bp.load(ckpt).layers[1]) == "Tanh()"
+        assert repr(bp.load(ckpt).layers[2]) == "Tanh()"  # after Standardize and Dense
 
 
 def test_toml_without_tomllib_or_tomli_says_what_to_do(
@@ -289,7 +290,7 @@ def test_resume_keeps_the_runs_settings(tmp_path: Path, capsys: pytest.CaptureFi
     assert "--layers 64,10 is ignored: the architecture comes from the checkpoint" in err
     assert "--lr 0.5 is ignored: the resumed run keeps its own (0.002)" in err
     saved = bp.load_checkpoint(ckpt)
-    assert saved.epoch == 2 and saved.model.layers[0].out_features == 16
+    assert saved.epoch == 2 and saved.model.layers[1].out_features == 16  # layers[0]: Standardize
 
 
 # ------------------------------------------------------------------------------------ evaluate / predict
@@ -297,8 +298,9 @@ def test_checkpoint_stores_what_evaluate_and_predict_need(trained: Path) -> None
     extra = bp.load_checkpoint(trained).extra
     assert extra["data"] == "digits" and extra["loss"] == "cross_entropy" and extra["task"] == "classification"
     assert extra["classes"] == list(range(10))
-    scaler = bp.datasets.Standardizer.from_dict(extra["standardizer"])
-    assert scaler.n_features == 64
+    model = bp.load_checkpoint(trained).model  # the model standardises its inputs and knows its labels
+    assert isinstance(model.layers[0], bp.Standardize) and model.layers[0].features == 64
+    assert "standardizer" not in extra and model.classes.tolist() == list(range(10))
     assert extra["args"]["epochs"] == 8 and extra["args"]["layers"] is None
 
 
@@ -339,10 +341,10 @@ def test_predict_writes_original_labels_and_probabilities(
     assert labels.shape == (360,) and proba.shape == (360, 10)
     assert np.allclose(proba.sum(axis=1), 1.0)
     assert np.array_equal(labels, proba.argmax(axis=1))
-    model = bp.load(trained)
-    scaler = bp.datasets.Standardizer.from_dict(bp.load_checkpoint(trained).extra["standardizer"])
-    expected = bp.to_numpy(model.predict(scaler.transform(ds.X_test))).argmax(axis=1)
+    model = bp.load(trained)  # standardises the raw features itself
+    expected = bp.to_numpy(model.predict(ds.X_test)).argmax(axis=1)
     assert np.array_equal(labels, expected)
+    assert np.array_equal(labels, model.predict_labels(ds.X_test))
     assert np.mean(labels == ds.y_test) > 0.9
 
 

@@ -317,8 +317,8 @@ def _bad_checkpoint(kind: str, run: Path, tmp_path: Path) -> Path:
             "training-no": lambda m, a: m.update(training="no"),
             "empty-optimizer": lambda m, a: (m["optimizer"].update(scalars={}, empty_state=False),
                                              [a.pop(k) for k in list(a) if k.startswith("optimizer/")]),
-            "nan-weight": lambda m, a: a["model/0.W"].__setitem__((0, 0), np.nan),
-            "in-features": lambda m, a: m["architecture"]["config"]["layers"][0]["config"].update(
+            "nan-weight": lambda m, a: a["model/1.W"].__setitem__((0, 0), np.nan),  # 0: the Standardize layer
+            "in-features": lambda m, a: m["architecture"]["config"]["layers"][1]["config"].update(
                 in_features=50_000_000),
             "duplicate": lambda m, a: [*entries(m, a), entries(m, a)[1]],
             "classes-number": lambda m, a: m["extra"].update(classes=5),
@@ -577,10 +577,10 @@ def test_keyboard_interrupt_is_130_in_one_paragraph(capsys: pytest.CaptureFixtur
 def test_checkpoint_members_stay_unread_when_the_cli_refuses(run: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI's refusal of a big declared model comes from the reader, before any data."""
-    target = edited(run, tmp_path / "big.npz", lambda m, a: m["architecture"]["config"]["layers"][0]["config"].update(
-        in_features=10**9))
+    target = edited(run, tmp_path / "big.npz", lambda m, a: m["architecture"]["config"]["layers"][1]["config"].update(
+        in_features=10**9))  # layer 0 is the Standardize layer
     code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(target))
-    assert_refused(code, err, 1, "backprop evaluate", "member 'model/0.W' has shape .* but Dense\\(1000000000, 16\\)")
+    assert_refused(code, err, 1, "backprop evaluate", "member 'model/1.W' has shape .* but Dense\\(1000000000, 16\\)")
     assert archive.DEFAULT_LIMITS.max_members == 100_000
 
 
