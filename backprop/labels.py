@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .validation import real
+
 __all__ = ["check_classes", "classes_json", "labels_from_outputs"]
 
 
@@ -61,7 +63,8 @@ def labels_from_outputs(
     outputs = np.asarray(outputs)
     width = outputs.shape[1]
     if width == 1:
-        cut = (0.5 if output_kind == "probabilities" else 0.0) if threshold is None else float(threshold)
+        default = 0.5 if output_kind == "probabilities" else 0.0
+        cut = default if threshold is None else real(threshold, "threshold", owner="predict_labels")
         index = (outputs[:, 0] > cut).astype(np.int64)
     else:
         index = outputs.argmax(axis=1).astype(np.int64)

@@ -72,6 +72,7 @@ class Sequential(SequentialLayer):
         check_fits(self, ctx.backend)
         self.build(None, ctx)
         self._classes: np.ndarray | None = None
+        self.threshold: float | None = None  # predict_labels' cut of one output (None: by output kind); saved
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
 
@@ -95,9 +96,11 @@ class Sequential(SequentialLayer):
 
     def predict_labels(self, X: Any, batch_size: int | None = None, threshold: float | None = None) -> np.ndarray:
         """The label each sample is given, a host array, as ``backprop predict`` writes it; see
-        `backprop.labels.labels_from_outputs` (argmax; one output: ``output > threshold``)."""
+        `backprop.labels.labels_from_outputs` (argmax; one output: ``output > threshold``, by
+        default ``model.threshold``, else 0.5 on probabilities and 0 on logits)."""
         last = self.layers[-1].output_kind if self.layers else "any"
-        return labels_from_outputs(to_numpy(self.predict(X, batch_size)), self._classes, last, threshold)
+        cut = self.threshold if threshold is None else threshold
+        return labels_from_outputs(to_numpy(self.predict(X, batch_size)), self._classes, last, cut)
 
     # ------------------------------------------------------------------ model API
     @property

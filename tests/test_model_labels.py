@@ -99,3 +99,19 @@ def test_classes_are_read_only_and_a_binary_model_has_two() -> None:
     model.classes = np.array(["no", "yes"])
     with pytest.raises(ValueError, match="read-only"):
         model.classes[0] = "maybe"
+
+
+def test_the_models_threshold_is_its_default_cut_and_saved(tmp_path, rng: np.random.Generator) -> None:
+    X = rng.standard_normal((60, 2))
+    model = bp.Sequential(bp.Dense(2, 1), dtype="float64", seed=3)
+    outputs = host(model.predict(X))[:, 0]
+    model.threshold = float(np.quantile(outputs, 0.3))
+    expected = (outputs > model.threshold).astype(np.int64)
+    assert 0 < expected.sum() < len(X)
+    np.testing.assert_array_equal(model.predict_labels(X), expected)
+    model.save(tmp_path / "m.npz")
+    loaded = bp.load_checkpoint(tmp_path / "m.npz", dtype="float64").model
+    assert loaded.threshold == model.threshold
+    np.testing.assert_array_equal(loaded.predict_labels(X), expected)
+    with pytest.raises(ValueError, match="threshold must be a float"):
+        model.predict_labels(X, threshold="half")

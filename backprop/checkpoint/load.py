@@ -176,6 +176,8 @@ def _build_model(
     if metadata.get("classes") is not None:
         with _translate(path, "its class labels"):  # one per output class, else refused
             model.classes = metadata["classes"]  # type: ignore[attr-defined]  # a bp.Sequential's
+    if metadata.get("threshold") is not None:
+        model.threshold = float(metadata["threshold"])  # type: ignore[attr-defined]  # a finite number
     return model
 
 

@@ -134,10 +134,11 @@ FIELDS: dict[str, tuple[str, Spec]] = {
         "its class labels",
         Nullable(Check(ListOf(JSON(None), min_length=1, max_length=10**6), lambda value, where: _labels(value, where))),
     ),
+    "threshold": ("its label threshold", Nullable(Number())),
     "library_version": ("its library version", Str(max_length=100)),
     "device": ("its device", Str(max_length=100)),
 }
-_OPTIONAL = ("library_version", "device", "classes")  # classes: absent from files of older versions
+_OPTIONAL = ("library_version", "device", "classes", "threshold")  # the last two: absent in older files
 
 
 def _labels(value: list[Any], where: str) -> None:

@@ -36,8 +36,8 @@ def save_checkpoint(
 ) -> None:
     """Save everything needed to resume training to ``path`` (one ``.npz`` file), atomically.
 
-    Stored: the architecture, dtype, seed, weights, saved state and class labels (``classes``)
-    of ``model``; its random
+    Stored: the architecture, dtype, seed, weights, saved state and class labels (``classes``,
+    ``threshold``) of ``model``; its random
     generators' states; the ``optimizer``'s type, hyperparameters and state; the
     ``scheduler``'s ``state_dict()`` (any object with one, JSON values and arrays); ``epoch``;
     the ``history``; and ``extra``, a dict of JSON values and NumPy arrays of your own (say a
@@ -81,6 +81,7 @@ def checkpoint_contents(
         "history": None if history is None else pack(_history_dict(history), "history", arrays, "history"),
         "extra": pack(_extra(extra), "extra", arrays, "extra"),
         "classes": classes_json(getattr(model, "classes", None)),  # the labels the model predicts
+        "threshold": getattr(model, "threshold", None),  # its cut of one output into two labels
     }
     return metadata, arrays
 

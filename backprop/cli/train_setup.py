@@ -89,6 +89,8 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
         standardize=data.scaler,
     )
     model.classes = model_classes(data.dataset, model)
+    if loss == "mse" and model.classes is not None:  # values regressed onto 0/1: the cut is halfway
+        model.threshold = 0.5
     optimizer = build_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay,
                                 settings.momentum)
     schedule = build_schedule(settings.lr_schedule, optimizer, settings.epochs)

@@ -152,3 +152,23 @@ def test_too_large_after_standardising_is_refused_before_the_model_runs(
     assert code == 1
     assert "after standardising with the training statistics, too large for the model's float32" in err
     assert not (tmp_path / "y.csv").exists()
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce", "bce_with_logits"])
+def test_a_binary_model_labels_as_predict_does_whatever_its_loss(
+    loss: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = tmp_path / "xor.npz"
+    code, _, err = run_cli(capsys, "train", "--data", "xor", "--loss", loss, "--layers", "8,1", "--epochs", "40",
+                           "--lr", "0.05", "--checkpoint", str(ckpt), "--quiet")
+    assert code == 0, err
+    X = np.random.default_rng(5).uniform(-0.5, 1.5, size=(200, 2))
+    np.save(tmp_path / "x.npy", X)
+    code, _, err = run_cli(capsys, "predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "x.npy"),
+                           "--output", str(tmp_path / "y.npy"))
+    assert code == 0, err
+    model = bp.load_checkpoint(ckpt).model
+    assert model.threshold == (0.5 if loss == "mse" else None)  # mse regresses onto 0/1: cut halfway
+    written = np.load(tmp_path / "y.npy")
+    assert len(set(written.tolist())) == 2  # both labels occur: the cut matters
+    np.testing.assert_array_equal(model.predict_labels(X), written)
