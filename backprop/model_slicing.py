@@ -30,12 +30,14 @@ def sliced(model: M, index: slice) -> M:
     SequentialLayer.__init__(view, *model.layers[index])
     shared = ("backend", "seed", "training", "shuffle_rng", "noise_rng")
     view.__dict__.update({key: value for key, value in model.__dict__.items() if key in shared})
-    # the class labels (model.classes) name the last layer's outputs: only a slice ending with it has them
+    # the class labels (model.classes) and the cut of one output (model.threshold) are about the last
+    # layer's outputs: only a slice ending with it has them
     ends = len(positions) > 0 and positions[-1] == len(model.layers) - 1
     whole = model.__dict__.get("_whole")  # a slice of a slice belongs to the first model too
     view.__dict__.update({
         "stop_training": False,
         "_classes": model.__dict__.get("_classes") if ends else None,
+        "threshold": model.__dict__.get("threshold") if ends else None,
         "_whole": model if whole is None else whole,
     })
     resolved, width = [], model.in_features  # the width after each of model's layers

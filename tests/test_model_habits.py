@@ -207,3 +207,14 @@ def test_a_slice_cannot_be_saved_or_moved_alone(method: str, tmp_path) -> None:
 def test_a_slice_with_a_step_is_refused() -> None:
     with pytest.raises(ValueError, match=r"use model\[i:j\] \(step 1\), not step 2"):
         model()[::2]
+
+
+def test_only_a_slice_ending_with_the_last_layer_has_the_class_labels(rng: np.random.Generator) -> None:
+    m = bp.Sequential(bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 1), bp.Sigmoid(), seed=0)
+    m.classes, m.threshold = ["no", "yes"], 0.3
+    X = rng.standard_normal((8, 4))
+    tail = m[2:]
+    assert list(tail.classes) == ["no", "yes"] and tail.threshold == 0.3
+    np.testing.assert_array_equal(tail.predict_labels(m[:2].predict(X)), m.predict_labels(X))
+    head = m[:2]
+    assert head.classes is None and head.threshold is None
