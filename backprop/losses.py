@@ -39,13 +39,25 @@ class Loss:
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
         """Check ``y`` against the model's output shape ``(n_samples, out_features)`` and move it
-        to the device in the dtype this loss needs."""
+        to the device in the dtype this loss needs. A model with one output also takes one
+        target per sample, shape ``(n_samples,)`` (a regression target, a binary 0/1 label):
+        unambiguous there, it is read as the column ``(n_samples, 1)``."""
         T = backend.asarray(y, what=what)
         shape = tuple(T.shape)
-        if shape != (n_samples, out_features):
+        if shape == (n_samples,) and out_features == 1:
+            T = backend.xp.reshape(T, (n_samples, 1))
+        elif shape != (n_samples, out_features):
             hint = ""
-            if shape == (n_samples,) and out_features == 1:
-                hint = " (reshape it with y.reshape(-1, 1))"
+            if shape == (n_samples,):
+                hint = (
+                    f": one value per sample cannot fill {out_features} outputs. Pass one column per output, "
+                    f"shape {(n_samples, out_features)}, or end the model with one output"
+                )
+                if self.expects != "any":
+                    hint += (
+                        f"; if y holds class labels 0..{out_features - 1}, train with loss='cross_entropy' "
+                        "(softmax over the outputs)"
+                    )
             raise ValueError(
                 f"{what} must have shape {(n_samples, out_features)} to match the model output; got {shape}{hint}"
             )

@@ -32,6 +32,7 @@ from ..losses import Loss, get_loss
 from ..metrics import Metric, get_metrics
 from .data import TrainingData, training_data
 from .evaluate import evaluate
+from .options import resolve_optimizer, split_validation
 from .parallel import DataParallel
 from .protocol import TrainableModel
 from .step import StepCore, build_step
@@ -54,12 +55,13 @@ def fit(
     y: Any,
     *,
     loss: Loss | str,
-    optimizer: Optimizer,
+    optimizer: Optimizer | str,
     epochs: int = 1,
     batch_size: int = 32,
     shuffle: bool = True,
     clip_grad_norm: float | None = None,
     validation_data: tuple[Any, Any] | None = None,
+    validation_split: float | None = None,
     metrics: Sequence[str | Metric] = (),
     early_stopping: EarlyStopping | int | None = None,
     scheduler: Any = None,
@@ -86,6 +88,13 @@ def fit(
     callback whose ``needs_epoch_values`` is true), they are read in blocks of up to 1024
     batches: many tiny epochs then cost no host sync each, and a diverging loss is reported
     when its block is read (the model then holds the weights of the block's end).
+
+    ``loss``, ``optimizer`` and ``metrics`` may be names: ``loss="mse"``, ``optimizer="adam"``
+    (any registered optimizer with its defaults, kept as ``model.optimizer``; a second `fit`
+    with the same name continues with it and its state, see
+    `backprop.training.options.resolve_optimizer`), ``metrics=["accuracy", "f1"]``
+    (`backprop.metrics`). ``validation_split=0.2`` holds out the last 20% of the samples, in
+    the order given and before shuffling (as Keras), as ``validation_data``.
 
     Per epoch the returned `History` gets ``"loss"`` (mean training loss, including `Dense`
     l1/l2 penalties), each metric (``metrics=["accuracy"]``: the running value over the
@@ -138,6 +147,9 @@ def fit(
     """
     loss = get_loss(loss)
     model._check_loss(loss)
+    optimizer = model.optimizer = resolve_optimizer(model, optimizer)
+    if validation_split is not None:
+        X, y, validation_data = split_validation(X, y, validation_split, validation_data)
     epochs = _count(epochs, "epochs", minimum=0)
     batch_size = _count(batch_size, "batch_size", minimum=1)
     checkpoint_every = _count(checkpoint_every, "checkpoint_every", minimum=1)
