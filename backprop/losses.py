@@ -25,6 +25,8 @@ class Loss:
 
     #: what the model must output: ``"probabilities"``, ``"logits"`` or ``"any"`` values
     expects = "any"
+    #: whether targets are integer class labels ``(N,)`` rather than values shaped like the outputs
+    labels = False
 
     def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
         """``(L, dL/dP)``: a 0-d array and an array shaped like ``P``."""
@@ -147,6 +149,7 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     expects = "logits"
+    labels = True
 
     def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
         return ops.softmax_cross_entropy(P, T)

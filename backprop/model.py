@@ -184,7 +184,9 @@ class Sequential(SequentialLayer):
         loss = get_loss(loss)
         self._check_loss(loss)
         with backend.activate():
-            return _evaluate(self, *self.checked_data(X, y, loss), loss, get_metrics(metrics, loss), batch_size)
+            Xd, T = self.checked_data(X, y, loss)
+            outputs = self.out_features if self.out_features is not None else Xd.shape[1]
+            return _evaluate(self, Xd, T, loss, get_metrics(metrics, loss, outputs), batch_size)
 
     def checked_data(self, X: Any, y: Any, loss: Loss, x_name: str = "X", y_name: str = "y") -> tuple[Array, Array]:
         """Inputs and targets checked (shapes, labels, NaN/Inf) and moved to the device once.

@@ -154,8 +154,8 @@ def fit(
     batch_size = _count(batch_size, "batch_size", minimum=1)
     checkpoint_every = _count(checkpoint_every, "checkpoint_every", minimum=1)
     initial_epoch = _count(initial_epoch, "initial_epoch", minimum=0)
-    metric_list = get_metrics(metrics, loss)
     backend = model._require_built()
+    metric_list = get_metrics(metrics, loss, model.out_features)
     history = History() if history is None else history
     own = _option_callbacks(record_grad_norms, scheduler, _early_stopping(early_stopping, validation_data is not None))
     user: list[Callback] = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
@@ -172,6 +172,8 @@ def fit(
     with backend.activate():
         data = training_data(model, X, y, loss, batch_size, shuffle, rank, size, sharded=parallel is not None)
         val = model.checked_data(*validation_data, loss, "validation X", "validation y") if validation_data else None
+        if model.out_features is None:  # a model of activations only: as many outputs as features
+            metric_list = get_metrics(metrics, loss, data.features[0])
         n = data.samples
         callback_list.set_model(model)
         callback_list.set_optimizer(optimizer)
@@ -254,8 +256,10 @@ class _Run:
         model, callbacks, results = self.model, self.callbacks, self.results
         logs, metrics, step = self.logs, self.metrics, self.step
         assert step is not None
-        xp = model._require_built().xp
+        backend = model._require_built()
+        xp = backend.xp
         parallel = self.parallel
+        empty = [backend.zeros(() if m.state_size() == 1 else (m.state_size(),)) for m in metrics]
         begin = callbacks.on_batch_begin if callbacks.wants("on_batch_begin") else None
         end = callbacks.on_batch_end if callbacks.wants("on_batch_end") else None
         for epoch in range(first, last + 1):
@@ -270,8 +274,8 @@ class _Run:
                 L, P = step(Xb, Tb)
                 results.add(L, rows)
                 for i, metric in enumerate(metrics):
-                    # no rows (a rank left out of a small last batch): L is a device zero, and sums nothing
-                    results.metrics[i].append(metric.batch_sum(xp, P, Tb) if rows else L)
+                    # no rows (a rank left out of a small last batch): its state is zeros
+                    results.metrics[i].append(metric.batch_state(xp, P, Tb) if rows else empty[i])
                 if end is not None:
                     end(batch, logs)
                 if model.stop_training:

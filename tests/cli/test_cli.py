@@ -471,7 +471,7 @@ def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> 
         (["train", "--loss", "mse"], ["cross_entropy"]),
         (["train", "--layers", "64,3"], ["--layers 64,10"]),
         (["train", "--layers", "64,relu,10"], ["128,10"]),
-        (["train", "--metrics", "f1"], ["accuracy"]),
+        (["train", "--metrics", "f2"], ["accuracy"]),  # f1 exists since issue #16
         (["train", "--epochs", "0"], [">= 1"]),
         (["train", "--val-split", "1.5"], ["fraction"]),
         (["train", "--momentum", "0.9"], ["sgd and rmsprop"]),
