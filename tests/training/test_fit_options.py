@@ -205,3 +205,19 @@ def test_one_target_per_sample_for_several_outputs_is_ambiguous(rng) -> None:
         binary.evaluate(X, np.array([0, 1, 2, 0, 1, 2]), "bce")
     labels = bp.Sequential(bp.Dense(3, 3), seed=0)  # integer labels (N,) stay the multi-class form
     assert labels.evaluate(X, np.array([0, 1, 2, 0, 1, 2]), "cross_entropy")["loss"] > 0
+
+
+def test_a_loaded_checkpoint_continues_with_the_named_optimizer(tmp_path, rng) -> None:
+    """Resuming: the checkpoint's optimizer becomes model.optimizer, so optimizer="adam" goes on
+    with its moments and step count (and the restored generators shuffle on alike)."""
+    X, y = regression(rng, 20)
+    model = regressor()
+    model.fit(X, y, loss="mse", optimizer="adam", epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "ckpt.npz", model.optimizer)
+    resumed = bp.load_checkpoint(tmp_path / "ckpt.npz")
+    assert resumed.model.optimizer is resumed.optimizer
+    resumed.model.fit(X, y, loss="mse", optimizer="adam", epochs=1, batch_size=8, verbose=0)
+    assert resumed.model.optimizer is resumed.optimizer
+    once = regressor()
+    once.fit(X, y, loss="mse", optimizer="adam", epochs=2, batch_size=8, verbose=0)
+    states_equal(resumed.model, once)
