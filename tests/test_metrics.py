@@ -192,3 +192,11 @@ def test_binding_leaves_the_users_instance_alone() -> None:
     mine = bp.metrics.F1()
     (bound,) = get_metrics([mine], CE, 4)
     assert bound is not mine and bound.state_size() == 12 and mine.outputs is None
+
+
+def test_early_stopping_maximises_the_metrics_that_improve_upwards() -> None:
+    up = ["val_accuracy", "val_top_3_accuracy", "val_precision", "val_recall", "f1", "val_r2", "my_acc"]
+    down = ["val_loss", "loss", "val_mae", "mse"]
+    assert [bp.EarlyStopping(monitor=key).maximize for key in up] == [True] * len(up)
+    assert [bp.EarlyStopping(monitor=key).maximize for key in down] == [False] * len(down)
+    assert not bp.EarlyStopping(monitor="val_f1", mode="min").maximize

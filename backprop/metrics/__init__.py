@@ -44,6 +44,7 @@ __all__ = [
     "Recall",
     "TopKAccuracy",
     "get_metrics",
+    "higher_is_better",
     "metric_values",
 ]
 
@@ -96,3 +97,15 @@ def get_metrics(metrics: Any, loss: Loss, outputs: int | None = None) -> list[Me
     if twice:
         raise ValueError(f"metrics {', '.join(map(repr, twice))} given twice: each metric's name must be unique")
     return out
+
+
+def higher_is_better(key: str) -> bool:
+    """Whether the history key ``key`` (``"f1"``, ``"val_r2"``, ``"val_top_3_accuracy"``) is a
+    built-in metric that improves upwards (accuracy, top-k accuracy, precision, recall, F1,
+    R²), or has ``"acc"`` in its name; losses and errors (``mae``, ``mse``) improve downwards."""
+    name = key[4:] if key.startswith("val_") else key
+    try:
+        metric = _from_name(name)
+    except ValueError:
+        return "acc" in key
+    return metric.higher_is_better
