@@ -16,8 +16,9 @@ import numpy as np
 
 from .backends import Array, Backend, Ops, array_device
 from .registry import LOSSES
+from .validation import real
 
-__all__ = ["BCE", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get_loss"]
+__all__ = ["BCE", "MAE", "MSE", "BCEWithLogits", "Huber", "Loss", "SoftmaxCrossEntropy", "get_loss"]
 
 
 class Loss:
@@ -90,6 +91,54 @@ class MSE(Loss):
     def value(self, ops: Ops, P: Array, T: Array) -> Array:
         D = P - T
         return ops.xp.mean(D * D)
+
+
+@LOSSES.register(aliases=("mae", "l1"))
+class MAE(Loss):
+    """Mean absolute error, as ``torch.nn.L1Loss``: ``L = mean(|P - T|)``;
+    ``dP = sign(P - T) / P.size`` (0 where ``P == T``, as PyTorch). T shaped like P. Less
+    swayed by outliers than `MSE`: each residual pulls with the same force."""
+
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        D = P - T
+        return ops.xp.mean(ops.xp.abs(D)), ops.xp.sign(D) / _size(P)
+
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        return ops.xp.mean(ops.xp.abs(P - T))
+
+
+@LOSSES.register(aliases=("huber",))
+class Huber(Loss):
+    """Huber loss, as ``torch.nn.HuberLoss(delta=delta)``: quadratic for small residuals,
+    linear for large ones. With ``D = P - T``::
+
+        L = mean(0.5 D^2 if |D| <= delta else delta (|D| - 0.5 delta))
+        dP = clip(D, -delta, delta) / P.size
+
+    T shaped like P. ``delta`` (> 0, default 1.0): where the quadratic part ends.
+    """
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = real(delta, "delta", low=0.0, low_open=True, owner="Huber")
+
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        D = P - T
+        return self._value(ops.xp, D), ops.xp.clip(D, -self.delta, self.delta) / _size(P)
+
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        return self._value(ops.xp, P - T)
+
+    def _value(self, xp: Any, D: Array) -> Array:
+        # both branches in one expression (no where): min(|D|, delta) is squared, the rest counts linearly
+        A = xp.abs(D)
+        small = xp.minimum(A, self.delta)
+        return xp.mean(0.5 * small * small + self.delta * (A - small))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+    def __repr__(self) -> str:
+        return f"Huber(delta={self.delta:g})"
 
 
 @LOSSES.register(aliases=('bce',))

@@ -157,12 +157,13 @@ def test_unknown_optimizer_names_list_the_known_ones(rng) -> None:
 
 # ---------------------------------------------------------------------------- one target per sample
 @pytest.mark.parametrize(
-    ("loss", "last"), [("mse", None), ("bce", bp.Sigmoid), ("bce_with_logits", None)]
+    ("loss", "last"),
+    [("mse", None), ("mae", None), ("huber", None), ("bce", bp.Sigmoid), ("bce_with_logits", None)],
 )
 def test_one_output_models_take_one_target_per_sample(loss: str, last: Any, device: bp.Device, rng) -> None:
     """y of shape (N,) trains, evaluates and backpropagates exactly as y of shape (N, 1)."""
     X = rng.standard_normal((24, 3))
-    y = (X[:, 0] > 0).astype(np.float64) if loss != "mse" else X @ np.array([1.0, -1.0, 2.0])
+    y = (X[:, 0] > 0).astype(np.float64) if "bce" in loss else X @ np.array([1.0, -1.0, 2.0])
 
     def model() -> bp.Sequential:
         layers = [bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 1)] + ([last()] if last else [])
