@@ -45,6 +45,19 @@ def test_validation_split_holds_out_the_last_fraction_before_shuffling(device: b
     states_equal(split, tail)
 
 
+def test_validation_split_of_device_arrays_and_lists(device: bp.Device, rng) -> None:
+    """Arrays of the model's namespace are sliced there (X[a:b, ...]); lists as lists."""
+    X, y = regression(rng, 10)
+    want = regressor(device).fit(X, y, loss="mse", optimizer="sgd", epochs=2, validation_split=0.3, verbose=0)
+    model = regressor(device)
+    Xd, yd = model.backend.from_host(X), model.backend.from_host(y.ravel())
+    got = model.fit(Xd, yd, loss="mse", optimizer="sgd", epochs=2, validation_split=0.3, verbose=0)
+    np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=1e-12)
+    listed = regressor(device).fit(X.tolist(), y.tolist(), loss="mse", optimizer="sgd", epochs=2,
+                                   validation_split=0.3, verbose=0)  # fmt: skip
+    np.testing.assert_allclose(listed["val_loss"], want["val_loss"], rtol=1e-12)
+
+
 def test_validation_split_of_streamed_data(tmp_path, rng) -> None:
     """A .npy path keeps training streamed; its validation tail is read like validation_data."""
     X, y = regression(rng, 12)
