@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backends import Array, Backend
-from .metrics import Metric
+from .metrics import Metric, metric_values
 
 __all__ = ["READ_EVERY", "EpochResults", "weighted_mean"]
 
@@ -26,7 +26,7 @@ class EpochResults:
         self.backend = backend
         self.losses: list[Any] = []  # batch means
         self.sizes: list[int] = []
-        self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch sums
+        self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch states (`Metric.batch_state`)
         self.series: dict[str, list[Any]] = {}  # recorded per step, by name, in the order first recorded
         # (epoch, its end in `losses`, its lr, its end in each series)
         self.epochs: list[tuple[int, int, float, dict[str, int]]] = []
@@ -58,38 +58,47 @@ class EpochResults:
     ) -> list[tuple[int, dict[str, float]]]:
         """Each ended epoch's values (``loss``, metrics, recorded series, ``lr``), and forget them.
 
+        Each batch's metric entry is the metric's state (`Metric.batch_state`, ``state_size()``
+        sums): an epoch's states are added up and `Metric.result` gives its value.
+
         ``reduce``: in data-parallel training, the sum over the processes of a list of floats
         (one collective for all the epochs read). Each process kept its own batches' losses
-        (means over its rows, weighted by its row counts) and metric sums; the epoch's values
+        (means over its rows, weighted by its row counts) and metric states; the epoch's values
         are the sums of all processes over the rows of all. Recorded series (gradient norms,
         taken after the gradients were reduced) are the same everywhere and are not reduced."""
         rows = [self.losses, *self.metrics, *self.series.values()]
         host = self.backend.to_floats([v for row in rows for v in row] if len(rows) > 1 else self.losses)  # one sync
         k = len(self.losses)
-        first = k * (1 + len(metrics))  # where the series begin in `host`
-        offsets = {}
+        sizes = [m.state_size() for m in metrics]
+        starts = []  # where each metric's states begin in `host`
+        first = k
+        for size in sizes:
+            starts.append(first)
+            first += k * size
+        offsets = {}  # where the series begin in `host`
         for name, row in self.series.items():
             offsets[name] = first
             first += len(row)
-        # per epoch: [sum of loss x rows, each metric's sum, rows]
+        # per epoch: [sum of loss x rows, each metric's summed state, rows]
         sums: list[float] = []
         start = 0
         for _, stop, _, _ in self.epochs:
             sums.append(math.fsum(map(operator.mul, host[start:stop], self.sizes[start:stop])))
-            sums += [math.fsum(host[k * (1 + i) + start : k * (1 + i) + stop]) for i in range(len(metrics))]
+            for at, size in zip(starts, sizes):
+                block = host[at + start * size : at + stop * size]
+                sums += [math.fsum(block[j::size]) for j in range(size)]
             sums.append(float(sum(self.sizes[start:stop])))
             start = stop
         if reduce is not None:
             sums = reduce(sums)
-        width = 2 + len(metrics)
+        width = 2 + sum(sizes)
         out = []
         series_start: dict[str, int] = {}
         for j, (epoch, _, lr, series_stop) in enumerate(self.epochs):
             epoch_sums = sums[j * width : (j + 1) * width]
             n = epoch_sums[-1]
             values = {"loss": epoch_sums[0] / n}
-            for i, m in enumerate(metrics):
-                values[m.name] = epoch_sums[1 + i] / n
+            values.update(metric_values(metrics, epoch_sums[1:-1], n))
             for name, end in series_stop.items():
                 begin = series_start.get(name, 0)
                 if end > begin:

@@ -16,8 +16,9 @@ import numpy as np
 
 from .backends import Array, Backend, Ops, array_device
 from .registry import LOSSES
+from .validation import real
 
-__all__ = ["BCE", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get_loss"]
+__all__ = ["BCE", "MAE", "MSE", "BCEWithLogits", "Huber", "Loss", "SoftmaxCrossEntropy", "get_loss"]
 
 
 class Loss:
@@ -25,6 +26,8 @@ class Loss:
 
     #: what the model must output: ``"probabilities"``, ``"logits"`` or ``"any"`` values
     expects = "any"
+    #: whether targets are integer class labels ``(N,)`` rather than values shaped like the outputs
+    labels = False
 
     def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
         """``(L, dL/dP)``: a 0-d array and an array shaped like ``P``."""
@@ -39,13 +42,25 @@ class Loss:
 
     def prepare_target(self, backend: Backend, y: Any, n_samples: int, out_features: int, what: str = "y") -> Array:
         """Check ``y`` against the model's output shape ``(n_samples, out_features)`` and move it
-        to the device in the dtype this loss needs."""
+        to the device in the dtype this loss needs. A model with one output also takes one
+        target per sample, shape ``(n_samples,)`` (a regression target, a binary 0/1 label):
+        unambiguous there, it is read as the column ``(n_samples, 1)``."""
         T = backend.asarray(y, what=what)
         shape = tuple(T.shape)
-        if shape != (n_samples, out_features):
+        if shape == (n_samples,) and out_features == 1:
+            T = backend.xp.reshape(T, (n_samples, 1))
+        elif shape != (n_samples, out_features):
             hint = ""
-            if shape == (n_samples,) and out_features == 1:
-                hint = " (reshape it with y.reshape(-1, 1))"
+            if shape == (n_samples,):
+                hint = (
+                    f": one value per sample cannot fill {out_features} outputs. Pass one column per output, "
+                    f"shape {(n_samples, out_features)}, or end the model with one output"
+                )
+                if self.expects != "any":
+                    hint += (
+                        f"; if y holds class labels 0..{out_features - 1}, train with loss='cross_entropy' "
+                        "(softmax over the outputs)"
+                    )
             raise ValueError(
                 f"{what} must have shape {(n_samples, out_features)} to match the model output; got {shape}{hint}"
             )
@@ -76,6 +91,54 @@ class MSE(Loss):
     def value(self, ops: Ops, P: Array, T: Array) -> Array:
         D = P - T
         return ops.xp.mean(D * D)
+
+
+@LOSSES.register(aliases=("mae", "l1"))
+class MAE(Loss):
+    """Mean absolute error, as ``torch.nn.L1Loss``: ``L = mean(|P - T|)``;
+    ``dP = sign(P - T) / P.size`` (0 where ``P == T``, as PyTorch). T shaped like P. Less
+    swayed by outliers than `MSE`: each residual pulls with the same force."""
+
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        D = P - T
+        return ops.xp.mean(ops.xp.abs(D)), ops.xp.sign(D) / _size(P)
+
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        return ops.xp.mean(ops.xp.abs(P - T))
+
+
+@LOSSES.register(aliases=("huber",))
+class Huber(Loss):
+    """Huber loss, as ``torch.nn.HuberLoss(delta=delta)``: quadratic for small residuals,
+    linear for large ones. With ``D = P - T``::
+
+        L = mean(0.5 D^2 if |D| <= delta else delta (|D| - 0.5 delta))
+        dP = clip(D, -delta, delta) / P.size
+
+    T shaped like P. ``delta`` (> 0, default 1.0): where the quadratic part ends.
+    """
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = real(delta, "delta", low=0.0, low_open=True, owner="Huber")
+
+    def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
+        D = P - T
+        return self._value(ops.xp, D), ops.xp.clip(D, -self.delta, self.delta) / _size(P)
+
+    def value(self, ops: Ops, P: Array, T: Array) -> Array:
+        return self._value(ops.xp, P - T)
+
+    def _value(self, xp: Any, D: Array) -> Array:
+        # both branches in one expression (no where): min(|D|, delta) is squared, the rest counts linearly
+        A = xp.abs(D)
+        small = xp.minimum(A, self.delta)
+        return xp.mean(0.5 * small * small + self.delta * (A - small))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+    def __repr__(self) -> str:
+        return f"Huber(delta={self.delta:g})"
 
 
 @LOSSES.register(aliases=('bce',))
@@ -135,6 +198,7 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     expects = "logits"
+    labels = True
 
     def value_and_grad(self, ops: Ops, P: Array, T: Array) -> tuple[Array, Array]:
         return ops.softmax_cross_entropy(P, T)

@@ -60,6 +60,7 @@ class Sequential(SequentialLayer):
     def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
         super().__init__(*layers)
         self.stop_training = False
+        self.optimizer: Optimizer | None = None  # the last fit's, reused by fit(optimizer="adam") again
         entropy = np.random.SeedSequence().entropy if seed is None else seed
         self.seed = int(entropy) % 2**63  # type: ignore[arg-type]  # a fresh SeedSequence's entropy is an int
         self.training = True
@@ -217,7 +218,9 @@ class Sequential(SequentialLayer):
         loss = get_loss(loss)
         self._check_loss(loss)
         with backend.activate():
-            return _evaluate(self, *self.checked_data(X, y, loss), loss, get_metrics(metrics, loss), batch_size)
+            Xd, T = self.checked_data(X, y, loss)
+            outputs = self.out_features if self.out_features is not None else Xd.shape[1]
+            return _evaluate(self, Xd, T, loss, get_metrics(metrics, loss, outputs), batch_size)
 
     def checked_data(self, X: Any, y: Any, loss: Loss, x_name: str = "X", y_name: str = "y") -> tuple[Array, Array]:
         """Inputs and targets checked (shapes, labels, NaN/Inf) and moved to the device once.
@@ -228,9 +231,9 @@ class Sequential(SequentialLayer):
         features = self.out_features if self.out_features is not None else Xd.shape[1]  # activations only: kept
         return Xd, loss.prepare_target(self._require_built(), y, Xd.shape[0], features, y_name)
 
-    def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer, **options: Any) -> History:
+    def fit(self, X: Any, y: Any, *, loss: Loss | str, optimizer: Optimizer | str, **options: Any) -> History:
         """Train with mini-batches; see `backprop.training.fit` for every option (epochs,
-        batch_size, shuffle, clip_grad_norm, validation_data, metrics, early_stopping,
+        batch_size, shuffle, clip_grad_norm, validation_data, validation_split, metrics, early_stopping,
         scheduler, record_grad_norms, checkpoint, initial_epoch, history, graph, verbose,
         callbacks, distributed). ``X``/``y`` may be memory-mapped arrays or ``.npy`` paths (read
         a batch at a time); ``distributed=bp.distributed.init()`` trains data-parallel under

@@ -28,11 +28,11 @@ from backprop.training import reduction
 CASES: dict[str, dict[str, Any]] = {
     # 23 rows in batches of 6 (6, 6, 6, 5): uneven shares at 2 ranks (3/3, then 3/2) and at 3
     # (2/2/2, then 2/2/1); validation sliced over the ranks, early stopping, a schedule,
-    # clipping and gradient-norm records after the reduction, a metric
+    # clipping and gradient-norm records after the reduction, metrics (sums and confusion counts)
     "sgd": {
         "model": "plain", "optimizer": "sgd", "loss": "cross_entropy", "rows": 23, "batch": 6, "epochs": 4,
         "validation": 7, "early_stopping": 1, "scheduler": True, "clip": 0.5, "grad_norms": True,
-        "metrics": ["accuracy"],
+        "metrics": ["accuracy", "top_2_accuracy", "f1"],
     },
     # synchronised BatchNorm (after a Dense without bias: a bias there has a gradient of 0 plus
     # rounding, which Adam would scale up to steps of lr), host dropout masks, an l2 penalty;
@@ -40,13 +40,14 @@ CASES: dict[str, dict[str, Any]] = {
     # joins BatchNorm's reductions)
     "adam_bn_dropout": {
         "model": "bn_dropout", "optimizer": "adam", "loss": "cross_entropy", "rows": 22, "batch": 5, "epochs": 3,
-        "metrics": ["accuracy"],
+        "metrics": ["accuracy", "precision"],
     },
     # MSE (a mean over every element), AdamW, an l2 penalty, data streamed from .npy files a
     # shard at a time; 21 rows in batches of 4: the last batch of 1 leaves every rank but rank 0
     # without rows
     "adamw_npy": {
         "model": "plain", "optimizer": "adamw", "loss": "mse", "rows": 21, "batch": 4, "epochs": 3, "npy": True,
+        "metrics": ["mae", "r2"],
     },
     # the reduction overlapped with backward, as on NCCL (forced here onto host MPI, whose
     # non-blocking all-reduce it then uses), in 64-byte buckets, through a Residual block whose

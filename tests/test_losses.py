@@ -12,6 +12,10 @@ from helpers import central_difference, host
 def case(name: str, rng: np.random.Generator) -> tuple[bp.losses.Loss, np.ndarray, np.ndarray]:
     if name == "MSE":
         return bp.losses.MSE(), rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    if name == "MAE":
+        return bp.losses.MAE(), rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    if name == "Huber":  # residuals on both sides of delta
+        return bp.losses.Huber(delta=0.7), 2 * rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
     if name == "BCE":
         return bp.losses.BCE(), rng.uniform(0.05, 0.95, (6, 2)), rng.uniform(0, 1, (6, 2))
     if name == "BCEWithLogits":
@@ -19,7 +23,7 @@ def case(name: str, rng: np.random.Generator) -> tuple[bp.losses.Loss, np.ndarra
     return bp.losses.SoftmaxCrossEntropy(), 3 * rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
 
 
-NAMES = ["MSE", "BCE", "BCEWithLogits", "SoftmaxCrossEntropy"]
+NAMES = ["MSE", "MAE", "Huber", "BCE", "BCEWithLogits", "SoftmaxCrossEntropy"]
 
 
 def value_and_grad(loss: bp.losses.Loss, device: bp.Device, P: np.ndarray, y: np.ndarray, dtype: str = "float64"):
@@ -50,6 +54,8 @@ def test_loss_matches_pytorch(name: str, device: bp.Device, rng: np.random.Gener
     yt = torch.tensor(y)
     reference = {
         "MSE": lambda: F.mse_loss(Pt, yt),
+        "MAE": lambda: F.l1_loss(Pt, yt),
+        "Huber": lambda: F.huber_loss(Pt, yt, delta=0.7),
         "BCE": lambda: F.binary_cross_entropy(Pt, yt),
         "BCEWithLogits": lambda: F.binary_cross_entropy_with_logits(Pt, yt),
         "SoftmaxCrossEntropy": lambda: F.cross_entropy(Pt, yt),
@@ -85,3 +91,17 @@ def test_loss_call_works_on_plain_arrays() -> None:
     assert bp.losses.get_loss("cross_entropy").__class__ is bp.losses.SoftmaxCrossEntropy
     with pytest.raises(ValueError, match="unknown loss 'hinge'.*bce"):
         bp.losses.get_loss("hinge")
+
+
+def test_regression_losses_by_name_and_their_settings() -> None:
+    assert type(bp.losses.get_loss("mae")) is type(bp.losses.get_loss("l1")) is bp.losses.MAE
+    assert bp.losses.get_loss("huber").delta == 1.0
+    huber = bp.losses.Huber(delta=2)
+    assert huber.get_config() == {"delta": 2.0} and repr(huber) == "Huber(delta=2)"
+    assert bp.losses.Huber.from_config(huber.get_config()).delta == 2.0
+    with pytest.raises(ValueError, match=r"Huber delta must be a positive number; got 0"):
+        bp.losses.Huber(delta=0)
+    # |D| = 3 > delta = 2: the linear part, delta (|D| - delta / 2) = 4; |D| = 1: 0.5 D^2
+    P, T = np.array([[3.0, 1.0]]), np.zeros((1, 2))
+    assert float(huber(P, T)) == pytest.approx((4.0 + 0.5) / 2)
+    assert float(bp.losses.MAE()(P, T)) == pytest.approx(2.0)

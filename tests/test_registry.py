@@ -26,7 +26,7 @@ def test_every_built_in_class_is_registered_under_its_class_name() -> None:
     assert {"StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "ReduceLROnPlateau", "SequentialLR"} <= set(
         SCHEDULES
     )
-    assert set(LOSSES) == {"MSE", "BCE", "BCEWithLogits", "SoftmaxCrossEntropy"}
+    assert set(LOSSES) == {"MSE", "MAE", "Huber", "BCE", "BCEWithLogits", "SoftmaxCrossEntropy"}
 
 
 def test_lookup_by_name_or_alias_in_any_case() -> None:
@@ -91,7 +91,8 @@ def test_optimizer_and_schedule_config_round_trip() -> None:
 
 def test_get_loss_goes_through_the_registry() -> None:
     assert isinstance(bp.losses.get_loss("Cross-Entropy"), bp.losses.SoftmaxCrossEntropy)
-    with pytest.raises(ValueError, match="unknown loss 'hinge': use one of bce, bce_with_logits, cross_entropy, mse"):
+    known = "bce, bce_with_logits, cross_entropy, huber, l1, mae, mse"
+    with pytest.raises(ValueError, match=f"unknown loss 'hinge': use one of {known}"):
         bp.losses.get_loss("hinge")
 
 

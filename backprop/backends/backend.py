@@ -246,12 +246,19 @@ class Backend:
             return self.ops.all_finite(x)
 
     def to_floats(self, values: list[Array]) -> list[float]:
-        """Many 0-d arrays as Python floats: one transfer (and sync) for all of them."""
+        """Many 0-d (or 1-D) arrays as Python floats, laid end to end: one transfer (and sync)
+        for all of them."""
         if self.device.type == "cpu":  # already on the host: no stacking needed
-            return [float(v) for v in values]
+            out: list[float] = []
+            for v in values:
+                if np.ndim(v):
+                    out += np.asarray(v, dtype=np.float64).tolist()
+                else:
+                    out.append(float(v))
+            return out
         with self.activate():
             # CuPy's stack of 0-d arrays costs half again the host time (89 against 57 us for 32)
-            flat = self.xp.concat([self.xp.reshape(v, (1,)) for v in values])
+            flat = self.xp.concat([self.xp.reshape(v, (-1,)) for v in values])
             return np.asarray(to_numpy(flat), dtype=np.float64).tolist()
 
     def scalar(self, x: Array) -> float:

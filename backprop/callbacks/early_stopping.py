@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ..metrics import higher_is_better
 from ..validation import choice, integer
 from .base import Callback, Logs, TrainedModel
 
@@ -18,11 +19,12 @@ class EarlyStopping(Callback):
     """Stop training after ``patience`` epochs without improvement of ``monitor``.
 
     An epoch improves when the value beats the best so far by more than ``min_delta``
-    (lower is better for losses, higher for ``"accuracy"``-like keys; ``mode="min"``/``"max"``
-    overrides). With ``restore_best_weights`` the model ends with the weights of its best
-    epoch, whether training stopped early or ran out of epochs (a host copy is kept whenever
-    the value improves). After `fit`, ``best_epoch``,
-    ``best_value`` and ``stopped_epoch`` (``None`` if training ran to the end) tell what happened.
+    (lower is better for losses and errors, higher for accuracy, precision, recall, F1 and R²
+    (`backprop.metrics.higher_is_better`); ``mode="min"``/``"max"`` overrides). With
+    ``restore_best_weights`` the model ends with the weights of its best epoch, whether
+    training stopped early or ran out of epochs (a host copy is kept whenever the value
+    improves). After `fit`, ``best_epoch``, ``best_value`` and ``stopped_epoch`` (``None`` if
+    training ran to the end) tell what happened.
 
     As a callback (``fit(early_stopping=...)`` or ``fit(callbacks=[...])``): it checks the
     monitored key when training begins, sets ``model.stop_training`` when patience runs out
@@ -59,7 +61,7 @@ class EarlyStopping(Callback):
     def maximize(self) -> bool:
         if self.mode != "auto":
             return self.mode == "max"
-        return "acc" in self.monitor
+        return higher_is_better(self.monitor)
 
     def start(self, available: list[str]) -> None:
         """Reset for a new `fit`; ``available`` lists the keys each epoch will report."""

@@ -70,7 +70,8 @@ def read_checkpoint(
     The model is rebuilt from the saved architecture by ``build(*layers, device=, dtype=,
     seed=)`` (`bp.Sequential`) on ``device`` (default ``"cpu"``, wherever the file was saved
     from) as ``dtype`` (default: the saved one), its weights and random generators' states
-    are restored, and so is the optimizer. The whole file is checked before anything is
+    are restored, and so is the optimizer (also kept as ``model.optimizer``, which a later
+    ``fit(optimizer="<its name>")`` continues). The whole file is checked before anything is
     allocated for it (see `backprop.checkpoint.contents`); ``limits`` bounds what is accepted
     (`archive.Limits`). Any problem with the file raises `CheckpointError` naming it.
     """
@@ -93,6 +94,9 @@ def read_checkpoint(
     scheduler_state = None if scheduler is None else scheduler["state"]
     model = _build_model(path, build, metadata, plan, arrays, target, dtype)
     optimizer = _build_optimizer(path, metadata, arrays, model) if metadata["optimizer"] is not None else None
+    if optimizer is not None and hasattr(model, "optimizer"):
+        # as the model's own: a later fit(optimizer="adam") continues it instead of starting over
+        model.optimizer = optimizer
     return Checkpoint(model, optimizer, scheduler_state, epoch, history, extra, metadata)
 
 

@@ -63,7 +63,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="cross_entropy, bce_with_logits, bce or mse (default: the data set's: cross_entropy "
                        "for class labels, bce_with_logits for 0/1 targets, mse for regression)")
     model.add_argument("--metrics", metavar="NAMES",
-                       help="comma-separated metrics, or none (default: accuracy for classification)")
+                       help="comma-separated metrics (accuracy, top_k_accuracy, precision, recall, f1, mae, mse, "
+                       "r2), or none (default: accuracy for classification)")
 
     training = parser.add_argument_group("training")
     training.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help=f"({_default('optimizer')})")

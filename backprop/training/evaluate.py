@@ -8,7 +8,7 @@ from typing import Any
 from ..backends import Array
 from ..batching import slices
 from ..losses import Loss
-from ..metrics import Metric
+from ..metrics import Metric, metric_values
 from .protocol import TrainableModel
 
 __all__ = ["evaluate", "evaluate_sums"]
@@ -25,25 +25,24 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and metrics over checked device data, in inference mode (one host sync)."""
     sums = evaluate_sums(model, X, T, loss, metrics, batch_size)
-    names = ["loss"] + [m.name for m in metrics]
     n = X.shape[0]
-    return {prefix + name: v / n for name, v in zip(names, sums)}
+    return {prefix + "loss": sums[0] / n, **metric_values(metrics, sums[1:], n, prefix)}
 
 
 def evaluate_sums(
     model: TrainableModel, X: Array, T: Array, loss: Loss, metrics: Sequence[Metric] = (), batch_size: int = 1024
 ) -> list[float]:
-    """``[loss sum, metric sums...]`` over the rows of ``(X, T)`` (host floats, one sync):
-    sums rather than means, so that parts of a data set evaluated apart (by several processes)
-    add up to the whole. No rows give zeros."""
+    """``[loss sum, each metric's summed state...]`` over the rows of ``(X, T)`` (host floats,
+    one sync; `Metric.batch_state`): sums rather than means, so that parts of a data set
+    evaluated apart (by several processes) add up to the whole. No rows give zeros."""
     backend = model._require_built()
     xp = backend.xp
     if X.shape[0] == 0:
-        return [0.0] * (1 + len(metrics))
+        return [0.0] * (1 + sum(m.state_size() for m in metrics))
     totals: list[Any] = [0.0] * (1 + len(metrics))
     for Xb, Tb in slices(X, T, max(batch_size, 1024)):
         P, _ = model.apply(Xb, False)
         totals[0] = totals[0] + loss.value(backend.ops, P, Tb) * P.shape[0]
         for i, metric in enumerate(metrics):
-            totals[i + 1] = totals[i + 1] + metric.batch_sum(xp, P, Tb)
+            totals[i + 1] = totals[i + 1] + metric.batch_state(xp, P, Tb)
     return backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals])

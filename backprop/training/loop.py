@@ -32,6 +32,7 @@ from ..losses import Loss, get_loss
 from ..metrics import Metric, get_metrics
 from .data import TrainingData, training_data
 from .evaluate import evaluate
+from .options import resolve_optimizer, split_validation
 from .parallel import DataParallel
 from .protocol import TrainableModel
 from .step import StepCore, build_step
@@ -54,12 +55,13 @@ def fit(
     y: Any,
     *,
     loss: Loss | str,
-    optimizer: Optimizer,
+    optimizer: Optimizer | str,
     epochs: int = 1,
     batch_size: int = 32,
     shuffle: bool = True,
     clip_grad_norm: float | None = None,
     validation_data: tuple[Any, Any] | None = None,
+    validation_split: float | None = None,
     metrics: Sequence[str | Metric] = (),
     early_stopping: EarlyStopping | int | None = None,
     scheduler: Any = None,
@@ -86,6 +88,13 @@ def fit(
     callback whose ``needs_epoch_values`` is true), they are read in blocks of up to 1024
     batches: many tiny epochs then cost no host sync each, and a diverging loss is reported
     when its block is read (the model then holds the weights of the block's end).
+
+    ``loss``, ``optimizer`` and ``metrics`` may be names: ``loss="mse"``, ``optimizer="adam"``
+    (any registered optimizer with its defaults, kept as ``model.optimizer``; a second `fit`
+    with the same name continues with it and its state, see
+    `backprop.training.options.resolve_optimizer`), ``metrics=["accuracy", "f1"]``
+    (`backprop.metrics`). ``validation_split=0.2`` holds out the last 20% of the samples, in
+    the order given and before shuffling (as Keras), as ``validation_data``.
 
     Per epoch the returned `History` gets ``"loss"`` (mean training loss, including `Dense`
     l1/l2 penalties), each metric (``metrics=["accuracy"]``: the running value over the
@@ -138,12 +147,15 @@ def fit(
     """
     loss = get_loss(loss)
     model._check_loss(loss)
+    optimizer = model.optimizer = resolve_optimizer(model, optimizer)
+    if validation_split is not None:
+        X, y, validation_data = split_validation(X, y, validation_split, validation_data)
     epochs = _count(epochs, "epochs", minimum=0)
     batch_size = _count(batch_size, "batch_size", minimum=1)
     checkpoint_every = _count(checkpoint_every, "checkpoint_every", minimum=1)
     initial_epoch = _count(initial_epoch, "initial_epoch", minimum=0)
-    metric_list = get_metrics(metrics, loss)
     backend = model._require_built()
+    metric_list = get_metrics(metrics, loss, model.out_features)
     history = History() if history is None else history
     own = _option_callbacks(record_grad_norms, scheduler, _early_stopping(early_stopping, validation_data is not None))
     user: list[Callback] = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
@@ -160,6 +172,8 @@ def fit(
     with backend.activate():
         data = training_data(model, X, y, loss, batch_size, shuffle, rank, size, sharded=parallel is not None)
         val = model.checked_data(*validation_data, loss, "validation X", "validation y") if validation_data else None
+        if model.out_features is None:  # a model of activations only: as many outputs as features
+            metric_list = get_metrics(metrics, loss, data.features[0])
         n = data.samples
         callback_list.set_model(model)
         callback_list.set_optimizer(optimizer)
@@ -242,8 +256,10 @@ class _Run:
         model, callbacks, results = self.model, self.callbacks, self.results
         logs, metrics, step = self.logs, self.metrics, self.step
         assert step is not None
-        xp = model._require_built().xp
+        backend = model._require_built()
+        xp = backend.xp
         parallel = self.parallel
+        empty = [backend.zeros(() if m.state_size() == 1 else (m.state_size(),)) for m in metrics]
         begin = callbacks.on_batch_begin if callbacks.wants("on_batch_begin") else None
         end = callbacks.on_batch_end if callbacks.wants("on_batch_end") else None
         for epoch in range(first, last + 1):
@@ -258,8 +274,8 @@ class _Run:
                 L, P = step(Xb, Tb)
                 results.add(L, rows)
                 for i, metric in enumerate(metrics):
-                    # no rows (a rank left out of a small last batch): L is a device zero, and sums nothing
-                    results.metrics[i].append(metric.batch_sum(xp, P, Tb) if rows else L)
+                    # no rows (a rank left out of a small last batch): its state is zeros
+                    results.metrics[i].append(metric.batch_state(xp, P, Tb) if rows else empty[i])
                 if end is not None:
                     end(batch, logs)
                 if model.stop_training:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..distributed import Communicator, Shard, World, shard_bounds
 from ..layers import Layer, ShardContext
 from ..losses import Loss
-from ..metrics import Metric
+from ..metrics import Metric, metric_values
 from . import reduction
 from .evaluate import evaluate_sums
 from .protocol import TrainableModel
@@ -135,5 +135,4 @@ class DataParallel:
         start, stop = shard_bounds(n, self.rank, self.size)
         sums = evaluate_sums(model, X[start:stop, ...], T[start:stop, ...], loss, metrics, batch_size)
         totals = self.sum(sums)
-        names = ["loss"] + [m.name for m in metrics]
-        return {f"val_{name}": v / n for name, v in zip(names, totals)}
+        return {"val_loss": totals[0] / n, **metric_values(metrics, totals[1:], n, "val_")}

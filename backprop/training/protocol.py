@@ -23,6 +23,7 @@ class TrainableModel(Protocol):
     training: bool
     stop_training: bool
     out_features: int | None
+    optimizer: Any  # the optimizer of the last `fit` (None before the first)
     shuffle_rng: np.random.Generator
     noise_rng: np.random.Generator
 

@@ -163,6 +163,16 @@ def test_sine_regression_predicts_values(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 1 and "no class probabilities" in err
 
 
+def test_metrics_by_name_are_reported_per_epoch_and_on_the_test_set(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "train", "--data", "sine", "--layers", "16,1", "--epochs", "2", "--metrics",
+                             "mae,r2")  # fmt: skip
+    assert code == 0, err
+    assert re.search(r"^epoch 2/2 .* mae [\d.]+ +r2 -?[\d.]+ ", out, flags=re.MULTILINE), out
+    assert re.search(r"^test: loss [\d.]+, mae [\d.]+, r2 -?[\d.]+ \(52 samples\)", out, flags=re.MULTILINE), out
+    code, _, err = run_cli(capsys, "train", "--data", "sine", "--metrics", "f1")
+    assert code == 2 and "f1 needs a classification loss" in err
+
+
 def test_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves" / "run.png"
@@ -473,7 +483,7 @@ def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> 
         (["train", "--loss", "mse"], ["cross_entropy"]),
         (["train", "--layers", "64,3"], ["--layers 64,10"]),
         (["train", "--layers", "64,relu,10"], ["128,10"]),
-        (["train", "--metrics", "f1"], ["accuracy"]),
+        (["train", "--metrics", "f2"], ["accuracy"]),  # f1 exists since issue #16
         (["train", "--epochs", "0"], [">= 1"]),
         (["train", "--val-split", "1.5"], ["fraction"]),
         (["train", "--momentum", "0.9"], ["sgd and rmsprop"]),

@@ -67,8 +67,10 @@ def test_accuracy_needs_a_classification_loss(rng: np.random.Generator) -> None:
     X, _ = blobs(rng)
     with pytest.raises(ValueError, match="accuracy needs a classification loss"):
         model.fit(X, X[:, :1], loss="mse", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), metrics=["accuracy"])
-    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+    with pytest.raises(ValueError, match="f1 needs a classification loss"):  # f1 exists since issue #16
         model.fit(X, X[:, :1], loss="mse", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), metrics=["f1"])
+    with pytest.raises(ValueError, match="unknown metric 'f2'"):
+        model.fit(X, X[:, :1], loss="mse", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), metrics=["f2"])
 
 
 def test_training_improves_and_validation_accuracy_is_high(device: bp.Device, rng: np.random.Generator) -> None:
