@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import time
 from typing import Any
 
 from ..validation import InvalidParameterError, choice, integer
@@ -118,7 +119,10 @@ class TensorBoard(Callback):
         writer = self._writers.get(run)
         if writer is None:
             purge = None if restart is None else restart + 1
-            writer = self._writer_class(os.path.join(self.log_dir, run), purge_step=purge, flush_secs=30)
+            # tensorboardX names a file by the second it was made (and the host): two runs in
+            # one second would share a file; the nanoseconds keep their names apart, in order
+            writer = self._writer_class(os.path.join(self.log_dir, run), purge_step=purge, flush_secs=30,
+                                        filename_suffix=f".{time.time_ns()}")  # fmt: skip
             self._writers[run] = writer
         return writer
 
