@@ -32,7 +32,8 @@ class CSVLogger(Callback):
     existing file (as a resumed run does: ``fit(initial_epoch=n, history=...)``): rows of
     epochs after ``initial_epoch``, which this run trains again, and a partial last line left by
     a crash are dropped first (the file is rewritten atomically), then rows are added under the
-    existing header; a missing or empty file is started with a header. The header must name
+    existing header; a missing or empty file (or one without a whole header line) is started
+    afresh. The header must name
     every key this run reports, or `ValueError` says which are missing.
 
     ``separator``: the one character between fields (``","``; ``"\\t"`` for TSV). Values that
@@ -66,6 +67,7 @@ class CSVLogger(Callback):
             raise FileNotFoundError(f"CSVLogger cannot write {self.path!r}: the folder {folder!r} does not exist")
         if self.append and os.path.isfile(self.path) and os.path.getsize(self.path):
             self._columns = self._continue(int(self.params.get("initial_epoch", 0)))
+        if self._columns is not None:
             reported = [key for key in self.params.get("metrics", []) if key not in self._columns]
             if reported:
                 raise ValueError(
@@ -106,15 +108,16 @@ class CSVLogger(Callback):
         csv.writer(buffer, delimiter=self.separator, lineterminator="\n").writerow(fields)
         return buffer.getvalue()
 
-    def _continue(self, initial_epoch: int) -> list[str]:
+    def _continue(self, initial_epoch: int) -> list[str] | None:
         """The existing file's columns, after dropping its partial last line and the rows of
-        epochs this run trains again (rewriting the file atomically if anything is dropped)."""
+        epochs this run trains again (rewriting the file atomically if anything is dropped);
+        ``None`` when not even its header is complete (a crash while writing it): start afresh."""
         with open(self.path, encoding="utf-8", newline="") as fh:
             text = fh.read()
         lines = text.splitlines(keepends=True)
         complete = [line for line in lines if line.endswith("\n")]  # only the last line can lack it
         if not complete:
-            raise ValueError(f"CSVLogger cannot append to {self.path!r}: it has no complete header line")
+            return None
         header = next(csv.reader([complete[0]], delimiter=self.separator))
         if not header or header[0] != "epoch":
             raise ValueError(

@@ -116,6 +116,22 @@ def test_append_continues_a_resumed_run_and_drops_what_it_trains_again(tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "run.npz"]  # no temporary file left
 
 
+def test_append_drops_a_partial_last_line_whatever_it_starts_with(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A crash after writing "1" of "12,...": a line without its newline is never a row."""
+    X, y = blobs(rng)
+    path = tmp_path / "log.csv"
+    model = classifier()
+    history = train(model, X, y, [CSVLogger(path)], epochs=2)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("1")
+    history = train(model, X, y, [CSVLogger(path, append=True)], epochs=1, initial_epoch=2, history=history)
+    assert_rows_are_the_history(read_csv(path), history)
+    assert path.read_text().count("\n") == 4
+    path.write_text("epoch,lo")  # a crash while writing the header: the file starts afresh
+    history = train(model, X, y, [CSVLogger(path, append=True)], epochs=1, initial_epoch=3, history=history)
+    assert read_csv(path) == [["epoch", *history.history], ["4", *(repr(v[-1]) for v in history.history.values())]]
+
+
 def test_append_starts_a_missing_file_and_a_tab_separated_one_reads_back(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
