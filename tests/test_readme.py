@@ -20,5 +20,7 @@ def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str], tmp
     monkeypatch.chdir(tmp_path)  # examples may write files (checkpoints)
     if "sklearn" in python_blocks()[index]:  # the scikit-learn section needs the optional extra
         pytest.importorskip("sklearn")
+    if "TensorBoard" in python_blocks()[index]:  # so does the TensorBoard callback
+        pytest.importorskip("tensorboardX")
     exec(compile(python_blocks()[index], f"README block {index}", "exec"), {})
     assert capsys.readouterr().out  # every example prints something

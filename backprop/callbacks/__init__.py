@@ -19,19 +19,28 @@ done by the callbacks here, and ``fit(callbacks=[...])`` adds your own::
 ``checkpoint=path``                    `ModelCheckpoint` (path, every, extra)
 ``verbose=1``                          `ProgressBar` (verbose=1)
 =====================================  ==============================================
+
+Loggers and monitors to add with ``callbacks=[...]``: `CSVLogger` (a CSV row per epoch),
+`TensorBoard` (event files, needs tensorboardX), ``ModelCheckpoint(path,
+save_best_only=True, monitor="val_loss")`` (the best epoch's model only) and
+``GradientNorms(total=True)`` (the global gradient norm too). Every epoch's logs already hold
+``"lr"``, the learning rate it trained with, so the loggers write it with the rest.
 """
 
 from __future__ import annotations
 
 from .base import BatchLogs, Callback, CallbackList, TrainedModel
 from .checkpoint import ModelCheckpoint
+from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
 from .progress import ProgressBar
 from .recorders import GradientNorms, LossGrowthWarning, RecordHistory
 from .schedule import LearningRateScheduler
+from .tensorboard import TensorBoard
 
 __all__ = [
     "BatchLogs",
+    "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
@@ -41,5 +50,6 @@ __all__ = [
     "ModelCheckpoint",
     "ProgressBar",
     "RecordHistory",
+    "TensorBoard",
     "TrainedModel",
 ]

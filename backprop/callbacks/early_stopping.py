@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..metrics import higher_is_better
 from ..validation import choice, integer
 from .base import Callback, Logs, TrainedModel
+from .monitor import improves, maximizes, missing_monitor
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,17 +59,12 @@ class EarlyStopping(Callback):
 
     @property
     def maximize(self) -> bool:
-        if self.mode != "auto":
-            return self.mode == "max"
-        return higher_is_better(self.monitor)
+        return maximizes(self.monitor, self.mode)
 
     def start(self, available: list[str]) -> None:
         """Reset for a new `fit`; ``available`` lists the keys each epoch will report."""
         if self.monitor not in available:
-            raise ValueError(
-                f"early stopping monitors {self.monitor!r}, but fit reports {', '.join(map(repr, available))}"
-                + ("; pass validation_data=(X_val, y_val) to get 'val_*' values" if self.monitor[:4] == "val_" else "")
-            )
+            raise missing_monitor("early stopping", self.monitor, available)
         self.best_epoch, self.best_value, self.stopped_epoch = None, math.nan, None
         self._best_state, self._wait, self._last_epoch = None, 0, None
 
@@ -77,7 +72,7 @@ class EarlyStopping(Callback):
         """Record an epoch's values; returns True when training should stop."""
         self._last_epoch = epoch
         value = values[self.monitor]
-        if self.best_epoch is None or self._improves(value):
+        if self.best_epoch is None or improves(value, self.best_value, self.maximize, self.min_delta):
             self.best_epoch, self.best_value, self._wait = epoch, value, 0
             if self.restore_best_weights:
                 self._best_state = model.state_dict()
@@ -107,13 +102,6 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs: Logs) -> None:
         if "error" not in logs and self.finish(self.model):
             logs["restored_epoch"] = self.best_epoch
-
-    def _improves(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.maximize:
-            return value > self.best_value + self.min_delta
-        return value < self.best_value - self.min_delta
 
     def __repr__(self) -> str:
         return f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, min_delta={self.min_delta})"

@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 from ..history import History
+from ..validation import InvalidParameterError
 from .base import BatchLogs, Callback, Logs
 
 __all__ = ["LOSS_GROWTH", "GradientNorms", "LossGrowthWarning", "RecordHistory"]
@@ -65,19 +66,47 @@ class RecordHistory(Callback):
 
 
 class GradientNorms(Callback):
-    """Report ``"grad_norm/<param>"`` per epoch: the mean over the epoch's steps of each
-    parameter's gradient L2 norm before clipping, the tutorial's vanishing/exploding-gradient
-    diagnosis. The norms stay on the device and are read with the epoch's losses; reading
-    gradients mid-step makes the step run eagerly (no CUDA-graph replay)."""
+    """Report gradient L2 norms per epoch, before clipping: the tutorial's
+    vanishing/exploding-gradient diagnosis (``fit(record_grad_norms=True)`` adds one with the
+    defaults).
+
+    - ``per_parameter=True``: ``"grad_norm/<param>"``, ``||dL/dW||_2`` of each parameter
+      (``"grad_norm/0.W"``, ``"grad_norm/0.b"``, ...);
+    - ``total=True``: ``"grad_norm"``, the global norm ``sqrt(sum_p ||dL/dp||_2^2)`` over all
+      parameters, the one ``clip_grad_norm=`` compares with its threshold.
+
+    Each value is the mean over the epoch's steps; they land in the epoch's logs, hence in the
+    `History`, `CSVLogger` and `TensorBoard`. The norms stay on the device and are read with the
+    epoch's losses (no sync of their own); reading gradients mid-step makes the step run
+    eagerly (no CUDA-graph replay). In data-parallel training they are the norms of the
+    gradients summed over the ranks, the same on every rank."""
 
     needs_epoch_values = False  # the norms come with the epoch's values, whenever those are read
 
-    def __init__(self) -> None:
+    def __init__(self, per_parameter: bool = True, total: bool = False) -> None:
+        for name, value in (("per_parameter", per_parameter), ("total", total)):
+            if not isinstance(value, bool):
+                raise InvalidParameterError(f"GradientNorms {name} must be True or False; got {value!r}")
+        if not (per_parameter or total):
+            raise InvalidParameterError(
+                "GradientNorms records nothing with per_parameter=False and total=False; set one of them to True"
+            )
+        self.per_parameter, self.total = per_parameter, total
         self._params: list[tuple[str, Any, Any]] = []
 
     def on_train_begin(self, logs: Logs) -> None:
         self._params = [(f"grad_norm/{p.name}", p, p.backend.xp) for p in self.model.parameters()]
 
     def on_backward_end(self, batch: int, logs: BatchLogs) -> None:
+        squares = []
         for key, p, xp in self._params:
-            logs.record(key, xp.sqrt(xp.sum(p.grad * p.grad)))
+            square = xp.sum(p.grad * p.grad)
+            if self.per_parameter:
+                logs.record(key, xp.sqrt(square))
+            squares.append(square)
+        if self.total and squares:
+            xp = self._params[0][2]
+            logs.record("grad_norm", xp.sqrt(sum(squares[1:], squares[0])))
+
+    def __repr__(self) -> str:
+        return f"GradientNorms(per_parameter={self.per_parameter}, total={self.total})"

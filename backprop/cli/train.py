@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..callbacks import EarlyStopping
+from ..callbacks import Callback, CSVLogger, EarlyStopping, TensorBoard
+from ..callbacks.tensorboard import INSTALL_HINT as TENSORBOARD_HINT
 from ..distributed import World, init
 from ..progress import format_duration
 from ..training import TrainingDivergedError
@@ -77,7 +78,8 @@ def _run(args: argparse.Namespace, world: World) -> int:
     remaining = settings.epochs - job.initial_epoch
     before = len(job.history)
     if remaining > 0:
-        _fit(job, remaining, stopper, checkpoint, extra, verbose=0 if args.quiet else 1, world=world)
+        _fit(job, remaining, stopper, checkpoint, extra, verbose=0 if args.quiet else 1, world=world,
+             loggers=_loggers(args))  # fmt: skip
         if stopper is not None and stopper.best_epoch not in (None, job.history.epochs[-1]):
             _kept_best(job, stopper, checkpoint, extra, args.quiet, world)
     elif not args.quiet:
@@ -91,14 +93,23 @@ def _run(args: argparse.Namespace, world: World) -> int:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Fail before training, not after, when an output cannot be written."""
-    for option, path in (("--checkpoint", args.checkpoint), ("--plot", args.plot)):
+    for option, path in (("--checkpoint", args.checkpoint), ("--plot", args.plot), ("--csv-log", args.csv_log)):
         if path is None:
             continue
         folder = os.path.dirname(os.path.abspath(path))
-        if option == "--checkpoint" and not os.path.isdir(folder):
+        if option in ("--checkpoint", "--csv-log") and not os.path.isdir(folder):
             raise CliError(f"{option} {path}: the folder {folder!r} does not exist; create it first")
         if os.path.isdir(path):
             raise CliError(f"{option} {path}: that is a folder; give a file name")
+    if args.csv_log is not None and os.path.realpath(args.csv_log) in {
+        os.path.realpath(p) for p in (args.checkpoint, args.resume, args.plot) if p is not None
+    }:
+        raise UsageError(f"--csv-log {args.csv_log} is also another output or the checkpoint; give another name")
+    if args.tensorboard is not None:
+        if os.path.exists(args.tensorboard) and not os.path.isdir(args.tensorboard):
+            raise CliError(f"--tensorboard {args.tensorboard}: that is a file; give a folder (made if missing)")
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise CliError(f"--tensorboard needs tensorboardX: {TENSORBOARD_HINT.split(': ', 1)[1]}")
     if args.plot is not None and args.plot != "-" and os.path.realpath(args.plot) in {
         os.path.realpath(p) for p in (args.checkpoint, args.resume) if p is not None
     }:
@@ -112,8 +123,18 @@ def _stopper(patience: int, job: TrainingJob) -> EarlyStopping:
     return EarlyStopping(monitor=monitor, patience=patience)
 
 
+def _loggers(args: argparse.Namespace) -> list[Callback]:
+    """The callbacks of ``--csv-log`` (continuing its file when resuming) and ``--tensorboard``."""
+    loggers: list[Callback] = []
+    if args.csv_log is not None:
+        loggers.append(CSVLogger(args.csv_log, append=args.resume is not None))
+    if args.tensorboard is not None:
+        loggers.append(TensorBoard(args.tensorboard))
+    return loggers
+
+
 def _fit(job: TrainingJob, epochs: int, stopper: EarlyStopping | None, checkpoint: str | None, extra: dict[str, Any],
-         verbose: int, world: World) -> None:
+         verbose: int, world: World, loggers: list[Callback]) -> None:
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported below
             job.model.fit(
@@ -122,18 +143,35 @@ def _fit(job: TrainingJob, epochs: int, stopper: EarlyStopping | None, checkpoin
                 validation_data=job.data.validation, metrics=job.metrics, early_stopping=stopper,
                 scheduler=job.schedule, checkpoint=checkpoint, checkpoint_extra=extra,
                 initial_epoch=job.initial_epoch, history=job.history, verbose=verbose,
-                distributed=world if world.size > 1 else None,
+                distributed=world if world.size > 1 else None, callbacks=loggers,
             )
     except TrainingDivergedError as exc:
         raise CliError(str(exc).replace("clip_grad_norm=1.0", "--clip-grad-norm 1.0")) from None
     except OSError as exc:
-        raise CliError(f"--checkpoint {checkpoint}: cannot save: {exc}") from None
+        raise CliError(f"{_failed_output(exc, checkpoint, loggers)}: cannot save: {exc}") from None
+    except ValueError as exc:
+        csv_log = next((cb.path for cb in loggers if isinstance(cb, CSVLogger)), None)
+        if csv_log is None or not str(exc).startswith("CSVLogger"):
+            raise
+        reason = str(exc).split(": ", 1)[1].replace(" or pass append=False", "")  # the CLI appends when resuming
+        raise CliError(f"--csv-log {csv_log}: {reason}") from None
     except KeyboardInterrupt:
         done = job.history.epochs[-1] if job.history.epochs else job.initial_epoch
         saved = ""
         if checkpoint and done > job.initial_epoch:
             saved = f"; epoch {done} is saved in {checkpoint}: continue with backprop train --resume {checkpoint}"
         raise Interrupted(f"interrupted during epoch {done + 1}{saved}") from None
+
+
+def _failed_output(exc: OSError, checkpoint: str | None, loggers: list[Callback]) -> str:
+    """The option whose file could not be written (the checkpoint unless a logger's file is named)."""
+    name = os.path.realpath(exc.filename) if isinstance(exc.filename, str) else None
+    for cb in loggers:
+        if isinstance(cb, CSVLogger) and name == os.path.realpath(cb.path):
+            return f"--csv-log {cb.path}"
+        if isinstance(cb, TensorBoard) and name is not None and name.startswith(os.path.realpath(cb.log_dir) + os.sep):
+            return f"--tensorboard {cb.log_dir}"
+    return f"--checkpoint {checkpoint}"
 
 
 def _kept_best(

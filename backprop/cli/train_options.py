@@ -18,6 +18,7 @@ EPILOG = """examples:
   backprop train --data sine --layers 64,64,1 --activation tanh --dropout 0 --epochs 200
   backprop train --data csv:iris.csv:label=species --layers 16,3 --epochs 100 --checkpoint iris.npz
   backprop train --layers model.toml --plot curves.png --checkpoint run.npz
+  backprop train --val-split 0.1 --tensorboard runs/digits --csv-log digits.csv
   backprop train --resume run.npz --epochs 80      # continue the same run up to epoch 80
   backprop train --device cuda --dtype float64 --quiet
 
@@ -98,5 +99,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                      help="continue the run saved in PATH exactly: model (its architecture wins over --layers), "
                      "optimizer, schedule, history, epoch numbering and settings")
     run.add_argument("--plot", metavar="PATH.png", help="save the training curves as an image")
+    run.add_argument("--tensorboard", metavar="DIR",
+                     help="write each epoch's values for TensorBoard to DIR/train and DIR/validation "
+                     "(tensorboard --logdir DIR; needs pip install 'backprop-nn[tensorboard]')")
+    run.add_argument("--csv-log", metavar="FILE",
+                     help="write a CSV row per epoch (epoch, loss, metrics, lr, val_*) to FILE; with --resume "
+                     "the rows continue the file")
     run.add_argument("--quiet", action="store_true", help="print only the result lines")
 
