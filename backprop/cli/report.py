@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import math
+import shutil
+import textwrap
 
 from ..model import Sequential
 
-__all__ = ["describe_model", "result_line"]
+__all__ = ["describe_model", "fit_terminal", "result_line"]
+
+
+def fit_terminal(line: str, width: int | None = None) -> str:
+    """``line`` broken at spaces into lines of at most ``width`` characters (default: the
+    terminal's, ``COLUMNS`` or 80), the continuations indented by two spaces."""
+    width = shutil.get_terminal_size((80, 24)).columns if width is None else width
+    return textwrap.fill(line, width=max(width, 20), subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)  # fmt: skip
 
 
 def describe_model(model: Sequential) -> str:

@@ -24,7 +24,7 @@ from ..training import TrainingDivergedError
 from .checkpoints import run_extra
 from .devices import resolve_device
 from .errors import CliError, Interrupted, UsageError
-from .report import describe_model, result_line
+from .report import describe_model, fit_terminal, result_line
 from .settings import resolve_settings
 from .train_options import EPILOG, add_train_options
 from .train_setup import TrainingJob, open_resumed, set_up
@@ -154,15 +154,27 @@ def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None,
     """What is about to be trained: data, model, optimizer, epochs."""
     s = job.settings
     if resumed:
-        print(f"resuming {resumed} after epoch {job.initial_epoch}")
-    print(f"data: {job.data.describe()}")
-    print(f"model: {describe_model(job.model)}")
+        _say(f"resuming {resumed} after epoch {job.initial_epoch}")
+    _say(f"data: {job.data.describe()}")
+    _say(f"model: {describe_model(job.model)}")
     schedule = "cosine schedule" if s.lr_schedule == "cosine" else "constant lr"
-    print(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
-          f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
+    _say(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
+         f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
     if world.size > 1:
-        print(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
-              f"training its share of every batch of {s.batch_size}")
+        _say(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
+             f"training its share of every batch of {s.batch_size}")
+
+
+def _say(line: str) -> None:
+    """``line`` as is into a pipe or file (one line per fact, for grep), wrapped on a terminal."""
+    print(fit_terminal(line) if _is_terminal(sys.stdout) else line)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _report(job: TrainingJob, trained: int, seconds: float, args: argparse.Namespace, checkpoint: str | None,

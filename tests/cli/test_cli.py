@@ -76,8 +76,22 @@ def test_train_reports_progress_and_settings_unless_quiet(capsys: pytest.Capture
     assert code == 0
     assert "data: digits: 1293 training, 144 validation, 360 test samples; 64 features, 10 classes" in out
     assert "Dense(64, 32) -> ReLU() -> Dropout(0.5) -> Dense(32, 10)" in out
-    assert re.search(r"^epoch 3/3 .*val_loss", out, flags=re.MULTILINE)
+    assert re.search(r"^ +loss .*val_loss", out, flags=re.MULTILINE)  # the table's column names
+    assert re.search(r"^epoch 3/3 ", out, flags=re.MULTILINE)
     assert accuracy(out) > 50
+
+
+def test_train_progress_fits_80_columns_with_the_validation_values(capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(capsys, "train", "--epochs", "100", "--val-split", "0.1", "--layers", "8,10",
+                           "--batch-size", "256")
+    assert code == 0
+    table = [line for line in out.splitlines() if line.startswith(("epoch", " "))]
+    assert len(table) == 22 and all(len(line) <= 80 for line in table), table
+    assert "val_loss" in table[0].split() and "val_acc" in table[0].split()
+    assert all(re.fullmatch(r"epoch +\d+/100( +[\d.e+-]+){4,}.*", line) for line in table[1:]), table
+    assert "steps/s" in table[0] and not re.search(r"\d\.\d+e\+\d", out)  # no 1.006e+04 steps/s
 
 
 def test_python_m_backprop_runs_the_cli(tmp_path: Path) -> None:
