@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..datasets.csv_file import TASK_CHOICES
 from . import arguments as types
 from .errors import CliError
 from .optimizers import DEFAULT_LR, OPTIMIZERS, SCHEDULES
@@ -25,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "test_size": 0.2,
     "split_seed": 0,
     "val_split": None,  # 0, or 0.1 with --early-stopping
+    "task": "auto",  # a CSV label column: classification if text or whole numbers; --loss mse: regression
+    "delimiter": None,  # a CSV file's: sniffed (",", ";", tab or "|")
     "layers": None,  # 128 hidden units, then the data's output size
     "activation": "relu",
     "dropout": 0.5,
@@ -58,6 +61,8 @@ class TrainSettings:
     test_size: float
     split_seed: int
     val_split: float
+    task: str
+    delimiter: str | None
     layers: str | None
     activation: str
     dropout: float
@@ -133,6 +138,8 @@ _SAVED_CHECKS: dict[str, Callable[[Any], Any]] = {
     "test_size": _number(types.split_fraction),
     "split_seed": _number(types.non_negative_int),
     "val_split": _optional(_number(types.fraction)),
+    "task": _text(choices=TASK_CHOICES),
+    "delimiter": _optional(_text(types.delimiter)),
     "layers": _optional(_text()),
     "activation": _text(types.activation_name),
     "dropout": _number(types.probability),

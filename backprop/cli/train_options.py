@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..datasets import SPEC_FORMS
+from ..datasets.csv_file import TASK_CHOICES
 from . import arguments as types
 from .optimizers import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from .settings import DEFAULT_HIDDEN, DEFAULTS
@@ -17,6 +18,7 @@ EPILOG = """examples:
   backprop train --data xor --layers 8,1 --epochs 500 --batch-size 4 --lr 0.05 --dropout 0
   backprop train --data sine --layers 64,64,1 --activation tanh --dropout 0 --epochs 200
   backprop train --data csv:iris.csv:label=species --layers 16,3 --epochs 100 --checkpoint iris.npz
+  backprop train --data csv:diabetes.csv --loss mse --delimiter ';'   # whole-number targets as values
   backprop train --layers model.toml --plot curves.png --checkpoint run.npz
   backprop train --resume run.npz --epochs 80      # continue the same run up to epoch 80
   backprop train --device cuda --dtype float64 --quiet
@@ -49,6 +51,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-split", type=types.fraction, metavar="FRACTION",
                       help="fraction of the training part held out for validation; 0 disables "
                       "(default: 0, or 0.1 with --early-stopping)")
+    data.add_argument("--task", choices=TASK_CHOICES,
+                      help="what a CSV label column holds: auto reads text or whole numbers as classes, "
+                      "other numbers as regression targets, and --loss mse as regression (default: auto)")
+    data.add_argument("--delimiter", type=types.delimiter, metavar="CHAR",
+                      help="a CSV file's delimiter: ',', ';', '|', tab (or \\t) (default: sniffed from the "
+                      "file, else ',')")
 
     model = parser.add_argument_group("model")
     model.add_argument("--layers", metavar="SIZES|FILE",

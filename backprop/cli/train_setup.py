@@ -18,7 +18,7 @@ from .memory import check_fits, layer_sizes, optimizer_state_factor, training_es
 from .model_spec import LayerSpec, ModelSpec, parse_layers
 from .optimizers import build_optimizer, build_schedule
 from .settings import DEFAULT_HIDDEN, TrainSettings
-from .tasks import check_loss, metric_names, output_activation
+from .tasks import check_loss, metric_names, output_activation, training_task
 
 __all__ = ["TrainingJob", "open_resumed", "set_up"]
 
@@ -56,8 +56,11 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
     spec = None if resumed is not None else _parse_spec(settings)
     if spec is not None:  # a first, lower bound before any data is read: the input layer left out
         _check_memory(settings, [1, *spec.sizes], device, settings.batch_size)
+    task, note = training_task(settings.task, settings.loss, settings.data)
+    if note is not None:
+        print(note, file=sys.stderr)
     data = prepare_training_data(settings.data, settings.test_size, settings.split_seed, settings.val_split,
-                                 scaler=saved.scaler if saved else None)
+                                 scaler=saved.scaler if saved else None, task=task, delimiter=settings.delimiter)
     loss = check_loss(data.dataset, settings.loss)
     metrics = metric_names(data.dataset, loss, settings.metrics)
     if resumed is not None:
