@@ -23,7 +23,7 @@ EPILOG = """examples:
   backprop train --resume run.npz --epochs 80      # continue the same run up to epoch 80
   backprop train --device cuda --dtype float64 --quiet
 
-model files (--layers FILE.json | FILE.toml; TOML needs Python 3.11+, or pip install tomli on 3.10):
+model files (--layers FILE.json | FILE.toml):
   layers = [128, 64, 10]      # sizes, or tables {units, activation, dropout, init}; the output last
   activation = "gelu"         # optional defaults for the hidden layers
   dropout = 0.2
