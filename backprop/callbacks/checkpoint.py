@@ -7,6 +7,7 @@ from typing import Any
 
 from ..checkpoint import checkpoint_contents
 from ..checkpoint.archive import write_archive
+from ..checkpoint.save import checkpoint_path
 from ..validation import integer
 from .base import Callback, Logs
 
@@ -34,7 +35,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, path: str | os.PathLike[str], every: int = 1, extra: dict[str, Any] | None = None,
                  scheduler: Any = None):  # fmt: skip
         every = integer(every, "every", minimum=1)
-        self.path = os.fspath(path)
+        self.path = checkpoint_path(path, "checkpoint")  # refused before training, not after an epoch
         self.every, self.extra, self.scheduler = every, extra, scheduler
         self._snapshot: Any = None
         self._unsaved = False

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..callbacks import EarlyStopping
+from ..checkpoint.save import checkpoint_path
 from ..distributed import World, init
 from ..progress import format_duration
 from ..training import TrainingDivergedError
@@ -102,6 +103,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
         os.path.realpath(p) for p in (args.checkpoint, args.resume) if p is not None
     }:
         raise UsageError(f"--plot {args.plot} is the checkpoint file, which it would overwrite; give another name")
+    saved_to = args.checkpoint or args.resume
+    if saved_to is not None:
+        try:
+            checkpoint_path(saved_to)
+        except ValueError as exc:
+            option = "--checkpoint" if args.checkpoint else "--resume (which is also where the run is saved)"
+            hint = "" if args.checkpoint else "; pass --checkpoint NAME.npz to save elsewhere"
+            raise UsageError(f"{option} {saved_to} {str(exc).split(' ', 2)[2]}{hint}") from None
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise CliError('--plot needs matplotlib: pip install "backprop-nn[plot]" (or pip install matplotlib)')
 
