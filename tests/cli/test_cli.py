@@ -395,7 +395,7 @@ def test_gradcheck_passes_and_prints_the_table(capsys: pytest.CaptureFixture[str
     code, out, err = run_cli(capsys, "gradcheck", "--layers", "6,5,2", "--activation", "tanh",
                              "--loss", "bce_with_logits", "--features", "3")
     assert code == 0, err
-    assert re.search(r"^0\.W +[\d.e+-]+ +18 +0 +0$", out, flags=re.MULTILINE)
+    assert re.search(r"^0\.W +[\d.e+-]+ +18 +\d+ +0 +0$", out, flags=re.MULTILINE)  # checked, near 0, failed, kinks
     assert "gradient check OK" in out
 
 
