@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace, world: World) -> int:
         _print_header(job, checkpoint, args.resume, world)
     started = time.perf_counter()
     stopper = None if args.early_stopping is None else _stopper(args.early_stopping, job)
-    extra = run_extra(job.data.dataset, job.data.scaler, job.loss, settings.data, settings.run_args())
+    extra = run_extra(job.data.dataset, job.data.scaler, job.loss, settings.data, job.settings.run_args())
     remaining = settings.epochs - job.initial_epoch
     before = len(job.history)
     if remaining > 0:

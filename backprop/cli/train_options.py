@@ -66,7 +66,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--activation", type=types.activation_name, metavar="NAME",
                        help=f"hidden activation: relu, leaky_relu, tanh, sigmoid, gelu, ... ({_default('activation')})")
     model.add_argument("--dropout", type=types.probability, metavar="P",
-                       help=f"dropout after each hidden activation; 0 disables ({_default('dropout')})")
+                       help="dropout after each hidden activation; 0 disables (default: 0.5 for classification, "
+                       "0 for regression)")
     model.add_argument("--loss", type=types.loss_name, metavar="NAME",
                        help="cross_entropy, bce_with_logits, bce or mse (default: the data set's: cross_entropy "
                        "for class labels, bce_with_logits for 0/1 targets, mse for regression)")
@@ -79,7 +80,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--lr", type=types.positive_float, metavar="RATE",
                           help=f"learning rate (default per optimizer: {lrs})")
     training.add_argument("--lr-schedule", choices=SCHEDULES,
-                          help=f"constant, or cosine annealing to 0 over --epochs ({_default('lr_schedule')})")
+                          help="constant, or cosine annealing to 0 over --epochs (default: cosine for "
+                          "classification, constant for regression)")
     training.add_argument("--weight-decay", type=types.non_negative_float, metavar="W",
                           help="weight decay (default: the optimizer's own: 0, or 0.01 for adamw)")
     training.add_argument("--momentum", type=types.non_negative_float, metavar="M",

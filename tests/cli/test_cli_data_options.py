@@ -1,15 +1,19 @@
 """``--task`` and ``--delimiter``: whole-number regression targets and CSV files that are not
-comma-separated, through train, evaluate, predict and gradcheck."""
+comma-separated, through train, evaluate, predict and gradcheck; the defaults of each task."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import backprop as bp
 from backprop.cli import main
+from backprop.cli.settings import for_task, resolve_settings
 from backprop.datasets import DataError
 from backprop.datasets.csv_table import sniff_delimiter
 from backprop.datasets.spec import load
@@ -135,3 +139,29 @@ def test_load_passes_task_and_delimiter_to_csv_files_only(tmp_path: Path) -> Non
     with pytest.raises(DataError, match="built-in"):
         load("sine", delimiter=";")
     assert load("sine", task="regression").task == "regression"
+
+
+def test_regression_defaults_to_no_dropout_and_a_constant_rate(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "sine.npz"
+    code, out, err = run_cli(capsys, "train", "--data", "sine", "--checkpoint", str(ckpt))
+    assert code == 0, err
+    assert "Dense(1, 128) -> ReLU() -> Dense(128, 1)" in out and "constant lr" in out
+    mse = float(re.search(r"^test: loss ([\d.]+)", out, flags=re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert mse < 0.05  # 0.115 with the classifier's dropout 0.5 and cosine schedule; the noise floor is 0.01
+    saved = bp.load_checkpoint(ckpt).extra["args"]
+    assert saved["dropout"] == 0.0 and saved["lr_schedule"] == "constant"  # a resumed run keeps them
+    code, out, err = run_cli(capsys, "train", "--data", "sine", "--dropout", "0.2", "--lr-schedule", "cosine",
+                             "--epochs", "1")
+    assert code == 0 and "Dropout(0.2)" in out and "cosine schedule" in out, err
+    code, out, err = run_cli(capsys, "train", "--epochs", "1", "--layers", "8,10")
+    assert code == 0 and "Dropout(0.5)" in out and "cosine schedule" in out, err  # classification as before
+
+
+def test_for_task_fills_in_only_what_was_not_given() -> None:
+    settings = resolve_settings(argparse.Namespace(dropout=0.3))
+    assert settings.dropout == 0.3 and settings.lr_schedule is None
+    assert for_task(settings, "regression").dropout == 0.3
+    assert for_task(settings, "regression").lr_schedule == "constant"
+    assert for_task(settings, "classification").lr_schedule == "cosine"
+    assert for_task(resolve_settings(argparse.Namespace()), "classification").dropout == 0.5
