@@ -16,7 +16,7 @@ from .devices import resolve_device
 from .errors import CliError, UsageError
 from .inputs import fitting
 from .memory import check_fits, layer_sizes, training_estimate
-from .report import describe_model, result_line
+from .report import describe_model, result_line, say
 from .settings import DEFAULTS
 
 __all__ = ["register", "run"]
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(1024, len(X)), build=False,
                                      train=False), device, "the model is too large for this machine")
     values = model.evaluate(X, y, saved.loss, metrics)
-    print(f"model: {describe_model(model)}, trained {checkpoint.epoch} epochs")
+    say(f"model: {describe_model(model)}, trained {checkpoint.epoch} epochs")
     which = "training data (no held-out set)" if dataset.test_is_train and part == "test" else part
     print(result_line(f"{dataset.name} {which}", values, len(X)))
     return 0

@@ -16,7 +16,7 @@ from .devices import resolve_device
 from .errors import CliError, UsageError
 from .memory import check_fits, layer_sizes, training_estimate
 from .model_spec import parse_layers
-from .report import describe_model
+from .report import describe_model, say
 from .settings import DEFAULTS
 from .tasks import output_activation, training_task
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         model, X, y, loss = _from_checkpoint(args, device)
     else:
         model, X, y, loss = _from_description(args, device)
-    print(f"model: {describe_model(model)}")
+    say(f"model: {describe_model(model)}")
     print(f"batch: {X.shape[0]} samples of {X.shape[1]} features, loss {loss}")
     result = gradcheck(model, X, y, loss, eps=args.eps, rtol=args.rtol, atol=args.atol, seed=args.seed)
     print(result)

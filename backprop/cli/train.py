@@ -25,7 +25,7 @@ from ..training import TrainingDivergedError
 from .checkpoints import run_extra
 from .devices import resolve_device
 from .errors import CliError, Interrupted, UsageError
-from .report import describe_model, fit_terminal, result_line
+from .report import describe_model, result_line, say
 from .settings import resolve_settings
 from .train_options import EPILOG, add_train_options
 from .train_setup import TrainingJob, open_resumed, set_up
@@ -163,27 +163,15 @@ def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None,
     """What is about to be trained: data, model, optimizer, epochs."""
     s = job.settings
     if resumed:
-        _say(f"resuming {resumed} after epoch {job.initial_epoch}")
-    _say(f"data: {job.data.describe()}")
-    _say(f"model: {describe_model(job.model)}")
+        say(f"resuming {resumed} after epoch {job.initial_epoch}")
+    say(f"data: {job.data.describe()}")
+    say(f"model: {describe_model(job.model)}")
     schedule = "cosine schedule" if s.lr_schedule == "cosine" else "constant lr"
-    _say(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
+    say(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
          f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
     if world.size > 1:
-        _say(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
+        say(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
              f"training its share of every batch of {s.batch_size}")
-
-
-def _say(line: str) -> None:
-    """``line`` as is into a pipe or file (one line per fact, for grep), wrapped on a terminal."""
-    print(fit_terminal(line) if _is_terminal(sys.stdout) else line)
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, OSError, ValueError):  # no isatty, or a closed stream
-        return False
 
 
 def _report(job: TrainingJob, trained: int, seconds: float, args: argparse.Namespace, checkpoint: str | None,

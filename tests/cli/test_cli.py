@@ -6,6 +6,7 @@ Most tests call `backprop.cli.main` in-process (it returns the exit status); a f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -92,6 +93,22 @@ def test_train_progress_fits_80_columns_with_the_validation_values(capsys: pytes
     assert "val_loss" in table[0].split() and "val_acc" in table[0].split()
     assert all(re.fullmatch(r"epoch +\d+/100( +[\d.e+-]+){4,}.*", line) for line in table[1:]), table
     assert "steps/s" in table[0] and not re.search(r"\d\.\d+e\+\d", out)  # no 1.006e+04 steps/s
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_train_wraps_its_header_lines_on_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["train", "--epochs", "2", "--val-split", "0.1"]) == 0
+    lines = terminal.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    text = " ".join(line.strip() for line in lines)
+    assert "model: Dense(64, 128) -> ReLU() -> Dropout(0.5) -> Dense(128, 10): 9,610 parameters" in text
 
 
 def test_python_m_backprop_runs_the_cli(tmp_path: Path) -> None:
