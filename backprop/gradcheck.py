@@ -5,12 +5,21 @@ For each checked entry ``theta_i`` of a parameter::
     numeric_i = (L(theta + eps e_i) - L(theta - eps e_i)) / (2 eps)
     error_i   = |numeric_i - analytic_i| / (|numeric_i| + |analytic_i|)      (0 when both are 0)
 
-(the tutorial's relative error), and an entry passes when
-``|numeric_i - analytic_i| <= atol + rtol * (|numeric_i| + |analytic_i|) + noise``, where
-``noise = eps_float64 * max|L| / eps`` is the rounding floor of the central difference itself:
-each of the two losses is a float64 rounded to within ``eps_float64 * |L|``, so their difference
-divided by ``2 eps`` cannot resolve less (8e-9 for a loss of 38 and ``eps = 1e-6``). How a
-backend sums the loss moves the numeric value within that floor, not the analytic one. Small parameters
+(the tutorial's relative error). The floor ``floor = atol + noise`` is the smallest difference
+the check can resolve: ``noise = eps_float64 * max|L| / eps`` is the rounding floor of the
+central difference itself (each of the two losses is a float64 rounded to within
+``eps_float64 * |L|``, so their difference divided by ``2 eps`` cannot resolve less: 8e-9 for a
+loss of 38 and ``eps = 1e-6``; how a backend sums the loss moves the numeric value within it).
+An entry is judged
+
+- **relatively** when its gradient is large enough to be (``rtol * scale > floor``, with
+  ``scale = |numeric_i| + |analytic_i|``): it passes when ``error_i <= rtol``;
+- **absolutely** otherwise (a gradient near 0, whose relative error is noise over noise): it
+  passes when ``|numeric_i - analytic_i| <= floor``.
+
+So "OK" means every relatively judged entry is within ``rtol`` (the table's ``max rel. error``
+is the worst of those, never above ``rtol`` when it says OK) and every other entry within the
+floor (the ``near 0`` column counts them). Small parameters
 are checked entry by entry; large ones on a random sample of entries plus random directions
 ``d`` (``numeric = (L(theta + eps d) - L(theta - eps d)) / 2 eps`` against ``grad . d``,
 as Chainer's ``check_backward``). Entries where the loss has a kink (a ReLU input within
@@ -45,6 +54,8 @@ class GradcheckResult:
     skipped: dict[str, int] = field(default_factory=dict)
     rtol: float = 1e-6
     atol: float = 1e-9
+    #: entries and directions judged absolutely, their gradient too close to 0 for a relative error
+    absolute: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -56,16 +67,21 @@ class GradcheckResult:
 
     @property
     def max_error(self) -> float:
+        """The worst relative error of the entries judged relatively."""
         return max(self.errors.values(), default=0.0)
 
     def __str__(self) -> str:
         width = max([len(n) for n in self.errors] + [9])
-        lines = [f"{'parameter':<{width}}  {'max rel. error':>14}  {'checked':>7}  {'failed':>6}  {'kinks':>5}"]
+        lines = [f"{'parameter':<{width}}  {'max rel. error':>14}  {'checked':>7}  {'near 0':>6}  {'failed':>6}  "
+                 f"{'kinks':>5}"]  # fmt: skip
         for name, err in self.errors.items():
             checked, failed, kinks = self.checked[name], self.failed[name], self.skipped.get(name, 0)
-            lines.append(f"{name:<{width}}  {err:>14.3e}  {checked:>7}  {failed:>6}  {kinks:>5}")
+            near = self.absolute.get(name, 0)
+            shown = f"{err:>14.3e}" if checked > near else f"{'-':>14}"
+            lines.append(f"{name:<{width}}  {shown}  {checked:>7}  {near:>6}  {failed:>6}  {kinks:>5}")
         verdict = "OK" if self.ok else "FAILED"
-        lines.append(f"gradient check {verdict} (rtol={self.rtol:g}, atol={self.atol:g})")
+        lines.append(f"gradient check {verdict} (relative errors <= rtol={self.rtol:g}; near 0: atol={self.atol:g} "
+                     "+ rounding)")
         return "\n".join(lines)
 
 
@@ -117,7 +133,7 @@ def gradcheck(
 
         noise.state = noise_state
         clone.loss_and_grads(Xd, T, loss)
-        result = GradcheckResult({}, {}, {}, {}, rtol, atol)
+        result = GradcheckResult({}, {}, {}, {}, rtol, atol, {})
         L0 = evaluate()
         for p in clone.parameters():
             _check_parameter(p, evaluate, L0, eps, rng, max_entries, directions, result)
@@ -146,7 +162,7 @@ def _check_parameter(
         for _ in range(directions):
             d = rng.standard_normal(flat.size)
             probes.append(d / np.linalg.norm(d))
-    worst, failed, kinks = 0.0, 0, 0
+    worst, failed, kinks, absolute = 0.0, 0, 0, 0
 
     def loss_at(point: np.ndarray) -> float:
         p.data = backend.from_host(point.reshape(theta.shape))
@@ -162,14 +178,19 @@ def _check_parameter(
         analytic = float(grad.reshape(-1) @ d)
         scale = abs(numeric) + abs(analytic)
         diff = abs(numeric - analytic)
-        worst = max(worst, diff / scale if scale > 0 else 0.0)
-        noise = _EPS64 * max(abs(L_plus), abs(L_minus)) / eps  # what the difference itself cannot resolve
-        failed += diff > result.atol + result.rtol * scale + noise
+        floor = result.atol + _EPS64 * max(abs(L_plus), abs(L_minus)) / eps  # what the difference cannot resolve
+        if result.rtol * scale > floor:  # large enough for a relative error to mean something
+            worst = max(worst, diff / scale)
+            failed += diff > result.rtol * scale
+        else:
+            absolute += 1
+            failed += diff > floor
     p.data = backend.from_host(theta)
     result.errors[p.name] = worst
     result.checked[p.name] = len(probes) - kinks
     result.failed[p.name] = failed
     result.skipped[p.name] = kinks
+    result.absolute[p.name] = absolute
 
 
 _EPS64 = float(np.finfo(np.float64).eps)

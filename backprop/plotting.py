@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-__all__ = ["HistoryLike", "history_figure", "panels", "plot_history"]
+__all__ = ["HistoryLike", "history_figure", "legend_outside", "line_colors", "panels", "plot_history"]
 
 
 class HistoryLike(Protocol):
@@ -79,9 +79,31 @@ def history_figure(history: HistoryLike | Mapping[str, Sequence[float]], *, titl
         ax.grid(True, alpha=0.3)
         if name == GRAD_NORM and any(v > 0 and math.isfinite(v) for k in keys for v in series[k]):
             ax.set_yscale("log")
-        if len(keys) > 1 or name == GRAD_NORM:
-            ax.legend(fontsize="small", ncols=1 + len(keys) // 8)
+        if name == GRAD_NORM:
+            for line, color in zip(ax.get_lines(), line_colors(len(keys))):
+                line.set_color(color)
+            legend_outside(ax)  # one line per parameter: a legend inside would cover them
+        elif len(keys) > 1:
+            ax.legend(fontsize="small")
     return figure
+
+
+def line_colors(n: int) -> list[Any]:
+    """``n`` colours that tell ``n`` lines apart: matplotlib's ``tab10`` for up to 10, else
+    evenly spaced samples of the ``turbo`` colour map (in order, so that neighbours in a
+    sequence, such as a network's layers, get neighbouring hues, and none repeats)."""
+    colormaps = _matplotlib_colormaps()
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    turbo = colormaps["turbo"]
+    return [turbo(0.05 + 0.9 * i / (n - 1)) for i in range(n)]  # its ends are too dark and too pale
+
+
+def legend_outside(ax: Axes, title: str | None = None) -> None:
+    """``ax``'s legend to the right of it, outside the data (a constrained layout makes room)."""
+    count = len(ax.get_lines())
+    ax.legend(fontsize="small", title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              ncols=1 + count // 16)
 
 
 def panels(keys: Mapping[str, Any] | Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -127,6 +149,14 @@ def _label(panel: str, key: str) -> str:
     if panel == GRAD_NORM:
         return "global" if key == GRAD_NORM else key[len(GRAD_NORM) + 1:]
     return "validation" if key.startswith("val_") and key != panel else "training"
+
+
+def _matplotlib_colormaps() -> Any:
+    try:
+        from matplotlib import colormaps  # noqa: PLC0415 - optional: imported when a plot is made
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    return colormaps
 
 
 def _matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:

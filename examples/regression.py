@@ -13,12 +13,16 @@ and a few test points with target, prediction and the noise-free sin(x).
 
     python examples/regression.py                       # CPU, a few seconds
     python examples/regression.py --device cuda         # the same on a GPU
-    python examples/regression.py --plot sine_loss.png  # also save the loss curve
+    python examples/regression.py --plot sine.png       # also save the fit and the loss curve
+
+``--plot`` saves two panels: the training and test points with the fitted curve and sin(x),
+and the training loss per epoch against the noise floor.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +45,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=600, help="training epochs (default: 600)")
     parser.add_argument("--lr", type=float, default=0.005, help="Adam learning rate (default: 0.005)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the data, the initial weights and the shuffling")
-    parser.add_argument("--plot", metavar="PATH.png", help="save the loss curves to this image file")
+    parser.add_argument("--plot", metavar="PATH.png", help="save the fitted curve and the loss to this image file")
     args = parser.parse_args()
 
     data = bp.datasets.sine(n=256, noise=0.1, seed=args.seed)
@@ -68,7 +72,35 @@ def main() -> None:
         print(f"{x:7.3f}  {target:7.3f}  {prediction:10.3f}  {np.sin(x):7.3f}")
 
     if args.plot:
-        print(f"saved the loss curve to {history.plot(args.plot, title='sine regression: 1-32-32-1 tanh, MSE')}")
+        print(f"saved the fit and the loss curve to {plot_fit(model, data, history, floor, Path(args.plot))}")
+
+
+def plot_fit(model: bp.Sequential, data: bp.datasets.Dataset, history: bp.History, floor: float, path: Path) -> Path:
+    """Left: the data, the network's curve over [-pi, pi] and sin(x); right: the loss per epoch."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 - matplotlib is needed only for --plot
+
+    x = np.linspace(-np.pi, np.pi, 400, dtype=np.float32).reshape(-1, 1)
+    fitted = bp.to_numpy(model.predict(x))[:, 0]
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    figure.suptitle("sine regression: 1-32-32-1 tanh network, MSE, Adam")
+    fit, loss = figure.subplots(1, 2, width_ratios=(3, 2))
+    fit.scatter(data.X_train[:, 0], data.y_train[:, 0], s=12, color="0.6", label=f"training points ({data.n_train})")
+    fit.scatter(data.X_test[:, 0], data.y_test[:, 0], s=22, marker="D", color="tab:orange",
+                edgecolor="black", linewidth=0.4, label=f"test points ({data.n_test})")
+    fit.plot(x[:, 0], np.sin(x[:, 0]), color="black", linestyle="--", linewidth=1.2, label="sin(x), noise-free")
+    fit.plot(x[:, 0], fitted, color="tab:blue", linewidth=2.2, label="the network's prediction")
+    fit.set(xlabel="x", ylabel="y", title="fit")
+    fit.grid(True, alpha=0.3)
+    fit.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncols=2, fontsize="small", frameon=False)
+    loss.plot(history.epochs, history["loss"], color="tab:blue", label="training MSE")
+    loss.axhline(floor, color="black", linestyle="--", linewidth=1.0,
+                 label=f"noise floor on the test points ({floor:.4f})")
+    loss.set(xlabel="epoch", ylabel="MSE (log scale)", yscale="log", title="loss")
+    loss.grid(True, alpha=0.3)
+    loss.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize="small", frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
 
 
 if __name__ == "__main__":

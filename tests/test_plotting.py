@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backprop.history import History
-from backprop.plotting import INSTALL_HINT, history_figure, panels, plot_history
+from backprop.plotting import INSTALL_HINT, history_figure, line_colors, panels, plot_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -139,3 +139,18 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
         make_history().plot(tmp_path / "h.png")
     assert str(info.value) == INSTALL_HINT and "matplotlib" in str(info.value)
     assert not (tmp_path / "h.png").exists()
+
+
+def test_many_gradient_norms_get_distinct_colours_and_a_legend_beside_the_data() -> None:
+    pytest.importorskip("matplotlib")
+    history = History()
+    for epoch in range(1, 4):
+        history.append(epoch, {"loss": 1.0 / epoch, **{f"grad_norm/{i}.W": 10.0**-i / epoch for i in range(13)}})
+    figure = history_figure(history)
+    grads = figure.axes[-1]
+    colours = [line.get_color() for line in grads.get_lines()]
+    assert len(colours) == 13 and len({tuple(c) for c in colours}) == 13  # none reused
+    figure.canvas.draw()
+    legend, data = grads.get_legend().get_window_extent(), grads.get_window_extent()
+    assert legend.x0 >= data.x1  # outside the axes: no line hidden under it
+    assert len({tuple(c) for c in line_colors(40)}) == 40 and len(line_colors(3)) == 3

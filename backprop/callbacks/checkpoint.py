@@ -9,6 +9,7 @@ from typing import Any
 
 from ..checkpoint import checkpoint_contents
 from ..checkpoint.archive import write_archive
+from ..checkpoint.save import checkpoint_path
 from ..validation import InvalidParameterError, choice, integer
 from .base import Callback, Logs
 from .monitor import improves, maximizes, missing_monitor
@@ -73,7 +74,7 @@ class ModelCheckpoint(Callback):
             )
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta):
             raise InvalidParameterError(f"ModelCheckpoint min_delta must be a finite number; got {min_delta!r}")
-        self.path = os.fspath(path)
+        self.path = checkpoint_path(path, "checkpoint")  # refused before training, not after an epoch
         self.every, self.extra, self.scheduler = every, extra, scheduler
         self.monitor, self.mode, self.save_best_only = monitor, mode, save_best_only
         self.min_delta = abs(float(min_delta))

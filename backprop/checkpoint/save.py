@@ -11,6 +11,7 @@ from .._version import __version__
 from ..history import History
 from ..labels import classes_json
 from ..layers import layer_config
+from ..validation import InvalidParameterError
 from .archive import write_archive
 from .jsonable import pack
 from .protocol import CheckpointedModel
@@ -19,7 +20,7 @@ from .rng import rng_states
 if TYPE_CHECKING:
     from ..optim import Optimizer
 
-__all__ = ["CheckpointContents", "checkpoint_contents", "save_checkpoint"]
+__all__ = ["CheckpointContents", "checkpoint_contents", "checkpoint_path", "save_checkpoint"]
 
 CheckpointContents = tuple[dict[str, Any], dict[str, np.ndarray]]
 
@@ -47,8 +48,31 @@ def save_checkpoint(
     The file appears under ``path`` only once completely written and synced; if saving
     fails, a previous file at ``path`` is left untouched. Nothing passed in is modified.
     """
+    path = checkpoint_path(path)
     contents = checkpoint_contents(model, optimizer, scheduler=scheduler, epoch=epoch, history=history, extra=extra)
     write_archive(path, *contents)
+
+
+def checkpoint_path(path: str | os.PathLike[str], what: str = "path") -> str:
+    """``path`` as a string, if it names a ``.npz`` file; else an `InvalidParameterError`.
+
+    A checkpoint is a ``.npz`` file, and its name says so: a name such as ``model.pt`` would
+    promise a format the file is not in, and NumPy's ``np.savez`` appends ``.npz`` to such a
+    name silently, so that code written for either finds no file under the name it gave."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise InvalidParameterError(f"{what} must be a file name ending in .npz; got {path!r}") from None
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if not name.lower().endswith(".npz"):
+        stem, suffix = os.path.splitext(name)
+        ending = f"ends in {suffix!r}" if suffix else "has no suffix"
+        raise InvalidParameterError(
+            f"{what} {name!r} {ending}, but a checkpoint is a .npz file (a zip of NumPy arrays, not a pickle): "
+            f"name it {(stem if suffix else name) + '.npz'!r}"
+        )
+    return name
 
 
 def checkpoint_contents(

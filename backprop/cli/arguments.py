@@ -18,6 +18,7 @@ __all__ = [
     "activation_name",
     "add_device_argument",
     "data_spec",
+    "delimiter",
     "device_spec",
     "fraction",
     "loss_name",
@@ -131,6 +132,17 @@ def loss_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).replace(" or a bp.losses.Loss", "")) from None
     name = text.lower().replace("-", "_")
     return "cross_entropy" if name == "softmax_cross_entropy" else name
+
+
+def delimiter(text: str) -> str:
+    """A CSV delimiter: one character (``;``, ``|``), or ``tab`` / ``\\t`` for a tab."""
+    if text.lower() in ("tab", "\\t", "\t"):
+        return "\t"
+    if len(text) != 1 or text in "\r\n\"" or text.isalnum():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a delimiter: give one character such as ';' or '|', or tab (also written \\t)"
+        )
+    return text
 
 
 def data_spec(text: str) -> str:

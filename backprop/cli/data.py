@@ -49,25 +49,30 @@ class TrainingData:
         )
 
 
-def load_dataset(spec: str, test_size: float, split_seed: int) -> Dataset:
-    """`bp.datasets.load`, with a data problem (a missing or malformed CSV file) as a `CliError`."""
+def load_dataset(spec: str, test_size: float, split_seed: int, task: str | None = None,
+                 delimiter: str | None = None) -> Dataset:  # fmt: skip
+    """`bp.datasets.load`, with a data problem (a missing or malformed CSV file) as a `CliError`.
+    A CSV file's delimiter is sniffed unless ``delimiter`` is given."""
+    if delimiter is None and spec.strip().lower().startswith("csv:"):
+        delimiter = "auto"
     try:
-        return load(spec, test_size=test_size, seed=split_seed)
+        return load(spec, test_size=test_size, seed=split_seed, task=task, delimiter=delimiter)
     except DataError as exc:
         raise CliError(f"--data {spec}: {exc}") from None
 
 
 def prepare_training_data(
     spec: str, test_size: float, split_seed: int, val_split: float, scaler: Standardizer | None = None,
-    *, raw: bool = False,
+    task: str | None = None, delimiter: str | None = None, *, raw: bool = False,
 ) -> TrainingData:
     """Load ``spec``, hold out ``val_split`` of the training part for validation (stratified by
     class, seeded by ``split_seed``; none for a set without held-out data such as ``xor``) and
     standardise every part with ``scaler``, by default one fitted on the remaining training
     samples only (a resumed run of an older version passes the one it saved). With ``raw`` the
     parts stay as they are and ``scaler`` only holds the statistics, for the model's own
-    `bp.Standardize` layer."""
-    ds = load_dataset(spec, test_size, split_seed)
+    `bp.Standardize` layer. ``task`` and ``delimiter`` are the ``--task`` and ``--delimiter``
+    options (see `load_dataset`)."""
+    ds = load_dataset(spec, test_size, split_seed, task, delimiter)
     if scaler is not None and scaler.n_features != ds.n_features:
         raise CliError(f"--data {spec} has {ds.n_features} features but the model was trained on {scaler.n_features}")
     X, y = ds.X_train, ds.y_train

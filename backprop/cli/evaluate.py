@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 
 from ..datasets import Dataset
+from ..datasets.spec import parse_csv_spec
 from . import arguments as types
 from .checkpoints import SavedRun, inputs_for, open_checkpoint
 from .data import class_indices, load_dataset
 from .devices import resolve_device
 from .errors import CliError, UsageError
 from .memory import check_fits, layer_sizes, training_estimate
-from .report import describe_model, result_line
+from .report import describe_model, result_line, say
 from .settings import DEFAULTS
 
 __all__ = ["register", "run"]
@@ -46,6 +47,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--part", choices=("test", "all"),
                         help="the held-out test part, or all samples (default: test for the training data, "
                         "all for another CSV file)")
+    parser.add_argument("--delimiter", type=types.delimiter, metavar="CHAR",
+                        help="a CSV file's delimiter: ',', ';', '|', tab (or \\t) (default: the training run's for "
+                        "its own data, else sniffed from the file)")
     types.add_device_argument(parser)
     parser.set_defaults(run=run)
 
@@ -61,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     part = args.part or ("test" if own or not spec.lower().startswith("csv:") else "all")
     test_size = saved.args.get("test_size", DEFAULTS["test_size"])
     split_seed = saved.args.get("split_seed", DEFAULTS["split_seed"])
-    dataset = load_dataset(spec, test_size, split_seed)
+    delimiter = args.delimiter or (saved.args.get("delimiter") if own else None)
+    # a CSV label column is read for the model's task: whole-number values stay values for a regression model
+    task = saved.task if spec.strip().lower().startswith("csv:") and "task" not in _spec_options(spec) else None
+    dataset = load_dataset(spec, test_size, split_seed, task, delimiter)
     X, y = _part(dataset, part)
     X = _aligned(X, dataset.feature_names, saved.feature_names)
     model = checkpoint.model
@@ -77,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
         check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(1024, len(X)), build=False,
                                      train=False), device, "the model is too large for this machine")
     values = model.evaluate(X, y, saved.loss, metrics)
-    print(f"model: {describe_model(model)}, trained {checkpoint.epoch} epochs")
+    say(f"model: {describe_model(model)}, trained {checkpoint.epoch} epochs")
     which = "training data (no held-out set)" if dataset.test_is_train and part == "test" else part
     print(result_line(f"{dataset.name} {which}", values, len(X)))
     return 0
+
+
+def _spec_options(spec: str) -> dict[str, Any]:
+    return parse_csv_spec(spec.strip()[4:])[1]
 
 
 def _part(dataset: Dataset, part: str) -> tuple[np.ndarray, np.ndarray]:

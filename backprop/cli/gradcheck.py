@@ -16,9 +16,9 @@ from .devices import resolve_device
 from .errors import CliError, UsageError
 from .memory import check_fits, layer_sizes, training_estimate
 from .model_spec import parse_layers
-from .report import describe_model
+from .report import describe_model, say
 from .settings import DEFAULTS
-from .tasks import output_activation
+from .tasks import output_activation, training_task
 
 __all__ = ["register", "run"]
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         model, X, y, loss = _from_checkpoint(args, device)
     else:
         model, X, y, loss = _from_description(args, device)
-    print(f"model: {describe_model(model)}")
+    say(f"model: {describe_model(model)}")
     print(f"batch: {X.shape[0]} samples of {X.shape[1]} features, loss {loss}")
     result = gradcheck(model, X, y, loss, eps=args.eps, rtol=args.rtol, atol=args.atol, seed=args.seed)
     print(result)
@@ -113,8 +113,11 @@ def _from_checkpoint(args: argparse.Namespace, device: str) -> tuple[Sequential,
     if spec is None:
         raise UsageError(f"checkpoint {args.checkpoint!r} does not record its data set: pass --data SPEC")
     settings = {**DEFAULTS, **saved.args}
+    own = spec == saved.data  # the training run's data: read as it was (task, delimiter)
     data = prepare_training_data(spec, settings["test_size"], settings["split_seed"], settings["val_split"] or 0.0,
-                                 scaler=saved.scaler, raw=standardizes_itself(checkpoint.model))
+                                 scaler=saved.scaler, raw=standardizes_itself(checkpoint.model),
+                                 task=training_task(settings["task"], saved.loss, spec)[0] if own else None,
+                                 delimiter=settings["delimiter"] if own else None)
     if checkpoint.model.in_features not in (None, data.dataset.n_features):
         raise CliError(f"--data {spec} has {data.dataset.n_features} features but the model takes "
                        f"{checkpoint.model.in_features}")

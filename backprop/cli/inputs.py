@@ -38,6 +38,7 @@ def read_features(
     feature_names: Sequence[str] | None = None,
     target_name: str | None = None,
     dtype: str = "float64",
+    delimiter: str = "auto",
 ) -> np.ndarray:
     """The samples in ``path`` as a float64 array of shape ``(samples, n_features)``.
 
@@ -46,13 +47,14 @@ def read_features(
     (so extra columns, such as the label, and another order are fine), otherwise the file must
     have exactly ``n_features`` columns (or one more, the label, named ``target_name``).
     A value too large for ``dtype`` (the model's) is refused with its line and column.
+    ``delimiter``: the CSV file's (one character), or ``"auto"`` to sniff it.
     Anything else raises `CliError` saying what the model expects.
     """
     suffixes = "".join(Path(path).suffixes[-2:]).lower()
     if suffixes.endswith(".npy"):
         X = _read_npy(path)
     elif suffixes.endswith((".csv", ".csv.gz")):
-        X = _read_csv(path, n_features, feature_names, target_name, float(np.finfo(np.dtype(dtype)).max))
+        X = _read_csv(path, n_features, feature_names, target_name, float(np.finfo(np.dtype(dtype)).max), delimiter)
     else:
         raise CliError(f"--input {path}: use a .csv or .npy file")
     if X.shape[1] != n_features:
@@ -115,10 +117,11 @@ def _check_npy(path: str) -> None:
 
 
 def _read_csv(
-    path: str, n_features: int, names: Sequence[str] | None, target: str | None, limit: float = np.inf
+    path: str, n_features: int, names: Sequence[str] | None, target: str | None, limit: float = np.inf,
+    delimiter: str = "auto",
 ) -> np.ndarray:
     try:
-        table = read_table(path)
+        table = read_table(path, delimiter=delimiter)
     except DataError as exc:
         raise CliError(f"--input {path}: {exc}") from None
     columns = _columns(table, n_features, names, target)

@@ -11,7 +11,7 @@ A file holds a table with ``layers`` (required) and optional defaults for the hi
 Each entry of ``layers`` is a size or a table ``{units, activation, dropout, init}``; the last
 entry is the output layer (its size must match the data, its activation follows from the
 loss). A file's settings win over ``--activation``/``--dropout``, which fill in what it leaves
-out. TOML needs Python 3.11+ (``tomllib``) or, on 3.10, ``pip install tomli``.
+out. TOML is read by ``tomllib`` (Python 3.11+) or, on 3.10, by ``tomli`` (a dependency there).
 """
 
 from __future__ import annotations
@@ -178,8 +178,11 @@ def _depth_of_text(text: str) -> int:
     return deepest
 
 
-def _toml_module() -> Any:
-    if sys.version_info >= (3, 11):  # the test lets type checkers skip tomllib when they check for 3.10
+def _toml_module(python: tuple[int, ...] | None = None) -> Any:
+    """The TOML parser: ``tomllib`` on Python 3.11+, else ``tomli`` (a dependency there, declared
+    ``tomli; python_version < "3.11"``), imported only when a TOML file is read. ``python`` is
+    the version to act for (default: this one), so that tests can take the 3.10 path."""
+    if sys.version_info >= (3, 11) and (python is None or python >= (3, 11)):  # type checkers skip tomllib on 3.10
         try:
             import tomllib  # noqa: PLC0415 - only TOML model files need a TOML parser
         except ImportError:  # only where it is blocked, as the tests do to play Python 3.10
@@ -192,8 +195,9 @@ def _toml_module() -> Any:
         return tomli
     except ImportError:
         raise UsageError(
-            "--layers: reading a TOML model file needs Python 3.11+ (tomllib) or, on Python 3.10, "
-            "pip install tomli; or write the model as a .json file with the same keys"
+            "--layers: reading a TOML model file needs Python 3.11+ (tomllib) or, on Python 3.10, tomli, which "
+            "backprop-nn depends on there but is missing: pip install tomli; or write the model as a .json file "
+            "with the same keys"
         ) from None
 
 

@@ -48,6 +48,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--probabilities", metavar="FILE", help="class probabilities: .csv or .npy (classification)")
     parser.add_argument("--batch-size", type=types.positive_int, default=4096, metavar="N",
                         help="samples per forward pass (default: 4096)")
+    parser.add_argument("--delimiter", type=types.delimiter, metavar="CHAR",
+                        help="the --input CSV file's delimiter: ',', ';', '|', tab (or \\t) (default: sniffed from "
+                        "the file, else ',')")
     types.add_device_argument(parser)
     parser.set_defaults(run=run)
 
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, saved = open_checkpoint(args.checkpoint, device)
     model = checkpoint.model
     n_features = model.in_features or (saved.scaler.n_features if saved.scaler else 0)
-    X = read_features(args.input, n_features, saved.feature_names, saved.target_name, model.dtype)
+    X = read_features(args.input, n_features, saved.feature_names, saved.target_name, model.dtype,
+                      delimiter=args.delimiter or "auto")
     sizes = layer_sizes(model)
     if sizes:
         check_fits(training_estimate(sizes, np.dtype(model.dtype).itemsize, 0, min(args.batch_size, len(X)),

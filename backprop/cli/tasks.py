@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from ..datasets import Dataset
+from ..datasets.spec import parse_csv_spec
 from ..losses import get_loss
 from ..metrics import get_metrics
 from .errors import UsageError
 
-__all__ = ["check_loss", "metric_names", "output_activation"]
+__all__ = ["REGRESSION_LOSSES", "check_loss", "metric_names", "output_activation", "training_task"]
+
+#: Losses of values, not classes: with ``--task auto`` a CSV label column is read as
+#: regression targets when one of these is the loss.
+REGRESSION_LOSSES = ("mse",)
+
+
+def training_task(task: str, loss: str | None, data: str) -> tuple[str, str | None]:
+    """``(task, note)``: the task to load ``data`` with, and a note saying why when ``--loss``
+    decided it. ``--task auto`` with a regression loss (`REGRESSION_LOSSES`) on a CSV file whose
+    spec names no ``task=`` is regression: the label column is read as values even when they are
+    whole numbers (counts, prices, scores), which ``auto`` alone would take as classes."""
+    if task != "auto" or loss not in REGRESSION_LOSSES or not data.strip().lower().startswith("csv:"):
+        return task, None
+    if "task" in parse_csv_spec(data.strip()[4:])[1]:
+        return task, None
+    return "regression", (f"note: --loss {loss} implies --task regression: the label column is read as values, not "
+                          "classes (--task classification would refuse the loss)")
 
 
 def _fitting_losses(dataset: Dataset) -> tuple[str, ...]:
@@ -30,7 +48,10 @@ def check_loss(dataset: Dataset, loss: str | None) -> str:
             else f"class labels ({dataset.n_classes} classes)" if dataset.y_train.ndim == 1
             else "binary 0/1 targets"
         )
-        raise UsageError(f"--loss {loss} does not fit the {kind} of {dataset.name}: use {' or '.join(fitting)}")
+        hint = (" (or --task regression, if the labels are quantities rather than classes)"
+                if loss in REGRESSION_LOSSES and dataset.y_train.ndim == 1 and dataset.task == "classification"
+                else "")
+        raise UsageError(f"--loss {loss} does not fit the {kind} of {dataset.name}: use {' or '.join(fitting)}{hint}")
     return loss
 
 

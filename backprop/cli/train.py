@@ -19,13 +19,14 @@ import numpy as np
 
 from ..callbacks import Callback, CSVLogger, EarlyStopping, TensorBoard
 from ..callbacks.tensorboard import INSTALL_HINT as TENSORBOARD_HINT
+from ..checkpoint.save import checkpoint_path
 from ..distributed import World, init
 from ..progress import format_duration
 from ..training import TrainingDivergedError
 from .checkpoints import run_extra
 from .devices import resolve_device
 from .errors import CliError, Interrupted, UsageError
-from .report import describe_model, result_line
+from .report import describe_model, result_line, say
 from .settings import resolve_settings
 from .train_options import EPILOG, add_train_options
 from .train_setup import TrainingJob, open_resumed, set_up
@@ -74,7 +75,7 @@ def _run(args: argparse.Namespace, world: World) -> int:
     started = time.perf_counter()
     stopper = None if args.early_stopping is None else _stopper(args.early_stopping, job)
     scaler = None if job.data.raw else job.data.scaler  # raw: the model's first layer standardises
-    extra = run_extra(job.data.dataset, scaler, job.loss, settings.data, settings.run_args())
+    extra = run_extra(job.data.dataset, scaler, job.loss, settings.data, job.settings.run_args())
     remaining = settings.epochs - job.initial_epoch
     before = len(job.history)
     if remaining > 0:
@@ -114,6 +115,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
         os.path.realpath(p) for p in (args.checkpoint, args.resume) if p is not None
     }:
         raise UsageError(f"--plot {args.plot} is the checkpoint file, which it would overwrite; give another name")
+    saved_to = args.checkpoint or args.resume
+    if saved_to is not None:
+        try:
+            checkpoint_path(saved_to)
+        except ValueError as exc:
+            option = "--checkpoint" if args.checkpoint else "--resume (which is also where the run is saved)"
+            hint = "" if args.checkpoint else "; pass --checkpoint NAME.npz to save elsewhere"
+            raise UsageError(f"{option} {saved_to} {str(exc).split(' ', 2)[2]}{hint}") from None
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise CliError('--plot needs matplotlib: pip install "backprop-nn[plot]" (or pip install matplotlib)')
 
@@ -193,15 +202,15 @@ def _print_header(job: TrainingJob, checkpoint: str | None, resumed: str | None,
     """What is about to be trained: data, model, optimizer, epochs."""
     s = job.settings
     if resumed:
-        print(f"resuming {resumed} after epoch {job.initial_epoch}")
-    print(f"data: {job.data.describe()}")
-    print(f"model: {describe_model(job.model)}")
+        say(f"resuming {resumed} after epoch {job.initial_epoch}")
+    say(f"data: {job.data.describe()}")
+    say(f"model: {describe_model(job.model)}")
     schedule = "cosine schedule" if s.lr_schedule == "cosine" else "constant lr"
-    print(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
-          f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
+    say(f"training: {s.optimizer} lr {s.lr:g}, {schedule}, loss {job.loss}, batches of {s.batch_size}, "
+         f"epochs {job.initial_epoch + 1} to {s.epochs}" + (f", checkpoint {checkpoint}" if checkpoint else ""))
     if world.size > 1:
-        print(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
-              f"training its share of every batch of {s.batch_size}")
+        say(f"data-parallel: {world.size} ranks on {world.nodes} machine{'s' if world.nodes != 1 else ''}, each "
+             f"training its share of every batch of {s.batch_size}")
 
 
 def _report(job: TrainingJob, trained: int, seconds: float, args: argparse.Namespace, checkpoint: str | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..datasets import SPEC_FORMS
+from ..datasets.csv_file import TASK_CHOICES
 from . import arguments as types
 from .optimizers import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from .settings import DEFAULT_HIDDEN, DEFAULTS
@@ -17,12 +18,13 @@ EPILOG = """examples:
   backprop train --data xor --layers 8,1 --epochs 500 --batch-size 4 --lr 0.05 --dropout 0
   backprop train --data sine --layers 64,64,1 --activation tanh --dropout 0 --epochs 200
   backprop train --data csv:iris.csv:label=species --layers 16,3 --epochs 100 --checkpoint iris.npz
+  backprop train --data csv:diabetes.csv --loss mse --delimiter ';'   # whole-number targets as values
   backprop train --layers model.toml --plot curves.png --checkpoint run.npz
   backprop train --val-split 0.1 --tensorboard runs/digits --csv-log digits.csv
   backprop train --resume run.npz --epochs 80      # continue the same run up to epoch 80
   backprop train --device cuda --dtype float64 --quiet
 
-model files (--layers FILE.json | FILE.toml; TOML needs Python 3.11+, or pip install tomli on 3.10):
+model files (--layers FILE.json | FILE.toml):
   layers = [128, 64, 10]      # sizes, or tables {units, activation, dropout, init}; the output last
   activation = "gelu"         # optional defaults for the hidden layers
   dropout = 0.2
@@ -50,6 +52,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-split", type=types.fraction, metavar="FRACTION",
                       help="fraction of the training part held out for validation; 0 disables "
                       "(default: 0, or 0.1 with --early-stopping)")
+    data.add_argument("--task", choices=TASK_CHOICES,
+                      help="what a CSV label column holds: auto reads text or whole numbers as classes, "
+                      "other numbers as regression targets, and --loss mse as regression (default: auto)")
+    data.add_argument("--delimiter", type=types.delimiter, metavar="CHAR",
+                      help="a CSV file's delimiter: ',', ';', '|', tab (or \\t) (default: sniffed from the "
+                      "file, else ',')")
 
     model = parser.add_argument_group("model")
     model.add_argument("--layers", metavar="SIZES|FILE",
@@ -59,7 +67,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--activation", type=types.activation_name, metavar="NAME",
                        help=f"hidden activation: relu, leaky_relu, tanh, sigmoid, gelu, ... ({_default('activation')})")
     model.add_argument("--dropout", type=types.probability, metavar="P",
-                       help=f"dropout after each hidden activation; 0 disables ({_default('dropout')})")
+                       help="dropout after each hidden activation; 0 disables (default: 0.5 for classification, "
+                       "0 for regression)")
     model.add_argument("--loss", type=types.loss_name, metavar="NAME",
                        help="cross_entropy, bce_with_logits, bce or mse (default: the data set's: cross_entropy "
                        "for class labels, bce_with_logits for 0/1 targets, mse for regression)")
@@ -73,7 +82,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--lr", type=types.positive_float, metavar="RATE",
                           help=f"learning rate (default per optimizer: {lrs})")
     training.add_argument("--lr-schedule", choices=SCHEDULES,
-                          help=f"constant, or cosine annealing to 0 over --epochs ({_default('lr_schedule')})")
+                          help="constant, or cosine annealing to 0 over --epochs (default: cosine for "
+                          "classification, constant for regression)")
     training.add_argument("--weight-decay", type=types.non_negative_float, metavar="W",
                           help="weight decay (default: the optimizer's own: 0, or 0.01 for adamw)")
     training.add_argument("--momentum", type=types.non_negative_float, metavar="M",

@@ -17,8 +17,8 @@ from .errors import CliError, UsageError
 from .memory import check_fits, layer_sizes, optimizer_state_factor, training_estimate
 from .model_spec import LayerSpec, ModelSpec, parse_layers
 from .optimizers import build_optimizer, build_schedule
-from .settings import DEFAULT_HIDDEN, TrainSettings
-from .tasks import check_loss, metric_names, output_activation
+from .settings import DEFAULT_HIDDEN, TrainSettings, for_task
+from .tasks import check_loss, metric_names, output_activation, training_task
 
 __all__ = ["TrainingJob", "open_resumed", "set_up"]
 
@@ -59,8 +59,14 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
         _check_memory(settings, [1, *spec.sizes], device, settings.batch_size)
     # the model standardises the features itself, unless it is resumed from an older version's file
     in_model = resumed is None or standardizes_itself(resumed[0].model)
+    task, note = training_task(settings.task, settings.loss, settings.data)
+    if note is not None:
+        print(note, file=sys.stderr)
     data = prepare_training_data(settings.data, settings.test_size, settings.split_seed, settings.val_split,
-                                 scaler=saved.scaler if saved else None, raw=in_model)
+                                 scaler=saved.scaler if saved else None, task=task, delimiter=settings.delimiter,
+                                 raw=in_model)
+    settings = for_task(settings, data.dataset.task)
+    assert settings.dropout is not None and settings.lr_schedule is not None  # for_task fills them in
     loss = check_loss(data.dataset, settings.loss)
     metrics = metric_names(data.dataset, loss, settings.metrics)
     if resumed is not None:

@@ -17,7 +17,13 @@ import numpy as np
 from ..memory import available_host_memory, format_bytes
 from .errors import DataError
 
-__all__ = ["MAX_BYTES", "MAX_LINE", "MISSING", "Table", "is_missing", "parse_number", "read_table"]
+__all__ = ["DELIMITERS", "MAX_BYTES", "MAX_LINE", "MISSING", "Table", "is_missing", "parse_number", "read_table",
+           "sniff_delimiter"]
+
+#: The delimiters ``delimiter="auto"`` chooses from, in order of preference.
+DELIMITERS = (",", ";", "\t", "|")
+#: Lines ``delimiter="auto"`` looks at.
+_SNIFF_LINES = 50
 
 #: Field texts (compared lower-case, after stripping spaces) that mean "no value".
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -88,14 +94,19 @@ def read_table(
     lines of at most ``max_line`` characters (default `MAX_LINE`, 1 Mi), and only when parsing
     them fits in the memory available; the environment variables ``BACKPROP_CSV_MAX_BYTES`` and
     ``BACKPROP_CSV_MAX_LINE`` change the defaults (for the command line).
+
+    ``delimiter`` is one character, or ``"auto"``: `sniff_delimiter` picks one of
+    `DELIMITERS` from the first lines.
     """
-    if not isinstance(delimiter, str) or len(delimiter) != 1:
-        raise DataError(f"delimiter must be one character such as ',' or ';' or '\\t'; got {delimiter!r}")
+    if not isinstance(delimiter, str) or (len(delimiter) != 1 and delimiter != "auto"):
+        raise DataError(f"delimiter must be one character such as ',' or ';' or '\\t', or 'auto'; got {delimiter!r}")
     if header not in (None, True, False):
         raise DataError(f"header must be True, False or None (detect); got {header!r}")
     file = Path(path)
     limit = _limit(max_bytes, "max_bytes", "BACKPROP_CSV_MAX_BYTES", MAX_BYTES)
     text = _read_text(file, limit, _limit(max_line, "max_line", "BACKPROP_CSV_MAX_LINE", MAX_LINE))
+    if delimiter == "auto":
+        delimiter = sniff_delimiter(text)
     rows, lines = _rows(text, file, delimiter)
     if not rows:
         raise DataError(f"{file} is empty: a CSV data set needs rows of numbers, optionally under one header row")
@@ -118,6 +129,28 @@ def read_table(
                 "every row needs the same number of columns"
             )
     return Table(path=file, names=names, has_header=has_header, rows=rows, lines=lines)
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of CSV ``text``: of `DELIMITERS`, the one that splits the first
+    `_SNIFF_LINES` non-blank lines into the same number (more than one) of fields with the most
+    numbers among them; the first of equals (``","``), and ``","`` when none splits them."""
+    head = [line for line in text.splitlines()[: 4 * _SNIFF_LINES] if line.strip()][:_SNIFF_LINES]
+    best, best_score = ",", (0.0, 0)
+    for candidate in DELIMITERS:
+        try:
+            rows = list(csv.reader(head, delimiter=candidate))
+        except csv.Error:
+            continue
+        widths = {len(row) for row in rows}
+        if len(widths) != 1 or widths == {1}:
+            continue
+        fields = [field.strip() for row in rows[1:] or rows for field in row]
+        numbers = sum(parse_number(field) is not None for field in fields) / max(len(fields), 1)
+        score = (numbers, len(rows[0]))
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
 
 
 def _limit(given: int | None, name: str, variable: str, default: int) -> int:

@@ -23,7 +23,9 @@ _OPTION = re.compile(r"^\s*([A-Za-z_]+)\s*=(.*)$")
 _HEADER = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False, "auto": None}
 
 
-def load(spec: str, test_size: float = 0.2, seed: int | None = 0) -> Dataset:
+def load(
+    spec: str, test_size: float = 0.2, seed: int | None = 0, *, task: str | None = None, delimiter: str | None = None
+) -> Dataset:
     """The data set a spec names, split with ``test_size`` and ``seed``.
 
     - ``"xor"``: `xor` (4 samples, no held-out set: the test arrays are copies of the training
@@ -35,21 +37,38 @@ def load(spec: str, test_size: float = 0.2, seed: int | None = 0) -> Dataset:
       and ``:header=yes|no``, e.g. ``"csv:data/iris.csv:label=species"``. ``PATH`` may itself
       contain ``:`` (``csv:C:/data/x.csv``); options are read from the end.
 
+    ``task`` (``"auto"``, ``"classification"``, ``"regression"``) and ``delimiter`` (one
+    character, or ``"auto"`` to sniff it) are passed to `load_csv` where the spec gives no
+    ``task=`` of its own (one that disagrees is an error); a built-in set's task is fixed, so
+    there only its own task (or ``"auto"``) is accepted, and no delimiter.
+
     Names are case-insensitive. Raises `DataError` listing the valid forms for anything else.
     """
     if not isinstance(spec, str):
         raise DataError(f"a data spec is a string such as 'digits' or 'csv:data.csv'; got {spec!r}")
     text = spec.strip()
     key = text.lower()
-    if key == "xor":
-        return xor()
-    if key == "digits":
-        return digits(test_size=test_size, seed=seed)
-    if key == "sine":
-        return sine(test_size=test_size, seed=seed)
+    if task is not None and task not in TASK_CHOICES:
+        raise DataError(f"task must be one of {', '.join(TASK_CHOICES)}; got {task!r}")
     if key.startswith("csv:"):
         path, options = parse_csv_spec(text[4:])
+        if task not in (None, "auto"):
+            if options.get("task", task) != task:
+                raise DataError(f"data spec {spec!r} says task={options['task']} but task {task} was asked for: "
+                                "give one")
+            options["task"] = task
+        if delimiter is not None:
+            options["delimiter"] = delimiter
         return load_csv(path, test_size=test_size, seed=seed, **options)
+    built_in = {"xor": xor, "digits": lambda: digits(test_size=test_size, seed=seed),
+                "sine": lambda: sine(test_size=test_size, seed=seed)}.get(key)
+    if built_in is not None:
+        if delimiter is not None:
+            raise DataError(f"a delimiter applies to CSV files, not to the built-in data set {key!r}")
+        dataset = built_in()
+        if task not in (None, "auto", dataset.task):
+            raise DataError(f"{key} is a {dataset.task} data set; task={task} applies to CSV files (csv:PATH)")
+        return dataset
     hint = f" (a CSV file? write csv:{text})" if key.endswith((".csv", ".csv.gz")) or Path(text).is_file() else ""
     raise DataError(
         f"unknown data set {spec!r}{hint}: use one of {', '.join(SPEC_FORMS)} "

@@ -3,6 +3,8 @@ checkpoints during training (periodic, Ctrl-C, divergence) and resumed numbering
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -377,8 +379,9 @@ def test_verbose_lines(capsys: pytest.CaptureFixture[str], rng: np.random.Genera
         metrics=["accuracy"],
         verbose=2,
     )
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all("loss" in line and "accuracy" in line for line in lines)
+    header, *lines = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:2] == ["loss", "accuracy"]  # the table's column names, then one line per epoch
+    assert len(lines) == 3 and all(re.fullmatch(r"epoch \d/3 +\d\.\d{4} +\d\.\d{4} .*", line) for line in lines)
     model.fit(X, y, loss="cross_entropy", optimizer=bp.optim.SGD(model.parameters(), lr=0.1), epochs=3, verbose=0)
     assert capsys.readouterr().out == ""
 
