@@ -3,7 +3,7 @@ any Array API namespace. The device is chosen when the model is built."""
 
 from __future__ import annotations
 
-from . import callbacks, checkpoint, datasets, distributed, init, losses, metrics, optim
+from . import callbacks, checkpoint, datasets, distributed, init, losses, metrics, optim, precision
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
@@ -14,6 +14,7 @@ from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU, Residual, Sigmoid, Softmax, Tanh
 from .loading import load, load_checkpoint
+from .loss_scaling import LossScaler
 from .model import Sequential
 from .parameter import Parameter
 from .registry import register_layer, register_loss, register_optimizer, register_schedule
@@ -37,6 +38,7 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "LeakyReLU",
+    "LossScaler",
     "Parameter",
     "ReLU",
     "Residual",
@@ -62,6 +64,7 @@ __all__ = [
     "losses",
     "metrics",
     "optim",
+    "precision",
     "register_layer",
     "register_loss",
     "register_optimizer",

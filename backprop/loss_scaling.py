@@ -64,7 +64,6 @@ class LossScaler:
         self.scale = _float32(self.init_scale)
         self.growth_tracker = 0
         self.skipped = 0
-        self._epoch_skipped = 0
 
     def __repr__(self) -> str:
         return f"LossScaler(scale={self.scale:g}, growth_tracker={self.growth_tracker}, skipped={self.skipped})"
@@ -94,7 +93,6 @@ class LossScaler:
             self.scale = _float32(self.scale * self.backoff_factor)
             self.growth_tracker = 0
             self.skipped += 1
-            self._epoch_skipped += 1
             return
         self.growth_tracker += 1
         if self.growth_tracker == self.growth_interval:
@@ -102,13 +100,6 @@ class LossScaler:
             if math.isfinite(grown):
                 self.scale = grown
             self.growth_tracker = 0
-
-    def epoch_values(self) -> dict[str, float]:
-        """What an epoch's history records: ``loss_scale`` (the scale at its end) and
-        ``skipped_steps`` (its steps skipped for an overflow); starts counting the next epoch's."""
-        values = {"loss_scale": self.scale, "skipped_steps": float(self._epoch_skipped)}
-        self._epoch_skipped = 0
-        return values
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -29,6 +29,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .backends import Backend, DeviceLike
 from .backends.cuda import compute_capability
 from .layers.base import Layer
@@ -125,14 +127,17 @@ def rounded_weights(params: Sequence[Parameter]) -> Iterator[None]:
 def scaled_gradients(layers: Sequence[Layer], scale: float | None) -> Iterator[None]:
     """For one backward pass of a scaled loss (dynamic loss scaling): each of ``layers`` (those
     that add gradient terms of their own, penalties) has ``loss_scale`` set to ``scale``, and
-    back to 1 after. Nothing happens for ``scale=None``."""
+    back to 1 after; and NumPy's floating-point warnings are off, since overflowing is what
+    a scaled backward pass may do, and the step it spoils is then skipped (`LossScaler`).
+    Nothing happens for ``scale=None``."""
     if scale is None:
         yield
         return
     for layer in layers:
         layer.loss_scale = scale
     try:
-        yield
+        with np.errstate(over="ignore", invalid="ignore"):
+            yield
     finally:
         for layer in layers:
             layer.loss_scale = 1.0

@@ -83,6 +83,7 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
     model = spec.build(
         data.dataset.n_features, activation=settings.activation, dropout=settings.dropout,
         output_activation=output_activation(loss), device=device, dtype=settings.dtype, seed=settings.seed,
+        precision=settings.precision,
     )
     optimizer = build_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay,
                                 settings.momentum)

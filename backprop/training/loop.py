@@ -249,7 +249,9 @@ class _Run:
         parallel = self.parallel
         begin = callbacks.on_batch_begin if callbacks.wants("on_batch_begin") else None
         end = callbacks.on_batch_end if callbacks.wants("on_batch_end") else None
+        scaler = getattr(model, "loss_scaler", None)
         for epoch in range(first, last + 1):
+            skipped = 0 if scaler is None else scaler.skipped
             callbacks.on_epoch_begin(epoch, {})
             for batch, (Xb, Tb, shard) in enumerate(self.data.feed.epoch(model.shuffle_rng)):
                 rows = Xb.shape[0]
@@ -267,8 +269,8 @@ class _Run:
                     end(batch, logs)
                 if model.stop_training:
                     break
-            scaler = getattr(model, "loss_scaler", None)
-            results.end_epoch(epoch, float(self.optimizer.lr), None if scaler is None else scaler.epoch_values())
+            scaled = None if scaler is None else {"loss_scale": scaler.scale, "skipped_steps": scaler.skipped - skipped}
+            results.end_epoch(epoch, float(self.optimizer.lr), scaled)
             if defer and epoch < last and not results.full() and not model.stop_training:
                 continue
             self.read()
