@@ -5,6 +5,7 @@ interval), the same skipped steps (Adam's step count included) and the same weig
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 

@@ -96,7 +96,7 @@ def test_fp16_mixed_is_not_replayed_from_a_cuda_graph() -> None:
 def test_precision_is_shown_kept_and_changed_with_to(rng: np.random.Generator) -> None:
     model = mlp()
     assert model.precision == "fp32" and model.loss_scaler is None and "precision" not in repr(model)
-    X, y = data(rng)
+    X, _ = data(rng)
     before = host(model.predict(X))
     model.to(precision="bf16-mixed")
     assert model.precision == "bf16-mixed" and model.backend.operands == "bfloat16"
@@ -301,7 +301,9 @@ def test_a_backend_pickles_with_its_operands() -> None:
 
 # ------------------------------------------------------------------------------ files and CLI
 @pytest.mark.parametrize("mode", REDUCED)
-def test_checkpoints_keep_the_precision_and_the_loss_scaler(mode: str, tmp_path: Path, rng: np.random.Generator) -> None:
+def test_checkpoints_keep_the_precision_and_the_loss_scaler(
+    mode: str, tmp_path: Path, rng: np.random.Generator
+) -> None:
     model = mlp(mode)
     optimizer = bp.optim.Adam(model.parameters())
     X, y = data(rng)
