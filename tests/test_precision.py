@@ -267,9 +267,12 @@ def test_every_backend_computes_the_numpy_emulation(mode: str, device: bp.Device
     reference.backprop(X, y, "cross_entropy")
     model = mlp(mode, device=device)
     model.backprop(X, y, "cross_entropy")
-    np.testing.assert_allclose(host(model.predict(X)), host(reference.predict(X)), rtol=1e-5, atol=1e-6)
+    # a GPU's sums in another order may move a float32 value by its last bit, and its rounding by
+    # one 16-bit step (see tests/backends/test_gpu_precision.py); the CPU namespaces sum alike
+    tol = {"rtol": 2e-3, "atol": 1e-5} if device.type == "cuda" else {"rtol": 1e-5, "atol": 1e-6}
+    np.testing.assert_allclose(host(model.predict(X)), host(reference.predict(X)), **tol)
     for p, q in zip(model.parameters(), reference.parameters()):
-        np.testing.assert_allclose(host(p.grad), host(q.grad), rtol=1e-5, atol=1e-6, err_msg=p.name)
+        np.testing.assert_allclose(host(p.grad), host(q.grad), err_msg=p.name, **tol)
 
 
 def test_numba_kernels_train_the_same_numbers(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:

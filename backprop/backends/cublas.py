@@ -118,7 +118,7 @@ def operand_dtype(a: Any, b: Any, kind: str, xp: Any) -> Any:
     if a != b or a not in wanted:
         names = " or ".join(str(xp.dtype(w)) for w in wanted)
         raise TypeError(f"gemm of {kind} operands takes two {names} matrices; got {a} and {b}")
-    return a if kind == "float32" else xp.float32
+    return xp.dtype(a if kind == "float32" else xp.float32)
 
 
 def _fallback(cupy: Any, A: Any, B: Any, transpose_a: bool, transpose_b: bool, out: Any, kind: str) -> Any:

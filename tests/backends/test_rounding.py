@@ -8,23 +8,20 @@ infinities and NaNs with all sorts of payloads."""
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import numpy as np
 import pytest
 from test_cupy_kernels_on_host import library, run  # noqa: F401 - the module's fixture, used here
 
 from backprop.backends import rounding
+from helpers import float32_patterns
 
-ml_dtypes = pytest.importorskip("ml_dtypes")
 
-
-def float32_patterns(rng: np.random.Generator) -> np.ndarray:
-    """Every sign, exponent and top mantissa bits (all 2^16 high halves of the bits), each with
-    low halves on and around bfloat16's and float16's rounding boundaries, plus random bits."""
-    high = np.arange(2**16, dtype=np.uint32) << 16
-    lows = np.array([0, 1, 0x0FFF, 0x1000, 0x1001, 0x7FFF, 0x8000, 0x8001, 0xEFFF, 0xF000, 0xFFFF], np.uint32)
-    bits = (high[:, None] | lows[None, :]).ravel()
-    return np.concatenate([bits, rng.integers(0, 2**32, 200_000, dtype=np.uint32)]).view(np.float32)
+@pytest.fixture(scope="module")
+def ml_dtypes() -> Any:
+    """The reference for bfloat16 (in the test extra; the tests that need it skip without it)."""
+    return pytest.importorskip("ml_dtypes")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +33,7 @@ def bits(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, np.float32).view(np.uint32)
 
 
-def test_bfloat16_is_ml_dtypes_bitwise(patterns: np.ndarray) -> None:
+def test_bfloat16_is_ml_dtypes_bitwise(patterns: np.ndarray, ml_dtypes: Any) -> None:
     with np.errstate(over="ignore", invalid="ignore"):
         expected = patterns.astype(ml_dtypes.bfloat16).astype(np.float32)
     got = rounding.round_bfloat16(patterns)
@@ -107,7 +104,11 @@ def _kernel_bits(lib: ctypes.CDLL, name: str, x: np.ndarray) -> np.ndarray:
     return run(lib, name, x.size, x=x)["y"]
 
 
-def test_bfloat16_kernel_is_ml_dtypes_bitwise(library: ctypes.CDLL, patterns: np.ndarray) -> None:  # noqa: F811
+def test_bfloat16_kernel_is_ml_dtypes_bitwise(
+    library: ctypes.CDLL,  # noqa: F811 - the imported fixture
+    patterns: np.ndarray,
+    ml_dtypes: Any,
+) -> None:
     got = _kernel_bits(library, "bp_round_bfloat16", patterns)
     with np.errstate(over="ignore", invalid="ignore"):
         expected = patterns.astype(ml_dtypes.bfloat16).view(np.uint16)
