@@ -17,8 +17,8 @@ The kinds of operand (`OPERANDS`):
     quiet NaN ``0x7FC00000`` with its sign: bitwise what ``ml_dtypes.bfloat16`` does (tested),
     and what our GPU kernel does (`cupy_sources`).
 ``"float16"``
-    NumPy's float32 -> float16 conversion (round to nearest even, overflow to infinity, NaN
-    payloads kept as NumPy keeps them) and back: bitwise what our GPU kernel does.
+    bitwise NumPy's float32 -> float16 conversion and back (round to nearest even, overflow to
+    infinity, NaN payloads kept as NumPy keeps them), on the bits: what our GPU kernel does.
 ``"tf32"``
     the top 10 of float32's 23 explicit mantissa bits kept, the low 13 dropped (round toward
     zero), a NaN made the quiet NaN with its sign. With ``CUBLAS_COMPUTE_32F_FAST_TF32`` the
@@ -88,12 +88,31 @@ def round_tf32(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def round_float16(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """float32 -> float16 -> float32 (NumPy's conversions: round to nearest even)."""
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow to infinity is the rounding asked for
-        half = X.astype(np.float16)
+    """float32 -> float16 -> float32, bitwise NumPy's ``X.astype(float16).astype(float32)``
+    (round to nearest even, overflow to infinity, float16's subnormals, a NaN's payload kept in
+    its top bits), on the bits: a few passes instead of NumPy's conversion, which is elementwise
+    scalar code on many CPUs (2.6 against 0.7 ms for 512 x 1024 values on the 2-core EPYC)."""
+    u = np.ascontiguousarray(X).view(np.uint32)
+    a = np.bitwise_and(u, 0x7FFFFFFF)
+    r = np.right_shift(u, 13)
+    r &= 1
+    r += 0x0FFF
+    r += u  # float16's normal range: round to nearest even at its 10 mantissa bits
+    r &= 0xFFFFE000
+    big = a >= 0x477FF000  # 65520 and beyond round to infinity (NaNs too, put right below)
+    if big.any():
+        r[big] = (u[big] & _SIGN) | 0x7F800000
+        nan = a > 0x7F800000
+        kept = u[nan] & 0xFFFFE000  # the payload's top bits, with at least one of them set, as NumPy keeps it
+        r[nan] = np.where(kept & 0x007FE000, kept, kept | 0x2000)
+    tiny = a < 0x38800000  # below 2^-14: float16's subnormals, multiples of 2^-24 (the scaling is exact)
+    if tiny.any():
+        r[tiny] = (np.rint(X.reshape(-1)[tiny.reshape(-1)] * np.float32(2.0**24)) * np.float32(2.0**-24)).view(
+            np.uint32)  # fmt: skip
+    values = r.view(np.float32).reshape(X.shape)
     if out is None:
-        return half.astype(np.float32)
-    out[...] = half
+        return values
+    out[...] = values
     return out
 
 

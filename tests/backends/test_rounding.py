@@ -42,6 +42,14 @@ def test_bfloat16_is_ml_dtypes_bitwise(patterns: np.ndarray, ml_dtypes: Any) -> 
     assert np.isinf(rounding.round_bfloat16(np.array([3.4e38, -3.4e38], np.float32))).all()  # overflow
 
 
+def test_float16_is_numpys_conversion_bitwise_nan_payloads_included(patterns: np.ndarray) -> None:
+    """The bit arithmetic against NumPy's own conversion, contiguous and strided."""
+    for X in (patterns, patterns[: 90_000 * 10].reshape(-1, 10)[:, ::3]):
+        with np.errstate(over="ignore", invalid="ignore"):
+            expected = X.astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(bits(rounding.round_float16(X)), bits(expected))
+
+
 def test_float16_is_pytorch_bitwise(patterns: np.ndarray) -> None:
     """ml_dtypes has no float16 (NumPy's is the one it leaves to NumPy): the independent check is
     PyTorch's conversion; NaNs (whose payloads each library keeps its own way) stay NaNs."""
