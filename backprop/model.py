@@ -25,7 +25,7 @@ from .losses import Loss, get_loss
 from .metrics import get_metrics
 from .model_checks import check_data_fits, check_fits, check_unbuilt, check_unique
 from .parameter import Parameter
-from .precision import Precision, get_precision, precision_backend, rounded_weights, scaled_gradients
+from .precision import PRECISIONS, Precision, get_precision, precision_backend, rounded_weights, scaled_gradients
 from .training import evaluate as _evaluate
 from .training import fit as _fit
 from .validation import integer
@@ -61,6 +61,10 @@ class Sequential(SequentialLayer):
     device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
     """
 
+    # what a model pickled before mixed precision existed computes in
+    _precision: Precision = PRECISIONS["fp32"]
+    loss_scaler: LossScaler | None = None
+
     def __init__(
         self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None,
         precision: str = "fp32",
@@ -68,7 +72,7 @@ class Sequential(SequentialLayer):
         super().__init__(*layers)
         self._precision = get_precision(precision)
         #: dynamic loss scaling of training steps (`LossScaler`), or ``None``
-        self.loss_scaler: LossScaler | None = LossScaler() if self._precision.loss_scaling else None
+        self.loss_scaler = LossScaler() if self._precision.loss_scaling else None
         self.stop_training = False
         entropy = np.random.SeedSequence().entropy if seed is None else seed
         self.seed = int(entropy) % 2**63  # type: ignore[arg-type]  # a fresh SeedSequence's entropy is an int

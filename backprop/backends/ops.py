@@ -68,7 +68,9 @@ class Ops:
         Array API has no bit views); NumPy rounds in place, CuPy in one kernel."""
         if kind == "float32":
             return X if out is None else _into(X, out)
-        host = rounding.round_operand(np.asarray(np.from_dlpack(X)), kind)
+        # the host's copy (DLPack cannot bring a GPU tensor to the host: torch's own way for those)
+        values = X.detach().cpu().numpy() if array_api_compat.is_torch_array(X) else np.from_dlpack(X)
+        host = rounding.round_operand(np.ascontiguousarray(values, dtype=np.float32), kind)
         return _into(self.xp.asarray(host, device=array_api_compat.device(X)), out)
 
     def sum_rows(self, A: Array, out: Array | None = None) -> Array:
