@@ -92,9 +92,10 @@ def fit(
     epoch's batches), ``"lr"``, and with ``validation_data=(Xv, yv)`` ``"val_loss"`` and
     ``"val_<metric>"`` in inference mode. With dynamic loss scaling (``precision="fp16-mixed"``,
     `backprop.loss_scaling`) each epoch also records ``"loss_scale"`` (the scale at its end) and
-    ``"skipped_steps"`` (its steps skipped because the scaled gradients overflowed). ``record_grad_norms=True`` adds
-    ``"grad_norm/<param>"``, the mean over the epoch's steps of each parameter's gradient L2
-    norm before clipping: the tutorial's vanishing/exploding-gradient diagnosis.
+    ``"skipped_steps"`` (its steps skipped because the scaled gradients overflowed).
+    ``record_grad_norms=True`` adds ``"grad_norm/<param>"``, the mean over the epoch's steps of
+    each parameter's gradient L2 norm before clipping: the tutorial's vanishing/exploding-gradient
+    diagnosis.
 
     ``scheduler``: a `bp.optim.lr_scheduler` schedule stepped once per epoch
     (`ReduceLROnPlateau` is given ``val_loss``, else ``loss``). ``early_stopping``: an
