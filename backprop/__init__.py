@@ -3,7 +3,7 @@ any Array API namespace. The device is chosen when the model is built."""
 
 from __future__ import annotations
 
-from . import callbacks, checkpoint, datasets, distributed, init, losses, metrics, optim
+from . import callbacks, checkpoint, datasets, distributed, init, losses, metrics, optim, precision
 from ._version import __version__
 from .backends import Device, DeviceMismatchError, available_devices, get_device, to_numpy
 from .backends.cuda import CudaUnavailableError
@@ -28,6 +28,7 @@ from .layers import (
     Tanh,
 )
 from .loading import load, load_checkpoint
+from .loss_scaling import LossScaler
 from .model import Sequential
 from .parameter import Parameter
 from .registry import register_layer, register_loss, register_optimizer, register_schedule
@@ -51,6 +52,7 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "LeakyReLU",
+    "LossScaler",
     "Parameter",
     "ReLU",
     "Residual",
@@ -77,6 +79,7 @@ __all__ = [
     "losses",
     "metrics",
     "optim",
+    "precision",
     "register_layer",
     "register_loss",
     "register_optimizer",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from .backends import Array
 from .parameter import Parameter
 
-__all__ = ["clip_grad_norm", "clip_grad_value"]
+__all__ = ["clip_grad_norm", "clip_grad_value", "flat_gradients"]
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
@@ -27,7 +27,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
     grads = [p.grad for p in with_grad if p.grad is not None]  # every one of them; the test is for the type checker
     backend = with_grad[0].backend
     xp = backend.xp
-    flat = _flat_gradients(with_grad)
+    flat = flat_gradients(with_grad)
     with backend.activate():
         # all of a model's gradients in its flat buffer: one reduction, one scaling; else one per gradient
         total = xp.sqrt(xp.sum(flat * flat) if flat is not None else sum(xp.sum(g * g) for g in grads))
@@ -37,7 +37,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Array:
     return total
 
 
-def _flat_gradients(params: list[Parameter]) -> Array | None:
+def flat_gradients(params: list[Parameter]) -> Array | None:
     """The flat gradient buffer, when ``params`` are exactly its parameters and every gradient is
     in it."""
     arenas = params[0].arenas

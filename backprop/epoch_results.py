@@ -28,8 +28,8 @@ class EpochResults:
         self.sizes: list[int] = []
         self.metrics: list[list[Any]] = [[] for _ in range(n_metrics)]  # batch states (`Metric.batch_state`)
         self.series: dict[str, list[Any]] = {}  # recorded per step, by name, in the order first recorded
-        # (epoch, its end in `losses`, its lr, its end in each series)
-        self.epochs: list[tuple[int, int, float, dict[str, int]]] = []
+        # (epoch, its end in `losses`, its lr, its end in each series, its host values)
+        self.epochs: list[tuple[int, int, float, dict[str, int], dict[str, float]]] = []
 
     def add(self, L: Array, n: int) -> None:
         self.losses.append(L)
@@ -39,8 +39,11 @@ class EpochResults:
         """Keep a per-step device value; the epoch's ``name`` is their mean."""
         self.series.setdefault(name, []).append(value)
 
-    def end_epoch(self, epoch: int, lr: float) -> None:
-        self.epochs.append((epoch, len(self.losses), lr, {name: len(row) for name, row in self.series.items()}))
+    def end_epoch(self, epoch: int, lr: float, values: dict[str, float] | None = None) -> None:
+        """The epoch ``epoch`` ended, trained with learning rate ``lr``; ``values``: what else it
+        reports, known on the host already (the loss scale), the same on every process."""
+        series = {name: len(row) for name, row in self.series.items()}
+        self.epochs.append((epoch, len(self.losses), lr, series, dict(values or {})))
 
     def full(self) -> bool:
         """Whether `READ_EVERY` batch results are kept: time to read them, even if nothing asks."""
@@ -82,7 +85,7 @@ class EpochResults:
         # per epoch: [sum of loss x rows, each metric's summed state, rows]
         sums: list[float] = []
         start = 0
-        for _, stop, _, _ in self.epochs:
+        for _, stop, _, _, _ in self.epochs:
             sums.append(math.fsum(map(operator.mul, host[start:stop], self.sizes[start:stop])))
             for at, size in zip(starts, sizes):
                 block = host[at + start * size : at + stop * size]
@@ -94,7 +97,7 @@ class EpochResults:
         width = 2 + sum(sizes)
         out = []
         series_start: dict[str, int] = {}
-        for j, (epoch, _, lr, series_stop) in enumerate(self.epochs):
+        for j, (epoch, _, lr, series_stop, known) in enumerate(self.epochs):
             epoch_sums = sums[j * width : (j + 1) * width]
             n = epoch_sums[-1]
             values = {"loss": epoch_sums[0] / n}
@@ -104,6 +107,7 @@ class EpochResults:
                 if end > begin:
                     values[name] = math.fsum(host[offsets[name] + begin : offsets[name] + end]) / (end - begin)
                 series_start[name] = end
+            values.update(known)
             values["lr"] = lr
             out.append((epoch, values))
         for row in rows:

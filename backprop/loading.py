@@ -17,16 +17,18 @@ __all__ = ["load", "load_checkpoint"]
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], device: DeviceLike | None = None, dtype: str | None = None
-) -> Checkpoint[Sequential]:
+    path: str | os.PathLike[str], device: DeviceLike | None = None, dtype: str | None = None,
+    precision: str | None = None,
+) -> Checkpoint[Sequential]:  # fmt: skip
     """Load a file written by `save_checkpoint`, ready to continue training exactly.
 
     The model is rebuilt from the saved architecture as a `bp.Sequential` on ``device``
-    (default ``"cpu"``, wherever the file was saved from) as ``dtype`` (default: the saved
-    one), its weights and random generators' states are restored, and so is the optimizer.
+    (default ``"cpu"``, wherever the file was saved from) as ``dtype`` in ``precision``
+    (default: the saved ones; older files hold fp32 models), its weights, loss scaler and
+    random generators' states are restored, and so is the optimizer.
     Any problem with the file raises `CheckpointError` naming it.
     """
-    return read_checkpoint(path, Sequential, device, dtype)
+    return read_checkpoint(path, Sequential, device, dtype, precision=precision)
 
 
 def load(path: str | os.PathLike[str], device: DeviceLike | None = None) -> Sequential:

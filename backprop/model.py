@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
-from .backends import Array, Backend, DeviceLike, array_device, host_array, in_dtype, not_finite, to_numpy
+from .backends import Array, DeviceLike, array_device, host_array, in_dtype, not_finite, to_numpy
 from .backends.arena import ParameterArenas
 from .checkpoint import save_checkpoint
 from .history import History
 from .labels import check_classes, labels_from_outputs
 from .layers.base import BuildContext, Layer
 from .layers.sequential import Sequential as SequentialLayer
+from .loss_scaling import LossScaler
 from .losses import Loss, get_loss
 from .metrics import get_metrics
 from .model_checks import check_data_fits, check_fits, check_unbuilt, check_unique
 from .model_slicing import refuse_slice, sliced
 from .parameter import Parameter
+from .precision import PRECISIONS, Precision, get_precision, precision_backend, rounded_weights, scaled_gradients
 from .training import evaluate as _evaluate
 from .training import fit as _fit
 from .validation import integer
@@ -52,13 +54,27 @@ class Sequential(SequentialLayer):
         Seeds the host generator the initial weights are drawn from (so a seed gives the same
         weights on every device), the shuffling of mini-batches and the dropout masks.
         ``None`` draws a fresh seed, recorded in ``model.seed``.
+    precision:
+        ``"fp32"`` (default), ``"tf32"``, ``"bf16-mixed"`` or ``"fp16-mixed"``: the operands of
+        the matrix products (see `backprop.precision`; weights, gradients and everything else
+        stay float32). ``"fp16-mixed"`` trains with dynamic loss scaling, ``model.loss_scaler``.
 
     A Sequential placed inside another container is rebuilt by its parent, on the parent's
     device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
     """
 
-    def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
+    # what a model pickled before mixed precision existed computes in
+    _precision: Precision = PRECISIONS["fp32"]
+    loss_scaler: LossScaler | None = None
+
+    def __init__(
+        self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None,
+        precision: str = "fp32",
+    ):  # fmt: skip
         super().__init__(*layers)
+        self._precision = get_precision(precision)
+        #: dynamic loss scaling of training steps (`LossScaler`), or ``None``
+        self.loss_scaler = LossScaler() if self._precision.loss_scaling else None
         self.stop_training = False
         self.optimizer: Optimizer | None = None  # the last fit's, reused by fit(optimizer="adam") again
         entropy = np.random.SeedSequence().entropy if seed is None else seed
@@ -67,7 +83,8 @@ class Sequential(SequentialLayer):
         init_seq, noise_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(3)
         self.shuffle_rng = np.random.default_rng(shuffle_seq)
         self.noise_rng = np.random.default_rng(noise_seq)
-        ctx = BuildContext(Backend(device, dtype), np.random.default_rng(init_seq), self.noise_rng)
+        ctx = BuildContext(precision_backend(self._precision, device, dtype), np.random.default_rng(init_seq),
+                           self.noise_rng)  # fmt: skip
         check_unique(self)
         check_unbuilt(self)
         check_fits(self, ctx.backend)
@@ -82,7 +99,9 @@ class Sequential(SequentialLayer):
         if self.path:  # nested in another model: described as the container it is there
             return super().__repr__()
         inner = self._inner_repr()
-        return f"Sequential(\n{inner},\n    device={self.device.name!r}, dtype={self.dtype!r}, seed={self.seed},\n)"
+        precision = f", precision={self.precision!r}" if self._precision.reduced else ""
+        return (f"Sequential(\n{inner},\n    device={self.device.name!r}, dtype={self.dtype!r}, seed={self.seed}"
+                f"{precision},\n)")  # fmt: skip
 
     # ------------------------------------------------------------------ labels
     @property
@@ -113,6 +132,11 @@ class Sequential(SequentialLayer):
     def dtype(self) -> str:
         """The floating dtype name, ``"float32"`` or ``"float64"``."""
         return self._require_built().dtype_name
+
+    @property
+    def precision(self) -> str:
+        """The matrix products' precision: ``"fp32"``, ``"tf32"``, ``"bf16-mixed"`` or ``"fp16-mixed"``."""
+        return self._precision.name
 
     def named_variables(self) -> Iterator[tuple[str, Parameter]]:
         """Every parameter and saved state array, by dotted name, in layer order."""
@@ -159,6 +183,14 @@ class Sequential(SequentialLayer):
 
     __call__ = forward
 
+    def apply(self, X: Array, training: bool) -> tuple[Array, Any]:
+        """The layers in order (see `backprop.layers.Sequential`); in mixed precision the
+        weights are rounded for the pass's matrix products first, in one pass (`rounded_weights`)."""
+        if self.path or not self._precision.reduced:  # nested: its parent's pass rounded them
+            return super().apply(X, training)
+        with rounded_weights(self.parameters()):
+            return super().apply(X, training)
+
     def predict(self, X: Any, batch_size: int | None = None) -> Array:
         """Outputs for ``X`` in inference mode, on the model's device (`bp.to_numpy` brings them
         home). ``batch_size`` bounds memory for large inputs."""
@@ -193,13 +225,15 @@ class Sequential(SequentialLayer):
         device array (no host sync). Call inside ``backend.activate()``."""
         return self.train_batch(X, T, loss)[0]
 
-    def train_batch(self, X: Array, T: Array, loss: Loss) -> tuple[Array, Array]:
+    def train_batch(self, X: Array, T: Array, loss: Loss, scale: float | None = None) -> tuple[Array, Array]:
         """Forward, loss (plus `Dense` l1/l2 penalties) and backward on checked device data, in
-        the current mode; returns ``(L, P)``: the 0-d loss and the model's outputs."""
+        the current mode; returns ``(L, P)``: the 0-d loss and the model's outputs. ``scale``
+        (loss scaling): the gradients computed are those of ``scale * L``."""
         backend = self._require_built()
         P, backward = self.apply(X, self.training)
         L, dP = loss.value_and_grad(backend.ops, P, T)
-        backward(dP, False)
+        with scaled_gradients(self._penalised, scale):  # the penalties' own gradient terms are scaled alike
+            backward(dP if scale is None else dP * scale, False)
         return L + self.penalty() if self._penalised else L, P
 
     def penalty(self, xp: Any = None) -> Array | float:
@@ -255,12 +289,19 @@ class Sequential(SequentialLayer):
         refuse_slice(self, "save")
         save_checkpoint(path, self, optimizer, **kwargs)
 
-    def to(self, device: DeviceLike | None = None, dtype: str | None = None) -> Sequential:
-        """Move every parameter (and gradient) to ``device`` and/or cast to ``dtype``, in place.
-        Optimizer state follows on the optimizer's next step. Returns ``self``."""
+    def to(
+        self, device: DeviceLike | None = None, dtype: str | None = None, precision: str | Precision | None = None
+    ) -> Sequential:
+        """Move every parameter (and gradient) to ``device``, cast to ``dtype`` and/or compute
+        in ``precision``, in place. Optimizer state follows on the optimizer's next step.
+        Returns ``self``."""
         refuse_slice(self, "to")
         old = self._require_built()
-        new = Backend(device if device is not None else old.device, dtype or old.dtype_name)
+        mode = self._precision if precision is None else get_precision(precision)
+        new = precision_backend(mode, device if device is not None else old.device, dtype or old.dtype_name)
+        if mode is not self._precision:
+            self.loss_scaler = (self.loss_scaler or LossScaler()) if mode.loss_scaling else None
+            self._precision = mode
         for layer in self.walk():
             layer.backend = new
         for _, p in self.named_variables():

@@ -37,9 +37,13 @@ class Parameter:
         On NumPy and CuPy a model keeps all trainable values (and gradients) in one flat
         buffer each; ``data`` is then ``arenas.data.views[index]``. Assigning a new array to
         ``data`` is still fine: optimizers copy it back into the buffer on their next step.
+    operand:
+        Mixed precision: while a model's forward pass runs, ``data`` rounded once for the
+        pass's matrix products (a view of the model's buffer of rounded weights, refreshed in
+        one pass at the start); ``None`` otherwise, and then a layer rounds ``data`` itself.
     """
 
-    __slots__ = ("arenas", "backend", "data", "grad", "index", "name", "trainable")
+    __slots__ = ("arenas", "backend", "data", "grad", "index", "name", "operand", "trainable")
 
     def __init__(self, name: str, data: Array, backend: Backend, *, trainable: bool = True):
         self.name = name
@@ -49,6 +53,7 @@ class Parameter:
         self.trainable = trainable
         self.arenas: ParameterArenas | None = None
         self.index = 0
+        self.operand: Array | None = None
 
     @property
     def grad_slot(self) -> Array | None:
@@ -65,6 +70,7 @@ class Parameter:
         or, where they are views of the model's flat buffers, as a mark: the buffers are
         pickled once, with the `Arena`, and not a second time piece by piece."""
         state = {name: getattr(self, name) for name in self.__slots__}
+        state["operand"] = None  # made again by the next forward pass
         for name in ("data", "grad"):
             value = state[name]
             arena = None if self.arenas is None else getattr(self.arenas, name)
@@ -79,6 +85,7 @@ class Parameter:
         the unpickled flat buffers (complete by now: a buffer holds no parameters, so pickle
         rebuilds it entirely before the parameters that refer to it)."""
         backend = state["backend"]
+        self.operand = None  # pickles made before mixed precision have none
         for name, value in state.items():
             if name in ("data", "grad") and isinstance(value, str):
                 value = getattr(state["arenas"], name).views[state["index"]]

@@ -51,8 +51,9 @@ def has_graph_step() -> bool:
         return False
 
 
-def build(config: Config, device: str, kernels: str | None = None) -> bp.Sequential:
-    """The config's model on ``device``; on the CPU with ``kernels`` (default `CPU_KERNELS`)."""
+def build(config: Config, device: str, kernels: str | None = None, precision: str = "fp32") -> bp.Sequential:
+    """The config's model on ``device`` in ``precision``; on the CPU with ``kernels`` (default
+    `CPU_KERNELS`)."""
     where: Any = bp.Device("cpu", kernels=kernels or CPU_KERNELS) if device == "cpu" else device
     pairs = list(zip(config.sizes[:-1], config.sizes[1:]))
     layers: list[bp.Layer] = []
@@ -63,7 +64,9 @@ def build(config: Config, device: str, kernels: str | None = None) -> bp.Sequent
             layers.append(bp.ReLU())
     if config.head == "sigmoid-bce":
         layers.append(bp.Sigmoid())
-    return bp.Sequential(*layers, device=where, dtype="float32", seed=SEED)
+    if precision == "fp32":  # the keyword is left out where it is not needed: older backprops lack it
+        return bp.Sequential(*layers, device=where, dtype="float32", seed=SEED)
+    return bp.Sequential(*layers, device=where, dtype="float32", seed=SEED, precision=precision)
 
 
 def initial_state(config: Config) -> dict[str, np.ndarray]:
@@ -146,12 +149,13 @@ def _peak_memory(device: str) -> Iterator[_Peak]:
 
 
 def prepare_step_variant(
-    config: Config, device: str, batches: list, counts: Counts, graph: bool = False, kernels: str | None = None
-) -> Prepared:
-    """``make_step`` ready to time on ``batches`` (host (X, y) pairs, moved to the device first);
-    on the CPU with ``kernels`` (default `CPU_KERNELS`)."""
+    config: Config, device: str, batches: list, counts: Counts, graph: bool = False, kernels: str | None = None,
+    precision: str = "fp32",
+) -> Prepared:  # fmt: skip
+    """``make_step`` ready to time on ``batches`` (host (X, y) pairs, moved to the device first)
+    in ``precision``; on the CPU with ``kernels`` (default `CPU_KERNELS`)."""
     with _peak_memory(device) as peak:
-        model = build(config, device, kernels)
+        model = build(config, device, kernels, precision)
         loss = _loss(config)
         optimizer = _optimizer(config, model)
         backend = model.backend
@@ -192,15 +196,17 @@ def prepare_step_variant(
     return Prepared(activated, sync, _to_float, first_loss=first_loss, done=done, finish=finish)
 
 
-def prepare_gemm_variant(config: Config, device: str) -> Prepared:
+def prepare_gemm_variant(config: Config, device: str, precision: str = "fp32") -> Prepared:
     """The step's matrix products alone, as `Dense` runs them: per layer ``X @ W``, the weight
     gradient ``X^T dY`` into a preallocated array (the flat gradient buffer in a real step),
     and ``dY W^T`` except in the first layer, on seeded random operands of the step's shapes,
     with the backend's own kernels (the CPU and CUDA backends both have them). The floor a
-    step's time is measured against."""
-    model = build(config, device)
+    step's time is measured against. In a reduced ``precision`` the operands are rounded once,
+    before timing: the products alone, without the conversions a step makes."""
+    model = build(config, device, precision=precision)
     backend = model.backend
     ops = backend.ops
+    kind = getattr(backend, "operands", "float32")
     if type(ops) is bp.backends.Ops:
         raise ValueError(f"{backend.device.name} has no matrix-product kernels of its own to time")
     rng = np.random.default_rng(0)
@@ -211,15 +217,19 @@ def prepare_gemm_variant(config: Config, device: str) -> Prepared:
                 n_in, n_out = layer.in_features, layer.out_features
                 X = backend.from_host(rng.standard_normal((config.batch, n_in)))
                 dY = backend.from_host(rng.standard_normal((config.batch, n_out)))
-                operands.append((X, layer.W.data, dY, backend.zeros((n_in, n_out))))
+                W = layer.W.data
+                if kind != "float32":
+                    X, W, dY = (ops.round_operand(A, kind) for A in (X, W, dY))
+                operands.append((X, W, dY, backend.zeros((n_in, n_out))))
+    mixed = {} if kind == "float32" else {"kind": kind}
 
     def run_step(i: int) -> None:
         with backend.activate():
             for k, (X, W, dY, dW) in enumerate(operands):
-                ops.matmul(X, W)
-                ops.matmul_tn(X, dY, out=dW)
+                ops.matmul(X, W, **mixed)
+                ops.matmul_tn(X, dY, out=dW, **mixed)
                 if k:
-                    ops.matmul_nt(dY, W)
+                    ops.matmul_nt(dY, W, **mixed)
 
     return Prepared(run_step, _sync(model), lambda _: None, finish=lambda: {"floor": True})
 

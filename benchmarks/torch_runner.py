@@ -1,10 +1,17 @@
 """PyTorch's side: the same network with backprop's initial weights, the same data and
 optimizer. Variants: eager (CPU; on a GPU with ``fused=True``) and, on a GPU, the whole step
-captured in one CUDA graph (``capturable=True``, the torch.cuda.graphs whole-network recipe)."""
+captured in one CUDA graph (``capturable=True``, the torch.cuda.graphs whole-network recipe).
+
+Each in a ``precision`` (`PRECISIONS`): ``fp32`` (TF32 off), ``tf32`` (matrix products in TF32,
+``allow_tf32`` on for the step, and at capture), ``bf16`` and ``fp16`` (forward and loss under
+``torch.autocast``, the autocast cache off as CUDA graphs need; fp16 eager with
+``torch.amp.GradScaler``, whose host-side skip decision a graph cannot hold, so the fp16 graph
+runs without loss scaling)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -12,7 +19,10 @@ import numpy as np
 from .configs import Config, Counts
 from .timing import Prepared
 
-__all__ = ["VARIANTS", "build", "prepare_gemm_variant", "prepare_variant"]
+__all__ = ["PRECISIONS", "VARIANTS", "build", "prepare_gemm_variant", "prepare_variant"]
+
+#: PyTorch's counterpart of each backprop precision
+PRECISIONS = {"fp32": "fp32", "tf32": "tf32", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}
 
 #: variant name -> what it is, per device type
 VARIANTS = {
@@ -87,17 +97,39 @@ def _optimizer(torch: Any, config: Config, model: Any, **kw: Any) -> Any:
     return torch.optim.Adam(model.parameters(), lr=config.lr, **kw)
 
 
+@contextlib.contextmanager
+def _tf32(torch: Any, on: bool) -> Iterator[None]:
+    """TF32 matrix products while inside (PyTorch's switch is process-wide: restored after)."""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = on
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = before
+
+
+def _autocast(torch: Any, precision: str) -> Callable[[], Any]:
+    """The forward pass's context: autocast to bf16/fp16 (cache off, as graphs need), or nothing."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type="cuda", dtype=dtype, cache_enabled=False)
+
+
 def _captured_step(
-    torch: Any, config: Config, model: Any, data: list, dev: Any, fused: bool
+    torch: Any, config: Config, model: Any, data: list, dev: Any, fused: bool, precision: str = "fp32"
 ) -> tuple[Any, Any, tuple[Any, Any, Any], float]:
     """The torch.cuda.graphs whole-network recipe: three warm-up steps on a side stream (steps
     0-2 of the batch cycle), then forward, loss, backward and ``step()`` captured in one graph."""
     criterion = _criterion(torch, config)
     optimizer = _optimizer(torch, config, model, capturable=True, **({"fused": True} if fused else {}))
+    forward = _autocast(torch, precision)
 
     def eager_step(X: Any, T: Any) -> Any:
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(X), T)
+        with forward():
+            loss = criterion(model(X), T)
         loss.backward()
         optimizer.step()
         return loss
@@ -115,7 +147,8 @@ def _captured_step(
     graph = torch.cuda.CUDAGraph()
     optimizer.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
-        static_loss = criterion(model(static_X), static_T)
+        with forward():
+            static_loss = criterion(model(static_X), static_T)
         static_loss.backward()
         optimizer.step()
     return optimizer, graph, (static_X, static_T, static_loss), first_loss
@@ -126,8 +159,31 @@ def _criterion(torch: Any, config: Config) -> Any:
 
 
 def prepare_variant(
-    torch: Any, config: Config, device: str, state: dict[str, np.ndarray], batches: list, counts: Counts, variant: str
-) -> Prepared:
+    torch: Any, config: Config, device: str, state: dict[str, np.ndarray], batches: list, counts: Counts, variant: str,
+    precision: str = "fp32",
+) -> Prepared:  # fmt: skip
+    """``variant`` (`VARIANTS`) in ``precision`` (``"fp32"``, ``"tf32"``, ``"bf16"``, ``"fp16"``;
+    the last three on a GPU only)."""
+    if precision != "fp32" and device == "cpu":
+        raise ValueError(f"PyTorch's {precision} variants run on a GPU")
+    with _tf32(torch, precision == "tf32"):
+        prepared = _prepare(torch, config, device, state, batches, counts, variant, precision)
+    if precision != "tf32":
+        return prepared
+    step = prepared.run_step
+
+    def run_step(i: int) -> Any:
+        with _tf32(torch, True):
+            return step(i)
+
+    prepared.run_step = run_step
+    return prepared
+
+
+def _prepare(
+    torch: Any, config: Config, device: str, state: dict[str, np.ndarray], batches: list, counts: Counts, variant: str,
+    precision: str,
+) -> Prepared:  # fmt: skip
     cuda = device != "cpu"
     dev = torch.device(device)
     base = 0
@@ -144,11 +200,20 @@ def prepare_variant(
     def to_float(loss: Any) -> float:
         return float(loss.item())
 
+    forward = _autocast(torch, precision)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
     def eager_step(optimizer: Any, X: Any, T: Any) -> Any:
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(X), T)
-        loss.backward()
-        optimizer.step()
+        with forward():
+            loss = criterion(model(X), T)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # the standard recipe: scaled backward, unscale and skip on overflow, update
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         return loss
 
     first_loss, done = None, 0
@@ -161,10 +226,10 @@ def prepare_variant(
     elif variant == "torch graph" and cuda:
         # fused Adam, as the eager variant, where this torch captures it; else foreach
         try:
-            optimizer, graph, static, first_loss = _captured_step(torch, config, model, data, dev, fused=True)
+            optimizer, graph, static, first_loss = _captured_step(torch, config, model, data, dev, True, precision)
         except Exception:  # noqa: BLE001 - an older torch: the capturable foreach Adam instead
             model = build(torch, config, state, dev)
-            optimizer, graph, static, first_loss = _captured_step(torch, config, model, data, dev, fused=False)
+            optimizer, graph, static, first_loss = _captured_step(torch, config, model, data, dev, False, precision)
         done = 3
         static_X, static_T, static_loss = static
 

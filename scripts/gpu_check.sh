@@ -3,14 +3,18 @@
 # one slow part cannot eat the others' time:
 #   1. the machine, and CuPy really computing on the GPU (stops here if it does not);
 #   2. the GPU-specific tests on the CuPy backend: fused kernels, CUDA-graph replay, devices;
-#   3. the GPU benchmarks against PyTorch (SKIP_BENCH=1 leaves them out, QUICK_BENCH=1 smokes them);
+#   3. the GPU benchmarks against PyTorch (SKIP_BENCH=1 leaves them out, QUICK_BENCH=1 smokes them),
+#      then mixed precision: every GPU config in fp32, tf32, bf16-mixed and fp16-mixed against
+#      PyTorch's fp32, TF32, bf16 and fp16 autocast, eager and CUDA graph, with per-step memory
+#      and the issue's targets (benchmarks/precision.py; SKIP_PRECISION=1 leaves it out,
+#      PRECISION_TIMEOUT (180) bounds it);
 #   4. where `fit`'s time goes beyond its bare steps on mnist-wide (benchmarks/profile_fit.py;
 #      SKIP_BENCH=1 leaves it out too);
 #   5. data-parallel training's NCCL path at one rank: the reduction captured in the step's CUDA
 #      graph, against no reduction (benchmarks/nccl_overhead.py; needs NCCL, pip install
 #      nvidia-nccl-cu12; SKIP_DIST=1 leaves it out, DIST_TIMEOUT (90) bounds it);
 #   6. the rest of the test suite on the CuPy backend.
-# Full logs go to LOG_DIR (eight files); CuPy's compiled kernels are kept in .cupy_cache so a
+# Full logs go to LOG_DIR (ten files); CuPy's compiled kernels are kept in .cupy_cache so a
 # rerun on the same machine skips compiling. Limits in seconds: GPU_TESTS_TIMEOUT (120),
 # BENCH_TIMEOUT (180), PROFILE_TIMEOUT (60), SUITE_TIMEOUT (what is left of TOTAL_BUDGET, 420).
 # The tests run on TEST_WORKERS (8) processes where pytest-xdist is installed.
@@ -63,7 +67,8 @@ cat "$out/machine.txt"
 
 echo "== GPU-specific tests"
 gpu_tests=(tests/backends/test_ops.py tests/training/test_graph.py tests/backends/test_devices.py
-           tests/backends/test_gpu_devices.py tests/training/test_graph_staleness.py)
+           tests/backends/test_gpu_devices.py tests/training/test_graph_staleness.py
+           tests/backends/test_gpu_precision.py tests/test_precision.py)
 stop_after "${GPU_TESTS_TIMEOUT:-150}" python3 -m pytest "${pytest_args[@]}" "${gpu_tests[@]}" \
   > "$out/tests-gpu.log" 2>&1 || status=1
 tail -n 25 "$out/tests-gpu.log"
@@ -77,6 +82,18 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   else
     status=1
     cat "$out/bench-gpu.md" "$out/bench-gpu.log"  # each config's rows are in the log as measured
+  fi
+
+  if [ -z "${SKIP_PRECISION:-}" ]; then
+    echo "== mixed precision against PyTorch (TF32, bf16/fp16 autocast)"
+    if stop_after "${PRECISION_TIMEOUT:-180}" python3 benchmarks/precision.py ${QUICK_BENCH:+--quick} \
+      --json "$out/bench-precision.json" > "$out/bench-precision.md" 2> "$out/bench-precision.log"; then
+      cat "$out/bench-precision.md"
+    else
+      status=1
+      cat "$out/bench-precision.md"
+      tail -n 40 "$out/bench-precision.log"  # each config's rows are in the log as measured
+    fi
   fi
 
   echo "== fit profile (mnist-wide)"

@@ -14,6 +14,16 @@ def host(x: Any) -> np.ndarray:
     return np.asarray(bp.to_numpy(x))
 
 
+def float32_patterns(rng: np.random.Generator) -> np.ndarray:
+    """float32 values of every kind, for rounding tests: every sign, exponent and top mantissa
+    bits (all 2^16 high halves of the bits), each with low halves on and around bfloat16's and
+    float16's rounding boundaries, plus random bits (NaNs, infinities, subnormals included)."""
+    high = np.arange(2**16, dtype=np.uint32) << 16
+    lows = np.array([0, 1, 0x0FFF, 0x1000, 0x1001, 0x7FFF, 0x8000, 0x8001, 0xEFFF, 0xF000, 0xFFFF], np.uint32)
+    bits = (high[:, None] | lows[None, :]).ravel()
+    return np.concatenate([bits, rng.integers(0, 2**32, 200_000, dtype=np.uint32)]).view(np.float32)
+
+
 def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Numerical gradient of a scalar function of a float64 array, entry by entry."""
     grad = np.zeros_like(x)

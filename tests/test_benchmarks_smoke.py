@@ -254,3 +254,23 @@ def test_tutorial_comparison(tmp_path: Path) -> None:
     not_it.write_text("x = 1\n")
     wrong = _run("--quick", "--configs", "xor", "--no-torch", "--tutorial", str(not_it), timeout=120)
     assert wrong.returncode == 1 and "has no NeuralNetwork class" in wrong.stdout + wrong.stderr
+
+
+def test_the_precision_benchmark_runs_on_the_cpu_emulation(tmp_path: Path) -> None:
+    """benchmarks/precision.py end to end (its GPU rows and targets need a GPU: scripts/gpu_check.sh)."""
+    out = tmp_path / "precision.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "precision.py"), "--device", "cpu", "--quick", "--configs", "xor",
+         "--precisions", "fp32,bf16-mixed,fp16-mixed", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    rows = {r["name"]: r for r in report["results"][0]["rows"]}
+    assert set(rows) == {f"backprop {p} {k}" for p in ("fp32", "bf16-mixed", "fp16-mixed") for k in ("eager", "GEMMs")}
+    assert report["failed"] == [] and report["targets"] == []
+    for name, row in rows.items():
+        assert 0 < row["median_ms"] < 60_000, name
+        if "eager" in name:
+            assert math.isclose(row["first_loss"], rows["backprop fp32 eager"]["first_loss"], rel_tol=1e-2)
+    assert "| xor | backprop bf16-mixed eager |" in proc.stdout

@@ -172,8 +172,8 @@ def test_gradcheck_still_catches_a_wrong_gradient_above_its_rounding_floor() -> 
     assert bp.gradcheck(model, Xr, yr, "mse").ok
     real = bp.Dense._backward
 
-    def off(self, ops, X, W, dY, need_dX):  # type: ignore[no-untyped-def]
-        out = real(self, ops, X, W, dY, need_dX)
+    def off(self, *args):  # type: ignore[no-untyped-def]
+        out = real(self, *args)
         self.W.grad = self.W.grad * (1 + 1e-5)
         return out
 

@@ -8,6 +8,7 @@ that can be written through (NumPy, CuPy) get arenas; elsewhere each array stand
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -93,8 +94,46 @@ def _cut(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
 
 
 class ParameterArenas:
-    """The two arenas of a model's trainable parameters: their values and their gradients."""
+    """The two arenas of a model's trainable parameters, their values and their gradients, and,
+    in mixed precision, a buffer of the values rounded as matrix-product operands."""
 
     def __init__(self, backend: Backend, shapes: Sequence[tuple[int, ...]]):
         self.data = Arena(backend, shapes)
         self.grad = Arena(backend, shapes)
+        self._operands: tuple[Array, list[Array]] | None = None  # (flat rounded values, their views)
+
+    def refresh_operands(self) -> list[Array] | None:
+        """Round every value as its backend's matrix-product operands (``backend.operands``)
+        in one pass over the flat buffer (one kernel on a GPU) into a buffer kept for the
+        purpose, and return its views (one per parameter, of the rounded values' dtype: float32
+        on the host, 16-bit on a GPU). ``None`` for float32 operands: the values are used."""
+        backend = self.data.backend
+        if backend.operands == "float32":
+            return None
+        held = self._operands
+        with backend.activate():
+            if held is None:
+                rounded = backend.ops.round_operand(self.data.flat, backend.operands)
+                if rounded is self.data.flat:  # the matrix units convert for themselves (cuBLAS's TF32)
+                    return self.data.views
+                held = self._operands = (rounded, _cut(rounded, self.shapes))
+            else:
+                backend.ops.round_operand(self.data.flat, backend.operands, out=held[0])
+        return held[1]
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return self.data.shapes
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data, "grad": self.grad}  # the rounded values are made again when needed
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.data, self.grad = state["data"], state["grad"]
+        self._operands = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ParameterArenas:
+        new = ParameterArenas.__new__(ParameterArenas)
+        memo[id(self)] = new
+        new.__setstate__({"data": copy.deepcopy(self.data, memo), "grad": copy.deepcopy(self.grad, memo)})
+        return new

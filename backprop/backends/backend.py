@@ -15,6 +15,7 @@ import numpy as np
 
 from .device import Device, DeviceLike, get_device
 from .ops import Array, Ops
+from .rounding import check_operands
 
 __all__ = [
     "Array", "Backend", "DeviceMismatchError", "array_device", "host_array", "in_dtype", "not_finite", "to_numpy",
@@ -89,11 +90,14 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 class Backend:
-    """The namespace, device and floating dtype a model computes with.
+    """The namespace, device and floating dtype a model computes with, and the operands its
+    matrix products take.
 
     ``xp`` is the array-api-compat namespace; ``dtype`` the model's floating dtype in it;
-    ``ops`` its `Ops`; ``cuda`` the GPU runtime (`CudaRuntime`: stream binding, device-side
-    step scalars) on CUDA devices, else ``None``.
+    ``operands`` what its matrix products multiply (`rounding.OPERANDS`: ``"float32"``, the
+    values themselves, or ``"tf32"``, ``"bfloat16"``, ``"float16"`` for mixed precision, float32
+    models only); ``ops`` its `Ops`; ``cuda`` the GPU runtime (`CudaRuntime`: stream binding,
+    device-side step scalars) on CUDA devices, else ``None``.
     Backends are cheap value-like objects: make one with ``Backend("cuda:1", "float32")``.
     """
 
@@ -102,9 +106,12 @@ class Backend:
     cuda: Any
     _cupy: Any
 
-    def __init__(self, device: DeviceLike = "cpu", dtype: str | Any = "float32"):
+    def __init__(self, device: DeviceLike = "cpu", dtype: str | Any = "float32", operands: str = "float32"):
         self.device = get_device(device)
         self.dtype_name = _dtype_name(dtype)
+        self.operands = check_operands(operands)
+        if operands != "float32" and self.dtype_name != "float32":
+            raise ValueError(f"{operands} matrix-product operands are rounded from float32, not {self.dtype_name}")
         self._cupy = None
         if self.device.type == "cuda":
             from .cuda import require_cupy  # noqa: PLC0415 - keeps `import backprop` free of CuPy
@@ -126,7 +133,8 @@ class Backend:
 
     # ------------------------------------------------------------------ identity
     def __repr__(self) -> str:
-        return f"Backend({self.device.name!r}, {self.dtype_name!r})"
+        operands = "" if self.operands == "float32" else f", operands={self.operands!r}"
+        return f"Backend({self.device.name!r}, {self.dtype_name!r}{operands})"
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
         return self  # immutable: copies of a model share their backend
@@ -135,7 +143,7 @@ class Backend:
         # Pickled as what it is made from: the namespace module and the `Ops` (CuPy handles,
         # compiled kernels) are made again where it is unpickled. One pickle shares one
         # Backend between everything that shared it, as `Optimizer.step` expects.
-        return (Backend, (self.device, self.dtype_name))
+        return (Backend, (self.device, self.dtype_name, self.operands))
 
     # ------------------------------------------------------------------ execution
     def activate(self) -> contextlib.AbstractContextManager[Any]:

@@ -1,7 +1,8 @@
 """`Gemm`: matrix products through a cuBLAS handle of our own, callable inside CUDA graphs.
 
 ``cupy.matmul`` refuses to run while a stream is being captured (its wrapper checks the
-stream), but cuBLAS itself is capture-safe. This calls ``cublas<S|D>gemm_v2`` through
+stream), but cuBLAS itself is capture-safe. This calls ``cublas<S|D>gemm_v2`` (and, for
+mixed precision, ``cublasGemmEx`` with a compute type per call) through
 ``ctypes`` on the ``libcublas`` that CuPy has loaded, with a handle created outside any
 capture, a workspace of its own per stream (``cublasSetWorkspace_v2``) and the current stream
 bound before each call. As in PyTorch, there is one handle per (GPU, host thread), made on
@@ -24,66 +25,76 @@ import threading
 import warnings
 from typing import Any
 
-__all__ = ["Gemm", "gemm_shape"]
+__all__ = ["GEMM_EX", "Gemm", "gemm_shape", "operand_dtype"]
 
 _OP_N, _OP_T = 0, 1
+# cudaDataType_t (library_types.h), cublasComputeType_t and cublasGemmAlgo_t (cublas_api.h)
+CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF = 0, 2, 14
+CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32 = 68, 77
+CUBLAS_GEMM_DEFAULT = -1
+#: ``cublasGemmEx``'s A/B data type and compute type for each reduced operand kind (C: float32)
+GEMM_EX = {
+    "tf32": (CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32),
+    "bfloat16": (CUDA_R_16BF, CUBLAS_COMPUTE_32F),
+    "float16": (CUDA_R_16F, CUBLAS_COMPUTE_32F),
+}
 _INT_MAX = 2**31 - 1  # cuBLAS's int arguments
 _WORKSPACE_BYTES = 32 * 2**20  # cuBLAS's recommendation for Hopper; ample for older GPUs
 
 
 class Gemm:
-    """``gemm(A, B, transpose_a, transpose_b, out=None)`` for C-contiguous CuPy matrices of one
-    float dtype on GPU ``device_index``."""
+    """``gemm(A, B, transpose_a, transpose_b, out=None, kind="float32")`` for C-contiguous CuPy
+    matrices on GPU ``device_index``, with ``C`` float32 (or float64 for two float64 matrices).
+
+    ``kind`` (`rounding.OPERANDS`) picks the arithmetic per call, on this one handle: no math
+    mode is set on it, so two models in one process never share a setting (PyTorch's TF32 flag
+    is a process-wide ``cublasSetMathMode``). ``"float32"``: ``cublasSgemm`` (or ``Dgemm``).
+    The others call ``cublasGemmEx`` with a float32 C and float32 accumulation (`GEMM_EX`):
+    ``"tf32"`` takes float32 A and B, which the tensor cores read as TF32
+    (``CUBLAS_COMPUTE_32F_FAST_TF32``); ``"bfloat16"`` and ``"float16"`` take the 16-bit
+    storage `CupyOps.round_operand` makes (uint16 arrays of the bits, so that nothing here
+    depends on CuPy's own 16-bit dtypes)."""
 
     def __init__(self, device_index: int):
         self.device_index = device_index
 
-    def __call__(self, A: Any, B: Any, transpose_a: bool, transpose_b: bool, out: Any = None) -> Any:
+    def __call__(
+        self, A: Any, B: Any, transpose_a: bool, transpose_b: bool, out: Any = None, kind: str = "float32"
+    ) -> Any:
         import cupy  # noqa: PLC0415 - only CUDA backends build this
 
         handle = _handle(self.device_index, cupy)
         if handle is None:
-            C = cupy.matmul(A.T if transpose_a else A, B.T if transpose_b else B)
-            if out is not None:
-                out[...] = C
-                return out
-            return C
+            return _fallback(cupy, A, B, transpose_a, transpose_b, out, kind)
         A, B = cupy.ascontiguousarray(A), cupy.ascontiguousarray(B)
         m, n, k = gemm_shape(A.shape, B.shape, transpose_a, transpose_b)
-        if A.dtype != B.dtype or A.dtype not in (cupy.float32, cupy.float64):
-            raise TypeError(f"gemm takes two float32 or two float64 matrices; got {A.dtype} and {B.dtype}")
+        c_dtype = operand_dtype(A.dtype, B.dtype, kind, cupy)
         if out is None:
-            C = cupy.empty((m, n), dtype=A.dtype)
-        elif out.shape != (m, n) or out.dtype != A.dtype or not out.flags.c_contiguous:
+            C = cupy.empty((m, n), dtype=c_dtype)
+        elif out.shape != (m, n) or out.dtype != c_dtype or not out.flags.c_contiguous:
             raise ValueError(
-                f"gemm out must be a C-contiguous {A.dtype} array of shape {(m, n)}; got {out.dtype} {out.shape}"
+                f"gemm out must be a C-contiguous {c_dtype} array of shape {(m, n)}; got {out.dtype} {out.shape}"
             )
         else:
             C = out
         handle.bind(cupy.cuda.get_current_stream().ptr)
-        double = A.dtype == cupy.float64
-        scalar = ctypes.c_double if double else ctypes.c_float
-        one, zero = scalar(1.0), scalar(0.0)
-        gemm = handle.lib.cublasDgemm_v2 if double else handle.lib.cublasSgemm_v2
-        _check(
-            gemm(
-                handle.handle,
-                _OP_T if transpose_b else _OP_N,
-                _OP_T if transpose_a else _OP_N,
-                n,
-                m,
-                k,
-                ctypes.byref(one),
-                ctypes.c_void_p(B.data.ptr),
-                B.shape[1],
-                ctypes.c_void_p(A.data.ptr),
-                A.shape[1],
-                ctypes.byref(zero),
-                ctypes.c_void_p(C.data.ptr),
-                n,
-            ),
-            "gemm",
-        )
+        ops = (_OP_T if transpose_b else _OP_N, _OP_T if transpose_a else _OP_N)
+        b, a, c = ctypes.c_void_p(B.data.ptr), ctypes.c_void_p(A.data.ptr), ctypes.c_void_p(C.data.ptr)
+        if kind == "float32":
+            double = A.dtype == cupy.float64
+            scalar = ctypes.c_double if double else ctypes.c_float
+            one, zero = scalar(1.0), scalar(0.0)
+            gemm = handle.lib.cublasDgemm_v2 if double else handle.lib.cublasSgemm_v2
+            status = gemm(handle.handle, *ops, n, m, k, ctypes.byref(one), b, B.shape[1], a, A.shape[1],
+                          ctypes.byref(zero), c, n)  # fmt: skip
+        else:
+            data_type, compute = GEMM_EX[kind]
+            one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)  # the scalars of a 32F compute type are floats
+            status = handle.lib.cublasGemmEx(
+                handle.handle, *ops, n, m, k, ctypes.byref(one), b, data_type, B.shape[1], a, data_type, A.shape[1],
+                ctypes.byref(zero), c, CUDA_R_32F, n, compute, CUBLAS_GEMM_DEFAULT,
+            )  # fmt: skip
+        _check(status, "gemm")
         return C
 
     def bind_current_stream(self) -> None:
@@ -94,6 +105,39 @@ class Gemm:
         handle = _handle(self.device_index, cupy)
         if handle is not None:
             handle.bind(cupy.cuda.get_current_stream().ptr)
+
+
+def operand_dtype(a: Any, b: Any, kind: str, xp: Any) -> Any:
+    """The dtype of the product of ``kind`` operands of dtypes ``a`` and ``b`` (float32, or
+    float64 for two float64 ``"float32"``-kind matrices), after checking that they are what
+    ``kind`` takes: float32 or float64 pairs for ``"float32"``, float32 for ``"tf32"``, 16-bit
+    storage (uint16) for ``"bfloat16"`` and ``"float16"``."""
+    wanted = {"float32": (xp.float32, xp.float64), "tf32": (xp.float32,)}.get(kind, (xp.uint16,))
+    if kind not in GEMM_EX and kind != "float32":
+        raise ValueError(f"gemm operands must be one of 'float32', {', '.join(map(repr, GEMM_EX))}; got {kind!r}")
+    if a != b or a not in wanted:
+        names = " or ".join(str(xp.dtype(w)) for w in wanted)
+        raise TypeError(f"gemm of {kind} operands takes two {names} matrices; got {a} and {b}")
+    return xp.dtype(a if kind == "float32" else xp.float32)
+
+
+def _fallback(cupy: Any, A: Any, B: Any, transpose_a: bool, transpose_b: bool, out: Any, kind: str) -> Any:
+    """``cupy.matmul`` where no handle of our own could be made (eager steps only): 16-bit
+    operands widened to float32 first, whose products float32 holds exactly."""
+    if kind in ("bfloat16", "float16"):
+        A, B = (widen(cupy, X, kind) for X in (A, B))
+    C = cupy.matmul(A.T if transpose_a else A, B.T if transpose_b else B)
+    if out is not None:
+        out[...] = C
+        return out
+    return C
+
+
+def widen(cupy: Any, bits: Any, kind: str) -> Any:
+    """The float32 values of an array of bfloat16 or float16 bits (uint16)."""
+    if kind == "float16":
+        return bits.view(cupy.float16).astype(cupy.float32)
+    return (bits.astype(cupy.uint32) << 16).view(cupy.float32)
 
 
 def gemm_shape(
@@ -179,6 +223,7 @@ def _load_library(cupy: Any) -> Any:
     if path is None:
         return None
     lib = ctypes.CDLL(path)
+    _declare_gemm_ex(lib)
     for name in ("cublasSgemm_v2", "cublasDgemm_v2"):
         getattr(lib, name).argtypes = [
             ctypes.c_void_p,
@@ -199,6 +244,13 @@ def _load_library(cupy: Any) -> Any:
     lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cublasSetWorkspace_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
     return lib
+
+
+def _declare_gemm_ex(lib: Any) -> None:
+    """``cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta,
+    C, Ctype, ldc, computeType, algo)``."""
+    p, i = ctypes.c_void_p, ctypes.c_int
+    lib.cublasGemmEx.argtypes = [p, i, i, i, i, i, p, p, i, i, p, i, i, p, p, i, i, i, i]
 
 
 def _libcublas_path(cupy: Any) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["CudaUnavailableError", "GpuInfo", "cuda_gpus", "free_memory", "require_cupy"]
+__all__ = ["CudaUnavailableError", "GpuInfo", "compute_capability", "cuda_gpus", "free_memory", "require_cupy"]
 
 INSTALL_HINT = (
     "install the CuPy extra matching your CUDA driver: pip install 'backprop-nn[cuda12]' "
@@ -95,6 +95,13 @@ def cuda_gpus() -> tuple[list[GpuInfo], str | None]:
             )
         )
     return gpus, None
+
+
+def compute_capability(index: int) -> tuple[int, int]:
+    """GPU ``index``'s CUDA compute capability ``(major, minor)`` (8.0 for an A100, 9.0 for an
+    H100 or H200); raises `CudaUnavailableError` where the GPU cannot be used."""
+    props = require_cupy(index).cuda.runtime.getDeviceProperties(index)
+    return int(props["major"]), int(props["minor"])
 
 
 def free_memory(device: Any) -> int | None:

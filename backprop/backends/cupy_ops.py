@@ -60,16 +60,35 @@ class CupyOps(Ops):
         self._sgd_momentum = elementwise(cupy, "bp_sgd_momentum_update")
         self._sgd = elementwise(cupy, "bp_sgd_update")
         self._dropout = elementwise(cupy, "bp_dropout_forward")
+        self._round = {kind: elementwise(cupy, f"bp_round_{kind}") for kind in ("bfloat16", "float16")}
 
     # ------------------------------------------------------------------ matrix products
-    def matmul(self, A: Any, B: Any) -> Any:
-        return self.gemm(A, B, False, False)
+    def matmul(self, A: Any, B: Any, kind: str = "float32") -> Any:
+        return self.gemm(A, B, False, False, kind=kind)
 
-    def matmul_tn(self, A: Any, B: Any, out: Any = None) -> Any:
-        return self.gemm(A, B, True, False, out)
+    def matmul_tn(self, A: Any, B: Any, out: Any = None, kind: str = "float32") -> Any:
+        return self.gemm(A, B, True, False, out, kind)
 
-    def matmul_nt(self, A: Any, B: Any) -> Any:
-        return self.gemm(A, B, False, True)
+    def matmul_nt(self, A: Any, B: Any, kind: str = "float32") -> Any:
+        return self.gemm(A, B, False, True, kind=kind)
+
+    def round_operand(self, X: Any, kind: str, out: Any = None) -> Any:
+        """The operand as cuBLAS takes it (`cublas.Gemm`): for ``"bfloat16"`` and
+        ``"float16"`` the 16-bit storage (uint16 bits) of the values rounded to nearest even,
+        in one kernel, bitwise `backprop.backends.rounding`'s values (`widen` gives them back);
+        for ``"float32"`` and ``"tf32"`` ``X`` itself, which cuBLAS reads (as TF32 in the
+        latter case: the tensor cores convert)."""
+        if kind in ("float32", "tf32"):
+            if out is None:
+                return X
+            out[...] = X
+            return out
+        kernel = self._round.get(kind)
+        if kernel is None:
+            raise ValueError(f"round_operand takes 'float32', 'tf32', 'bfloat16' or 'float16'; got {kind!r}")
+        if X.dtype != self._cupy.float32:
+            raise TypeError(f"{kind} operands are rounded from float32 arrays; got {X.dtype}")
+        return kernel(X) if out is None else kernel(X, out)
 
     def sum_rows(self, A: Any, out: Any = None) -> Any:
         """The product ``ones(1, n) @ A`` through our cuBLAS handle: for a (2048, 4096) float32

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .special import INV_SQRT2, INV_SQRT_2PI
 
-__all__ = ["ACTIVATIONS", "DEFINITIONS", "OPTIONS", "RAW_SOURCES", "Definition", "raw_source"]
+__all__ = ["ACTIVATIONS", "DEFINITIONS", "OPTIONS", "RAW_SOURCES", "ROUNDING", "Definition", "raw_source"]
 
 OPTIONS = ("--fmad=false",)
 
@@ -105,6 +105,47 @@ def _activation_definitions() -> dict[str, Definition]:
     return out
 
 
+# Mixed precision: float32 values to the bits of 16-bit matrix-product operands (uint16), by
+# integer arithmetic on the float's bits, so that the host harness checks them bitwise against
+# `backprop.backends.rounding` (ml_dtypes' bfloat16, NumPy's float16). Applied to a model's whole
+# flat weight buffer, each is the one kernel per step that refreshes the 16-bit weights.
+ROUNDING: dict[str, Definition] = {
+    # round to nearest even; a NaN becomes the quiet NaN with its sign, as ml_dtypes makes it
+    "bp_round_bfloat16": Definition(
+        "float32 x",
+        "uint16 y",
+        """
+        const unsigned int u = __float_as_uint(x);
+        y = (unsigned short)(x != x ? ((u >> 16) & 0x8000u) | 0x7FC0u : (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+        """,
+    ),
+    # round to nearest even with float16's subnormals, overflow to infinity, and a NaN's
+    # payload kept in its top bits, as NumPy's float32 -> float16 conversion does
+    "bp_round_float16": Definition(
+        "float32 x",
+        "uint16 y",
+        """
+        const unsigned int u = __float_as_uint(x);
+        const unsigned int a = u & 0x7FFFFFFFu;
+        unsigned int h = 0u;  // |x| <= 2^-25 (2^-25 itself a tie, to the even 0)
+        if (a > 0x7F800000u) {  // NaN
+            h = 0x7C00u | ((a & 0x7FFFFFu) >> 13);
+            h = h == 0x7C00u ? 0x7C01u : h;
+        } else if (a >= 0x47800000u) {  // |x| >= 2^16 and infinity
+            h = 0x7C00u;
+        } else if (a >= 0x38800000u) {  // normal in float16: the exponent rebiased, 13 bits rounded off
+            h = (a - 0x38000000u + 0x0FFFu + ((a >> 13) & 1u)) >> 13;
+        } else if (a > 0x33000000u) {  // subnormal in float16: units of 2^-24
+            const unsigned int m = (a & 0x7FFFFFu) | 0x800000u;
+            const unsigned int s = 126u - (a >> 23);
+            const unsigned int rest = m & ((1u << s) - 1u), half = 1u << (s - 1u);
+            h = (m >> s) + ((rest > half || (rest == half && ((m >> s) & 1u))) ? 1u : 0u);
+        }
+        y = (unsigned short)(((u >> 16) & 0x8000u) | h);
+        """,
+    ),
+}
+
 DEFINITIONS: dict[str, Definition] = {
     **_activation_definitions(),
     "bp_bce": Definition(
@@ -155,6 +196,7 @@ DEFINITIONS: dict[str, Definition] = {
     "bp_dropout_forward": Definition(
         "T x, T u, float64 keep", "T y, T scale", "scale = u < keep ? (T)(1.0 / keep) : (T)0; y = x * scale", ("keep",)
     ),
+    **ROUNDING,
 }
 
 

@@ -14,6 +14,7 @@ import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from .ops import TINY, Ops, adam_constants
+from .rounding import round_operand
 
 __all__ = ["ADAM_CHUNK", "NumpyOps"]
 
@@ -27,14 +28,20 @@ class NumpyOps(Ops):
         super().__init__(xp_numpy)
 
     # ------------------------------------------------------------------ matrix products
-    def matmul(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    def matmul(self, A: np.ndarray, B: np.ndarray, kind: str = "float32") -> np.ndarray:
         return np.matmul(A, B)
 
-    def matmul_tn(self, A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def matmul_tn(
+        self, A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None, kind: str = "float32"
+    ) -> np.ndarray:
         return np.matmul(A.T, B, out=out)  # BLAS reads the transpose in place: no copy
 
-    def matmul_nt(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    def matmul_nt(self, A: np.ndarray, B: np.ndarray, kind: str = "float32") -> np.ndarray:
         return np.matmul(A, B.T)
+
+    def round_operand(self, X: np.ndarray, kind: str, out: np.ndarray | None = None) -> np.ndarray:
+        """On the bits of the float32 values, in a few passes and no host round trip."""
+        return round_operand(X, kind, out)
 
     def sum_rows(self, A: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return np.add.reduce(A, axis=0, out=out)

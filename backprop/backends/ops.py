@@ -17,7 +17,9 @@ import math
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
+from . import rounding
 from .special import INV_SQRT2, INV_SQRT_2PI, erf
 
 __all__ = ["Array", "Ops", "adam_constants"]
@@ -38,19 +40,38 @@ class Ops:
         return f"{type(self).__name__}({getattr(self.xp, '__name__', self.xp)!r})"
 
     # ------------------------------------------------------------------ matrix products
-    def matmul(self, A: Array, B: Array) -> Array:
+    # ``kind`` (`rounding.OPERANDS`) says what the operands of a product are: ``"float32"``
+    # values, or values rounded by `round_operand` to a narrower format (mixed precision).
+    # Either way the products are summed in float32 (or the dtype's own precision). Backends
+    # whose matrix units convert float32 inputs themselves (cuBLAS's TF32) read ``kind``;
+    # the others were handed operands already rounded and multiply them as they are.
+    def matmul(self, A: Array, B: Array, kind: str = "float32") -> Array:
         """``A @ B``: ``(m, k) @ (k, n) -> (m, n)``."""
         return self.xp.matmul(A, B)
 
-    def matmul_tn(self, A: Array, B: Array, out: Array | None = None) -> Array:
+    def matmul_tn(self, A: Array, B: Array, out: Array | None = None, kind: str = "float32") -> Array:
         """``A^T @ B`` (a weight gradient ``X^T dY``); may be written into ``out`` (a gradient
         slot of the flat buffer), and is then ``out``."""
         C = self.xp.matmul(self.xp.matrix_transpose(A), B)
         return _into(C, out)
 
-    def matmul_nt(self, A: Array, B: Array) -> Array:
+    def matmul_nt(self, A: Array, B: Array, kind: str = "float32") -> Array:
         """``A @ B^T`` (an input gradient ``dY W^T``)."""
         return self.xp.matmul(A, self.xp.matrix_transpose(B))
+
+    def round_operand(self, X: Array, kind: str, out: Array | None = None) -> Array:
+        """``X`` as a ``kind`` operand of a matrix product (`backprop.backends.rounding`): the
+        float32 values of ``X`` rounded as the GPU rounds its low-precision inputs, ``X`` itself
+        for ``"float32"``. ``X`` is left as it is; with ``out`` the result is written there.
+
+        Here, for any namespace, the values make a round trip through host memory (the
+        Array API has no bit views); NumPy rounds in place, CuPy in one kernel."""
+        if kind == "float32":
+            return X if out is None else _into(X, out)
+        # the host's copy (DLPack cannot bring a GPU tensor to the host: torch's own way for those)
+        values = X.detach().cpu().numpy() if array_api_compat.is_torch_array(X) else np.from_dlpack(X)
+        host = rounding.round_operand(np.ascontiguousarray(values, dtype=np.float32), kind)
+        return _into(self.xp.asarray(host, device=array_api_compat.device(X)), out)
 
     def sum_rows(self, A: Array, out: Array | None = None) -> Array:
         """``sum_n A[n, :]`` (a bias gradient), ``(N, F) -> (F,)``; may be written into ``out``."""

@@ -18,6 +18,7 @@ import numpy as np
 from ..backends import DeviceLike, get_device
 from ..history import History
 from ..layers import layer_config
+from ..loss_scaling import LossScaler
 from ..memory import available_host_memory, format_bytes
 from ..registry import OPTIMIZERS
 from . import contents
@@ -63,14 +64,16 @@ def read_checkpoint(
     device: DeviceLike | None = None,
     dtype: str | None = None,
     *,
+    precision: str | None = None,
     limits: Limits | None = None,
 ) -> Checkpoint[M]:
     """Load a file written by `save_checkpoint`, ready to continue training exactly.
 
     The model is rebuilt from the saved architecture by ``build(*layers, device=, dtype=,
     seed=)`` (`bp.Sequential`) on ``device`` (default ``"cpu"``, wherever the file was saved
-    from) as ``dtype`` (default: the saved one), its weights and random generators' states
-    are restored, and so is the optimizer (also kept as ``model.optimizer``, which a later
+    from) as ``dtype`` in ``precision`` (default: the saved ones; files from before mixed
+    precision hold fp32 models), its weights, loss scaler and random generators' states are
+    restored, and so is the optimizer (also kept as ``model.optimizer``, which a later
     ``fit(optimizer="<its name>")`` continues). The whole file is checked before anything is
     allocated for it (see `backprop.checkpoint.contents`); ``limits`` bounds what is accepted
     (`archive.Limits`). Any problem with the file raises `CheckpointError` naming it.
@@ -92,7 +95,7 @@ def read_checkpoint(
         history = History() if metadata["history"] is None else History.from_dict(metadata["history"])
     scheduler = metadata["scheduler"]
     scheduler_state = None if scheduler is None else scheduler["state"]
-    model = _build_model(path, build, metadata, plan, arrays, target, dtype)
+    model = _build_model(path, build, metadata, plan, arrays, target, dtype, precision)
     optimizer = _build_optimizer(path, metadata, arrays, model) if metadata["optimizer"] is not None else None
     if optimizer is not None and hasattr(model, "optimizer"):
         # as the model's own: a later fit(optimizer="adam") continues it instead of starting over
@@ -168,9 +171,16 @@ def _build_model(
     arrays: dict[str, np.ndarray],
     device: Any,
     dtype: str | None,
+    precision: str | None,
 ) -> M:
+    mode = precision or metadata.get("precision", "fp32")
+    options = {} if mode == "fp32" and precision is None else {"precision": mode}  # a factory of fp32 models needs none
     with _translate(path, "its architecture"):
-        model = build(*plan.layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"])
+        model = build(*plan.layers, device=device, dtype=dtype or metadata["dtype"], seed=metadata["seed"], **options)
+    scaler = metadata.get("loss_scaler")
+    if scaler is not None and getattr(model, "loss_scaler", None) is not None:
+        with _translate(path, "its loss scaler"):
+            model.loss_scaler = LossScaler.from_state_dict(scaler)  # type: ignore[attr-defined]
     state = {name[len(_MODEL) :]: value for name, value in arrays.items() if name.startswith(_MODEL)}
     with _translate(path, "its weights"):
         model.load_state_dict(state)

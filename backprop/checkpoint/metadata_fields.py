@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..labels import check_classes
+from ..precision import PRECISIONS
 from ..registry import SCHEDULES
 from .errors import checkpoint_error
 from .schema import (
@@ -137,8 +138,19 @@ FIELDS: dict[str, tuple[str, Spec]] = {
     "threshold": ("its label threshold", Nullable(Number())),
     "library_version": ("its library version", Str(max_length=100)),
     "device": ("its device", Str(max_length=100)),
+    # both absent from files older than mixed precision: those models computed in fp32
+    "precision": ("its precision", Str(choices=tuple(PRECISIONS))),
+    "loss_scaler": (
+        "its loss scaler",
+        Nullable(Record({
+            "init_scale": Number(low=0), "growth_factor": Number(low=1), "backoff_factor": Number(low=0, high=1),
+            "growth_interval": Int(1, 2**53), "scale": Number(low=0), "growth_tracker": Int(0, 2**53),
+            "skipped": Int(0, 2**53),
+        })),
+    ),
 }
-_OPTIONAL = ("library_version", "device", "classes", "threshold")  # the last two: absent in older files
+# absent from older files: labels (then none), precision and loss scaler (then fp32)
+_OPTIONAL = ("library_version", "device", "classes", "threshold", "precision", "loss_scaler")
 
 
 def _labels(value: list[Any], where: str) -> None:

@@ -54,4 +54,6 @@ _M_co = TypeVar("_M_co", bound=CheckpointedModel, covariant=True)
 class ModelFactory(Protocol[_M_co]):
     """Builds a model from its layers on a device: `bp.Sequential` is one."""
 
-    def __call__(self, *layers: Layer, device: DeviceLike, dtype: str, seed: int | None) -> _M_co: ...
+    def __call__(
+        self, *layers: Layer, device: DeviceLike, dtype: str, seed: int | None, precision: str = "fp32"
+    ) -> _M_co: ...

@@ -37,8 +37,8 @@ def save_checkpoint(
 ) -> None:
     """Save everything needed to resume training to ``path`` (one ``.npz`` file), atomically.
 
-    Stored: the architecture, dtype, seed, weights, saved state and class labels (``classes``,
-    ``threshold``) of ``model``; its random
+    Stored: the architecture, dtype, precision (and loss scaler), seed, weights, saved state
+    and class labels (``classes``, ``threshold``) of ``model``; its random
     generators' states; the ``optimizer``'s type, hyperparameters and state; the
     ``scheduler``'s ``state_dict()`` (any object with one, JSON values and arrays); ``epoch``;
     the ``history``; and ``extra``, a dict of JSON values and NumPy arrays of your own (say a
@@ -95,6 +95,8 @@ def checkpoint_contents(
         "library_version": __version__,
         "architecture": layer_config(model),  # type: ignore[arg-type]  # a model is a layer
         "dtype": model.dtype,
+        "precision": getattr(model, "precision", "fp32"),
+        "loss_scaler": _loss_scaler(getattr(model, "loss_scaler", None)),
         "device": model.device.name,
         "seed": int(model.seed),
         "training": bool(model.training),
@@ -143,6 +145,11 @@ def _optimizer_metadata(
         # it from a file whose state was lost (which it refuses)
         "empty_state": not saved["state"],
     }
+
+
+def _loss_scaler(scaler: Any) -> dict[str, Any] | None:
+    """A model's dynamic loss scaling (`LossScaler.state_dict`: JSON numbers), or ``None``."""
+    return None if scaler is None else scaler.state_dict()
 
 
 def _scheduler_metadata(scheduler: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class ModelSpec:
         dtype: str,
         seed: int,
         standardize: Standardizer | None = None,
+        precision: str = "fp32",
     ) -> Sequential:
         """The model: for each hidden layer ``Dense -> activation [-> Dropout]``, then the output
         ``Dense`` (followed by ``output_activation``, e.g. ``"sigmoid"`` for the BCE loss on
@@ -108,7 +109,7 @@ class ModelSpec:
         layers.append(bp_layers.Dense(features, out.units, init=out.init or "xavier"))
         if output_activation:
             layers.append(bp_layers.get_activation(output_activation))
-        return Sequential(*layers, device=device, dtype=dtype, seed=seed)
+        return Sequential(*layers, device=device, dtype=dtype, seed=seed, precision=precision)
 
 
 def parse_layers(text: str) -> ModelSpec:

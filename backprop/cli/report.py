@@ -34,10 +34,12 @@ def _is_terminal(stream: object) -> bool:
 
 
 def describe_model(model: Sequential) -> str:
-    """``Dense(64, 128) -> ReLU() -> Dense(128, 10): 9,610 parameters, cpu float32, seed 0``."""
+    """``Dense(64, 128) -> ReLU() -> Dense(128, 10): 9,610 parameters, cpu float32, seed 0``
+    (``cpu float32 bf16-mixed`` for a model of reduced precision)."""
     count = sum(math.prod(p.shape) for p in model.parameters())
     layers = " -> ".join(repr(layer) for layer in model.layers)
-    return f"{layers}: {count:,} parameters, {model.device.name} {model.dtype}, seed {model.seed}"
+    precision = "" if model.precision == "fp32" else f" {model.precision}"
+    return f"{layers}: {count:,} parameters, {model.device.name} {model.dtype}{precision}, seed {model.seed}"
 
 
 def result_line(part: str, values: dict[str, float], samples: int) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..datasets.csv_file import TASK_CHOICES
+from ..precision import PRECISIONS
 from . import arguments as types
 from .errors import CliError
 from .optimizers import DEFAULT_LR, OPTIMIZERS, SCHEDULES
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "clip_grad_norm": None,
     "dtype": "float32",
+    "precision": "fp32",
     "seed": 0,
 }
 
@@ -89,6 +91,7 @@ class TrainSettings:
     batch_size: int
     clip_grad_norm: float | None
     dtype: str
+    precision: str
     seed: int
 
     def run_args(self) -> dict[str, Any]:
@@ -172,6 +175,7 @@ _SAVED_CHECKS: dict[str, Callable[[Any], Any]] = {
     "batch_size": _number(types.positive_int),
     "clip_grad_norm": _optional(_number(types.positive_float)),
     "dtype": _text(choices=("float32", "float64")),
+    "precision": _text(choices=tuple(PRECISIONS)),
     "seed": _number(types.non_negative_int),
 }
 

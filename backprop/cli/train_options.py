@@ -7,6 +7,7 @@ import argparse
 
 from ..datasets import SPEC_FORMS
 from ..datasets.csv_file import TASK_CHOICES
+from ..precision import PRECISIONS
 from . import arguments as types
 from .optimizers import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from .settings import DEFAULT_HIDDEN, DEFAULTS
@@ -23,6 +24,7 @@ EPILOG = """examples:
   backprop train --val-split 0.1 --tensorboard runs/digits --csv-log digits.csv
   backprop train --resume run.npz --epochs 80      # continue the same run up to epoch 80
   backprop train --device cuda --dtype float64 --quiet
+  backprop train --device cuda --precision bf16-mixed  # bfloat16 matrix products, float32 everything else
 
 model files (--layers FILE.json | FILE.toml):
   layers = [128, 64, 10]      # sizes, or tables {units, activation, dropout, init}; the output last
@@ -102,6 +104,10 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("running and output")
     types.add_device_argument(run)
     run.add_argument("--dtype", choices=("float32", "float64"), help=f"({_default('dtype')})")
+    run.add_argument("--precision", choices=tuple(PRECISIONS),
+                     help="the matrix products' arithmetic: fp32, TF32, or bfloat16/float16 operands with float32 "
+                     "sums (fp16-mixed with dynamic loss scaling); on the CPU an exact emulation "
+                     f"({_default('precision')})")
     run.add_argument("--checkpoint", metavar="PATH",
                      help="save model and training state here every epoch and at the end (with --resume: "
                      "default the resumed file)")

@@ -93,6 +93,7 @@ def set_up(settings: TrainSettings, device: str, resumed: tuple[Checkpoint, Save
         data.dataset.n_features, activation=settings.activation, dropout=settings.dropout,
         output_activation=output_activation(loss), device=device, dtype=settings.dtype, seed=settings.seed,
         standardize=data.scaler,
+        precision=settings.precision,
     )
     model.classes = model_classes(data.dataset, model)
     if loss == "mse" and model.classes is not None:  # values regressed onto 0/1: the cut is halfway

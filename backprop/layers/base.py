@@ -98,6 +98,10 @@ class Layer:
     collective: ClassVar[bool] = False
     #: the data-parallel training this layer takes part in (set by the trainer, else ``None``)
     shard: ShardContext | None = None
+    #: what the loss's gradient is multiplied by in the backward pass under way (dynamic loss
+    #: scaling sets it, `backprop.loss_scaling`): a layer adding a gradient term of its own (a
+    #: penalty's) multiplies that term by it, as it would be had the term come through the loss
+    loss_scale: float = 1.0
 
     def __init__(self) -> None:
         self.path = ""

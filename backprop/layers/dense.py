@@ -24,6 +24,10 @@ class Dense(Layer):
     Forward:  ``Y = X @ W + b``  with X ``(N, in)``, W ``(in, out)``, b ``(out,)``, Y ``(N, out)``.
     Backward: ``dW = X^T @ dY``, ``db = sum_n dY``, ``dX = dY @ W^T``.
 
+    In mixed precision (the model's ``precision=``, `backprop.precision`) the operands of the
+    three products, ``X``, ``W`` and ``dY``, are rounded to the narrower format and their products
+    summed in float32; ``Y``, ``dW``, ``dX``, ``b`` and ``db`` stay float32.
+
     ``init`` names the weight initialiser (``"xavier"``: Glorot uniform, ``"xavier_normal"``,
     ``"he"``: Kaiming normal, ``"he_uniform"``, ``"normal"``: ``0.01 * randn``, ``"zeros"``) or
     is a callable ``(rng, fan_in, fan_out) -> array`` such as ``bp.init.Normal(0.1)``.
@@ -75,12 +79,13 @@ class Dense(Layer):
         ops = self.ops
         self._check_input(X, self.in_features)
         W = self.W.data
-        Y = ops.matmul(X, W)
+        X, Wq, kind = self._operands(ops, X)
+        Y = ops.matmul(X, Wq, kind)
         if self.b is not None:
             Y = Y + self.b.data
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return self._backward(ops, X, W, dY, need_dX)
+            return self._backward(ops, X, W, Wq, dY, need_dX)
 
         return Y, backward
 
@@ -101,7 +106,8 @@ class Dense(Layer):
         ops = self.ops
         self._check_input(X, self.in_features)
         W = self.W.data
-        Z = ops.matmul(X, W)
+        X, Wq, kind = self._operands(ops, X)
+        Z = ops.matmul(X, Wq, kind)
         if self.b is not None and not act.needs_input:
             A, Y = None, act.bias_f(ops, Z, self.b.data)  # may reuse Z's memory
         else:
@@ -109,23 +115,35 @@ class Dense(Layer):
             Y = act.f(ops, A)
 
         def backward(dY: Array, need_dX: bool = True) -> Array | None:
-            return self._backward(ops, X, W, act.df(ops, dY, A, Y), need_dX)
+            return self._backward(ops, X, W, Wq, act.df(ops, dY, A, Y), need_dX)
 
         return Y, backward
 
-    def _backward(self, ops: Ops, X: Array, W: Array, dY: Array, need_dX: bool) -> Array | None:
-        """``dW = X^T dY`` (+ the penalty's gradient), ``db = sum_n dY``, ``dX = dY W^T``."""
+    def _operands(self, ops: Ops, X: Array) -> tuple[Array, Array, str]:
+        """``(X, W, kind)`` as the forward product takes them: as they are in float32, else
+        rounded (``W`` by the model's pass over all weights where it made one, `Parameter.operand`)."""
+        kind = self._require_built().operands
+        if kind == "float32":
+            return X, self.W.data, kind
+        W = self.W.operand
+        return ops.round_operand(X, kind), ops.round_operand(self.W.data, kind) if W is None else W, kind
+
+    def _backward(self, ops: Ops, X: Array, W: Array, Wq: Array, dY: Array, need_dX: bool) -> Array | None:
+        """``dW = X^T dY`` (+ the penalty's gradient), ``db = sum_n dY``, ``dX = dY W^T``. ``X``
+        and ``Wq`` are the forward product's operands, ``W`` the float32 weights."""
         xp = ops.xp
-        dW = ops.matmul_tn(X, dY, out=self.W.grad_slot)
+        kind = self._require_built().operands
+        dYq = dY if kind == "float32" else ops.round_operand(dY, kind)
+        dW = ops.matmul_tn(X, dYq, out=self.W.grad_slot, kind=kind)
         # in place: dW is ours (the gradient slot or a fresh product), and stays in the flat buffer
         if self.l1:  # sign(W) without xp.sign, which CuPy's Array API wrapper syncs with the host for
-            dW += self.l1 * (xp.astype(W > 0, W.dtype) - xp.astype(W < 0, W.dtype))
+            dW += (self.l1 * self.loss_scale) * (xp.astype(W > 0, W.dtype) - xp.astype(W < 0, W.dtype))
         if self.l2:
-            dW += (2.0 * self.l2) * W
+            dW += (2.0 * self.l2 * self.loss_scale) * W
         self.W.grad = dW
         if self.b is not None:
             self.b.grad = ops.sum_rows(dY, out=self.b.grad_slot)
-        return ops.matmul_nt(dY, W) if need_dX else None
+        return ops.matmul_nt(dYq, Wq, kind) if need_dX else None
 
     @property
     def regularised(self) -> bool:

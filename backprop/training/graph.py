@@ -52,6 +52,11 @@ def graph_unsupported_reason(model: TrainableModel, optimizer: Optimizer) -> str
     when it can)."""
     if model.device.type != "cuda":
         return f"CUDA graphs need a CUDA device; the model is on {model.device.name}"
+    if getattr(model, "loss_scaler", None) is not None:
+        return (
+            "dynamic loss scaling (fp16-mixed) decides on the host, after each backward pass, whether the step "
+            "updates the weights; use precision='bf16-mixed', which needs no loss scaling"
+        )
     if not optimizer.fusable:
         return f"{type(optimizer).__name__} updates parameters out of place; use SGD, Adam or AdamW"
     params = model.parameters()

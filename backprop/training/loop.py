@@ -99,9 +99,12 @@ def fit(
     Per epoch the returned `History` gets ``"loss"`` (mean training loss, including `Dense`
     l1/l2 penalties), each metric (``metrics=["accuracy"]``: the running value over the
     epoch's batches), ``"lr"``, and with ``validation_data=(Xv, yv)`` ``"val_loss"`` and
-    ``"val_<metric>"`` in inference mode. ``record_grad_norms=True`` adds
-    ``"grad_norm/<param>"``, the mean over the epoch's steps of each parameter's gradient L2
-    norm before clipping: the tutorial's vanishing/exploding-gradient diagnosis.
+    ``"val_<metric>"`` in inference mode. With dynamic loss scaling (``precision="fp16-mixed"``,
+    `backprop.loss_scaling`) each epoch also records ``"loss_scale"`` (the scale at its end) and
+    ``"skipped_steps"`` (its steps skipped because the scaled gradients overflowed).
+    ``record_grad_norms=True`` adds ``"grad_norm/<param>"``, the mean over the epoch's steps of
+    each parameter's gradient L2 norm before clipping: the tutorial's vanishing/exploding-gradient
+    diagnosis.
 
     ``scheduler``: a `bp.optim.lr_scheduler` schedule stepped once per epoch
     (`ReduceLROnPlateau` is given ``val_loss``, else ``loss``). ``early_stopping``: an
@@ -180,7 +183,7 @@ def fit(
         callback_list.set_params({
             "epochs": initial_epoch + epochs, "initial_epoch": initial_epoch, "steps": math.ceil(n / batch_size),
             "batch_size": batch_size, "samples": n, "verbose": verbose,
-            "metrics": _epoch_keys(metric_list, val is not None),
+            "metrics": _epoch_keys(metric_list, val is not None, getattr(model, "loss_scaler", None) is not None),
             "history": history, "scheduler": scheduler if scheduler is not None else _user_schedule(user),
             "ranks": parallel.comm if parallel is not None else None,
         })  # fmt: skip
@@ -226,6 +229,7 @@ def _start_parallel(
         "samples": data.samples, "features": data.features, "targets": data.targets, "batch_size": batch_size,
         "shuffle": shuffle, "epochs": epochs, "initial_epoch": initial_epoch, "clip_grad_norm": clip,
         "loss": type(loss).__name__, "dtype": backend.dtype_name, "device kind": backend.device.type,
+        "precision": getattr(model, "precision", "fp32"),
         "parameters": [(p.name, p.shape) for p in model.parameters()], "optimizer": type(optimizer).__name__,
         "validation samples": None if val is None else int(val[0].shape[0]),
     })  # fmt: skip
@@ -262,7 +266,9 @@ class _Run:
         empty = [backend.zeros(() if m.state_size() == 1 else (m.state_size(),)) for m in metrics]
         begin = callbacks.on_batch_begin if callbacks.wants("on_batch_begin") else None
         end = callbacks.on_batch_end if callbacks.wants("on_batch_end") else None
+        scaler = getattr(model, "loss_scaler", None)
         for epoch in range(first, last + 1):
+            skipped = 0 if scaler is None else scaler.skipped
             callbacks.on_epoch_begin(epoch, {})
             for batch, (Xb, Tb, shard) in enumerate(self.data.feed.epoch(model.shuffle_rng)):
                 rows = Xb.shape[0]
@@ -280,7 +286,8 @@ class _Run:
                     end(batch, logs)
                 if model.stop_training:
                     break
-            results.end_epoch(epoch, float(self.optimizer.lr))
+            scaled = None if scaler is None else {"loss_scale": scaler.scale, "skipped_steps": scaler.skipped - skipped}
+            results.end_epoch(epoch, float(self.optimizer.lr), scaled)
             if defer and epoch < last and not results.full() and not model.stop_training:
                 continue
             self.read()
@@ -369,8 +376,8 @@ def _early_stopping(setting: EarlyStopping | int | bool | None, has_validation: 
     raise TypeError(f"early_stopping must be a bp.EarlyStopping or a patience (int); got {setting!r}")
 
 
-def _epoch_keys(metrics: Sequence[Metric], validation: bool) -> list[str]:
-    keys = ["loss", *[m.name for m in metrics], "lr"]
+def _epoch_keys(metrics: Sequence[Metric], validation: bool, scaled: bool = False) -> list[str]:
+    keys = ["loss", *[m.name for m in metrics], *(["loss_scale", "skipped_steps"] if scaled else []), "lr"]
     if validation:
         keys += ["val_loss", *[f"val_{m.name}" for m in metrics]]
     return keys

@@ -39,8 +39,12 @@ def build_step(
     gradients summed over the processes, `backprop.training.reduction`; recorded in a CUDA
     graph with the rest), ``on_gradients()`` if given (every ``.grad`` is this batch's
     gradient, not yet clipped), optional global-norm clipping to ``clip_grad_norm``,
-    ``optimizer.step()``. A batch of no rows (a process left out of a small last batch) runs
-    forward and backward on nothing (`_without_rows`).
+    ``optimizer.step()``. With dynamic loss scaling (``model.loss_scaler``, fp16-mixed) the
+    backward pass computes the gradients of the scaled loss, which are unscaled after the
+    reduction and before anything reads them; a step whose gradients overflowed updates
+    nothing (no clipping, no optimizer step) and backs the scale off (`LossScaler`). A batch
+    of no rows (a process left out of a small last batch) runs forward and backward on
+    nothing (`_without_rows`).
 
     ``graph=True``: a `GraphedStep`, replaying the step from a CUDA graph where it can (its
     ``reason`` says why not) and returning only the first ``keep`` outputs of a replay, the
@@ -50,16 +54,28 @@ def build_step(
         raise ValueError("a step that calls on_gradients mid-step cannot be replayed from a CUDA graph")
     params = model.parameters()
     clip = clip_grad_norm
+    scaler = getattr(model, "loss_scaler", None)
 
     def core(X: Array, T: Array) -> tuple[Array, Array]:
-        L, P = model.train_batch(X, T, loss) if X.shape[0] else _without_rows(model, X)
+        if not X.shape[0]:
+            L, P = _without_rows(model, X)
+        elif scaler is None:
+            L, P = model.train_batch(X, T, loss)
+        else:
+            L, P = model.train_batch(X, T, loss, scaler.scale)
         if reduce is not None:
             reduce()
+        overflow = scaler is not None and scaler.unscale_(params)
         if on_gradients is not None:
             on_gradients()
+        if overflow:
+            scaler.update(True)  # type: ignore[union-attr]  # overflow implies a scaler
+            return L, P
         if clip is not None:
             _clip_grad_norm(params, clip)
         optimizer.step()
+        if scaler is not None:
+            scaler.update(False)
         return L, P
 
     if not graph:

@@ -21,10 +21,16 @@ import backprop as bp
 from backprop.backends import Ops
 from backprop.backends.cupy_sources import DEFINITIONS, RAW_SOURCES, Definition, raw_source
 
-_CTYPES = {"T": "double", "float64": "double", "int64": "long long", "bool": "bool"}
+_CTYPES = {
+    "T": "double", "float64": "double", "int64": "long long", "bool": "bool", "float32": "float",
+    "uint16": "unsigned short",
+}
 _PRELUDE = """
 #include <cmath>
+#include <cstring>
 using std::exp; using std::log; using std::tanh; using std::floor; using std::fabs; using std::sqrt;
+// CUDA's reinterpretation of a float's bits
+inline unsigned int __float_as_uint(float x) { unsigned int u; std::memcpy(&u, &x, sizeof u); return u; }
 // CUDA's floating min and max are fmin and fmax: a NaN operand gives the other one
 inline double min(double a, double b) { return std::fmin(a, b); }
 inline double max(double a, double b) { return std::fmax(a, b); }
@@ -152,7 +158,10 @@ def run(library: ctypes.CDLL, name: str, n: int, **values: Any) -> dict[str, np.
     for (pname, ctype, raw), is_out in [(p, False) for p in _params(d.inputs)] + [
         (p, True) for p in _params(d.outputs)
     ]:
-        dtype = {"double": np.float64, "long long": np.int64, "bool": np.bool_}[ctype]
+        dtype = {
+            "double": np.float64, "long long": np.int64, "bool": np.bool_, "float": np.float32,
+            "unsigned short": np.uint16,
+        }[ctype]
         if pname in d.scalars:
             call.append(
                 {"double": ctypes.c_double, "long long": ctypes.c_longlong, "bool": ctypes.c_bool}[ctype](values[pname])
@@ -186,6 +195,8 @@ def test_every_kernel_is_checked_here() -> None:
         "bp_sgd_momentum_update",
         "bp_sgd_update",
         "bp_dropout_forward",
+        "bp_round_bfloat16",  # tests/backends/test_rounding.py
+        "bp_round_float16",
     }
     assert set(DEFINITIONS) == checked
     assert set(RAW_SOURCES) == {

@@ -246,12 +246,72 @@ def test_take_rows_into_a_reused_buffer_matches_generic(device: bp.Device, rows:
                 np.testing.assert_array_equal(host(got), Ah[idx_h])
 
 
+ROUNDED = ("tf32", "bfloat16", "float16")
+
+
+def _operand_values(backend: Backend, A: object, kind: str) -> np.ndarray:
+    """The float32 values of an operand as a backend keeps it (CuPy: 16-bit storage)."""
+    if host(A).dtype == np.uint16:
+        from backprop.backends.cublas import widen  # noqa: PLC0415 - CuPy's only
+
+        return host(widen(backend._cupy, A, kind))
+    return host(A)
+
+
+@pytest.mark.parametrize("kind", ROUNDED)
+def test_generic_round_operand_is_the_host_rounding_bitwise(kind: str, device: bp.Device) -> None:
+    """On any namespace the generic method gives `backprop.backends.rounding`'s values."""
+    from backprop.backends import rounding  # noqa: PLC0415
+
+    backend = Backend(device, "float32")
+    Xh = SPECIAL_FLOAT32.reshape(3, -1)
+    with backend.activate():
+        X = backend.from_host(Xh)
+        got = Ops(backend.xp).round_operand(X, kind)
+        out = backend.zeros(Xh.shape)
+        assert Ops(backend.xp).round_operand(X, kind, out=out) is out
+    expected = rounding.round_operand(Xh, kind).view(np.uint32)
+    np.testing.assert_array_equal(host(got).view(np.uint32), expected)
+    np.testing.assert_array_equal(host(out).view(np.uint32), expected)
+    np.testing.assert_array_equal(host(X).view(np.uint32), Xh.view(np.uint32))  # left as it was
+
+
+@pytest.mark.parametrize("kind", ROUNDED)
+def test_fused_round_operand_matches_generic_bitwise(kind: str, device: bp.Device) -> None:
+    backend = Backend(device, "float32")
+    ops, ref = needs_kernel(backend, "round_operand")
+    Xh = SPECIAL_FLOAT32.reshape(3, -1)
+    with backend.activate():
+        X = backend.from_host(Xh)
+        got = ops.round_operand(X, kind)
+        if kind == "tf32" and backend.device.type == "cuda":
+            assert got is X  # cuBLAS's tensor cores read float32 as TF32 themselves
+            return
+        empty = ops.round_operand(X, kind)  # a buffer of the operand's own dtype...
+        empty[...] = 0  # ...that holds nothing of the result
+        out = ops.round_operand(X, kind, out=empty)
+        expected = host(ref.round_operand(X, kind)).view(np.uint32)
+        np.testing.assert_array_equal(_operand_values(backend, got, kind).view(np.uint32), expected)
+        np.testing.assert_array_equal(_operand_values(backend, out, kind).view(np.uint32), expected)
+    assert ops.round_operand(X, "float32") is X
+    np.testing.assert_array_equal(host(X).view(np.uint32), Xh.view(np.uint32))
+
+
+SPECIAL_FLOAT32 = np.concatenate([
+    np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, -np.nan, 3.4e38, -3.4e38, 65504.0, 65519.0, 65520.0,
+              1e-40, -1e-40, 2.0**-25, 2.0**-24, 6e-8, 1.00390625, 1.0 + 2.0**-9, 1.0 + 3 * 2.0**-9], np.float32),
+    np.random.default_rng(5).standard_normal(60).astype(np.float32) * 100,
+    np.array([0x7F800001, 0xFFBFFFFF, 0x3F808000, 0x3F818000, 0x00000001], np.uint32).view(np.float32),
+])[:84]
+
+
 TESTED = {m for n in ACTIVATION_METHODS for m in activation_methods(n)} | {
     "softmax_cross_entropy",
     "bce",
     "matmul",
     "matmul_tn",
     "matmul_nt",
+    "round_operand",
     "sum_rows",
     "dropout",
     "all_finite",

@@ -108,7 +108,7 @@ def test_train_wraps_its_header_lines_on_an_80_column_terminal(monkeypatch: pyte
     lines = terminal.getvalue().splitlines()
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     text = " ".join(line.strip() for line in lines)
-    assert "model: Dense(64, 128) -> ReLU() -> Dropout(0.5) -> Dense(128, 10): 9,610 parameters" in text
+    assert "model: Standardize(64) -> Dense(64, 128) -> ReLU() -> Dropout(0.5) -> Dense(128, 10): 9,610 parameters" in text
 
 
 def test_python_m_backprop_runs_the_cli(tmp_path: Path) -> None:
@@ -198,7 +198,8 @@ def test_metrics_by_name_are_reported_per_epoch_and_on_the_test_set(capsys: pyte
     code, out, err = run_cli(capsys, "train", "--data", "sine", "--layers", "16,1", "--epochs", "2", "--metrics",
                              "mae,r2")  # fmt: skip
     assert code == 0, err
-    assert re.search(r"^epoch 2/2 .* mae [\d.]+ +r2 -?[\d.]+ ", out, flags=re.MULTILINE), out
+    assert re.search(r"^ +loss +mae +r2 ", out, flags=re.MULTILINE), out  # the table's header
+    assert re.search(r"^epoch 2/2 +[\d.]+ +[\d.]+ +-?[\d.]+ ", out, flags=re.MULTILINE), out
     assert re.search(r"^test: loss [\d.]+, mae [\d.]+, r2 -?[\d.]+ \(52 samples\)", out, flags=re.MULTILINE), out
     code, _, err = run_cli(capsys, "train", "--data", "sine", "--metrics", "f1")
     assert code == 2 and "f1 needs a classification loss" in err
