@@ -37,6 +37,9 @@ __all__ = ["Sequential"]
 class Sequential(SequentialLayer):
     """A stack of layers, ``Y = f_n(... f_2(f_1(X)))``, and a trainable model.
 
+    A Sequential placed inside another container is rebuilt by its parent, on the parent's
+    device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
+
     Parameters
     ----------
     *layers:
@@ -50,9 +53,6 @@ class Sequential(SequentialLayer):
         Seeds the host generator the initial weights are drawn from (so a seed gives the same
         weights on every device), the shuffling of mini-batches and the dropout masks.
         ``None`` draws a fresh seed, recorded in ``model.seed``.
-
-    A Sequential placed inside another container is rebuilt by its parent, on the parent's
-    device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
     """
 
     def __init__(self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None):
