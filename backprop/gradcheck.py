@@ -1,6 +1,6 @@
 """`gradcheck`: compare backprop's gradients with central differences, in float64.
 
-For each checked entry ``theta_i`` of a parameter::
+For each checked entry ``theta_i`` of a parameter:
 
     numeric_i = (L(theta + eps e_i) - L(theta - eps e_i)) / (2 eps)
     error_i   = |numeric_i - analytic_i| / (|numeric_i| + |analytic_i|)      (0 when both are 0)

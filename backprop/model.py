@@ -41,6 +41,9 @@ __all__ = ["Sequential"]
 class Sequential(SequentialLayer):
     """A stack of layers, ``Y = f_n(... f_2(f_1(X)))``, and a trainable model.
 
+    A Sequential placed inside another container is rebuilt by its parent, on the parent's
+    device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
+
     Parameters
     ----------
     *layers:
@@ -58,9 +61,6 @@ class Sequential(SequentialLayer):
         ``"fp32"`` (default), ``"tf32"``, ``"bf16-mixed"`` or ``"fp16-mixed"``: the operands of
         the matrix products (see `backprop.precision`; weights, gradients and everything else
         stay float32). ``"fp16-mixed"`` trains with dynamic loss scaling, ``model.loss_scaler``.
-
-    A Sequential placed inside another container is rebuilt by its parent, on the parent's
-    device, dtype and seed. ``stop_training``: set it (a callback does) to end `fit` early.
     """
 
     # what a model pickled before mixed precision existed computes in

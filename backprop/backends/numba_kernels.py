@@ -57,7 +57,7 @@ def _jit(fn: Any) -> Any:
 def adam(p, g, m, v, mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size):
     """Adam/AdamW on flat arrays, in place (``g`` only read). ``mode`` 0: no weight decay;
     1: coupled (``g' = p wd + g``); 2: decoupled (``p *= decay``, ``decay = 1 - lr wd``).
-    ``c1 = 1 - b1``, ``c2 = 1 - b2``; per element, as `Ops.adam_update`::
+    ``c1 = 1 - b1``, ``c2 = 1 - b2``; per element, as `Ops.adam_update`:
 
         m = m b1 + g' c1;  v = v b2 + (g' g') c2;  p -= (m / (sqrt(v) + eps_hat)) step_size
     """
@@ -78,7 +78,7 @@ def adam(p, g, m, v, mode, wd, decay, b1, c1, b2, c2, eps_hat, step_size):
 @_jit
 def sgd(p, g, b, wd, lr, momentum, damp, fresh, nesterov, use_momentum):
     """SGD on flat arrays, in place (``g`` only read; ``b`` the momentum buffer, used when
-    ``use_momentum``; ``damp = 1 - dampening``), as `Ops.sgd_update`::
+    ``use_momentum``; ``damp = 1 - dampening``), as `Ops.sgd_update`:
 
         g' = g + wd p;  b = g' (fresh) or b momentum + g' damp;  p -= lr (g' + momentum b or b)
     """

@@ -195,7 +195,7 @@ class Ops:
         self, p: Array, g: Array, m: Array, v: Array, *, step: int, lr: float, beta1: float, beta2: float,
         eps: float, weight_decay: float, decoupled: bool, scalars: Array | None = None,
     ) -> None:
-        """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place (``g`` is left as it is)::
+        """`bp.optim.Adam`/`AdamW`'s rule on flat arrays, in place (``g`` is left as it is):
 
             p *= 1 - lr wd                        (decoupled weight decay, AdamW)
             g' = g + wd p                         (coupled weight decay, Adam)
@@ -221,7 +221,7 @@ class Ops:
         nesterov: bool, weight_decay: float, scalars: Array | None = None,
     ) -> None:
         """`bp.optim.SGD`'s rule on flat arrays, in place (``buf``: the momentum buffer, if any;
-        ``fresh``: it holds nothing yet)::
+        ``fresh``: it holds nothing yet):
 
             g' = g + wd p;   b = g' (fresh) or momentum b + (1 - dampening) g';
             p -= lr (g' + momentum b  if nesterov  else b)"""

@@ -1,7 +1,7 @@
 """Callbacks: objects `fit` calls at the beginning and end of training, epochs and batches.
 
 The protocol is Keras's (`Callback`, `CallbackList`); what `fit`'s keyword options do is
-done by the callbacks here, and ``fit(callbacks=[...])`` adds your own::
+done by the callbacks here, and ``fit(callbacks=[...])`` adds your own:
 
     class PrintLoss(bp.callbacks.Callback):
         def on_epoch_end(self, epoch, logs):
@@ -9,7 +9,6 @@ done by the callbacks here, and ``fit(callbacks=[...])`` adds your own::
 
     model.fit(X, y, loss="mse", optimizer=opt, epochs=5, callbacks=[PrintLoss()], verbose=0)
 
-=====================================  ==============================================
 ``fit`` option                         callback
 =====================================  ==============================================
 (always)                               `RecordHistory` into the returned `History`
@@ -19,6 +18,21 @@ done by the callbacks here, and ``fit(callbacks=[...])`` adds your own::
 ``checkpoint=path``                    `ModelCheckpoint` (path, every, extra)
 ``verbose=1``                          `ProgressBar` (verbose=1)
 =====================================  ==============================================
+
+Loggers and monitors to add with ``callbacks=[...]``: `CSVLogger` (a CSV row per epoch),
+`TensorBoard` (event files, needs tensorboardX), ``ModelCheckpoint(path,
+save_best_only=True, monitor="val_loss")`` (the best epoch's model only) and
+``GradientNorms(total=True)`` (the global gradient norm too). Every epoch's logs already hold
+``"lr"``, the learning rate it trained with, so the loggers write it with the rest.
+=======
+| ``fit`` option              | callback                                       |
+|-----------------------------|------------------------------------------------|
+| (always)                    | `RecordHistory` into the returned `History`    |
+| ``record_grad_norms=True``  | `GradientNorms`                                |
+| ``scheduler=s``             | `LearningRateScheduler` (s)                    |
+| ``early_stopping=3``        | `EarlyStopping` (patience=3)                   |
+| ``checkpoint=path``         | `ModelCheckpoint` (path, every, extra)         |
+| ``verbose=1``               | `ProgressBar` (verbose=1)                      |
 
 Loggers and monitors to add with ``callbacks=[...]``: `CSVLogger` (a CSV row per epoch),
 `TensorBoard` (event files, needs tensorboardX), ``ModelCheckpoint(path,

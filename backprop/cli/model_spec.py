@@ -1,7 +1,7 @@
 """`--layers`: a model described by its layer sizes (``128,10``) or by a small JSON/TOML file,
 and the `Sequential` built from that description.
 
-A file holds a table with ``layers`` (required) and optional defaults for the hidden layers::
+A file holds a table with ``layers`` (required) and optional defaults for the hidden layers:
 
     # model.toml                       # model.json
     activation = "tanh"                {"activation": "tanh", "dropout": 0.1,

@@ -59,17 +59,22 @@ def load_csv(
         Limits on the text read and on each line (see `read_table`: 256 MiB and 1 MiB by
         default). Only regular files are read: not devices, FIFOs or directories.
 
-    Classification labels are remapped to int64 indices ``0..K-1`` in sorted order of the
-    original values, which ``classes`` keeps (``classes[y]`` is the original label);
-    regression targets are float32 of shape ``(samples, 1)``. ``train_rows``/``test_rows``
-    index the data rows (0 = the first row after any header).
+    Returns
+    -------
+    Dataset
+        Classification labels are remapped to int64 indices ``0..K-1`` in sorted order of the
+        original values, which ``classes`` keeps (``classes[y]`` is the original label);
+        regression targets are float32 of shape ``(samples, 1)``. ``train_rows``/``test_rows``
+        index the data rows (0 = the first row after any header).
 
-    Raises `DataError` saying what to fix for: a missing or empty file, rows of different
-    lengths (with the line), missing values (NA, NaN, empty, ``?``; line and column), a
-    non-numeric feature value (line and column), a value too large for float32 (line and
-    column: it would become infinite), an unknown label column (listing the
-    columns), a label column mixing numbers and text, fewer than 2 classes, and too few
-    samples to split.
+    Raises
+    ------
+    DataError
+        Saying what to fix, for: a missing or empty file, rows of different lengths (with the
+        line), missing values (NA, NaN, empty, ``?``; line and column), a non-numeric feature
+        value (line and column), a value too large for float32 (line and column: it would
+        become infinite), an unknown label column (listing the columns), a label column mixing
+        numbers and text, fewer than 2 classes, and too few samples to split.
     """
     if task not in TASK_CHOICES:
         raise DataError(f"task must be one of {', '.join(TASK_CHOICES)}; got {task!r}")

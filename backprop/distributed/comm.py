@@ -7,7 +7,7 @@ namespace are copied to the host, reduced by MPI and copied back. Python values 
 metric sums, counts, generator states) always go over MPI. In a world of one every call is a
 no-op and nothing imports mpi4py.
 
-The calls a trainer makes, per step and per epoch::
+The calls a trainer makes, per step and per epoch:
 
     comm = world.communicator(model.backend)
     comm.broadcast_(arenas.data.flat)            # once: rank 0's initial weights everywhere

@@ -5,7 +5,7 @@ order from the model's host generator (same seed, same state on every rank), cut
 same global batches of ``batch_size`` rows, and takes a contiguous slice of each batch.
 
 The rule (`shard_bounds`): a batch of ``B`` rows on ``size`` ranks gives rank ``r`` the
-positions ``[start, stop)`` with::
+positions ``[start, stop)`` with:
 
     base, extra = divmod(B, size)
     start = r * base + min(r, extra)

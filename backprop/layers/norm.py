@@ -55,7 +55,7 @@ class _Norm(Layer):
 class BatchNorm(_Norm):
     """Batch normalisation over the batch axis, as ``torch.nn.BatchNorm1d(features, momentum, eps)``.
 
-    Training (batch statistics, X ``(N, F)``, mean/var/gamma/beta ``(F,)``)::
+    Training (batch statistics, X ``(N, F)``, mean/var/gamma/beta ``(F,)``):
 
         mean = sum_n X / N          var = sum_n (X - mean)^2 / N        (biased)
         xhat = (X - mean) * inv_std,   inv_std = 1 / sqrt(var + eps)
@@ -199,7 +199,7 @@ class BatchNorm(_Norm):
 class LayerNorm(_Norm):
     """Layer normalisation over the features of each row, as ``torch.nn.LayerNorm(features, eps)``.
 
-    With X ``(N, F)``, per-row mean/var ``(N, 1)`` and gamma/beta ``(F,)``::
+    With X ``(N, F)``, per-row mean/var ``(N, 1)`` and gamma/beta ``(F,)``:
 
         mean = sum_f X / F          var = sum_f (X - mean)^2 / F        (biased)
         xhat = (X - mean) * inv_std,   inv_std = 1 / sqrt(var + eps)

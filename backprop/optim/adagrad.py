@@ -16,7 +16,7 @@ __all__ = ["Adagrad"]
 
 @OPTIMIZERS.register(aliases=('adagrad',))
 class Adagrad(Optimizer):
-    """Adagrad (Duchi et al.), PyTorch's update rule, step ``t`` counted per parameter::
+    """Adagrad (Duchi et al.), PyTorch's update rule, step ``t`` counted per parameter:
 
         g = grad + weight_decay * p                  (coupled L2 weight decay)
         s = s + g^2                                  (s starts at initial_accumulator_value)

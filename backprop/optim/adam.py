@@ -17,7 +17,7 @@ __all__ = ["Adam"]
 
 @OPTIMIZERS.register(aliases=('adam',))
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), PyTorch's update rule, step ``t`` counted per parameter::
+    """Adam (Kingma & Ba), PyTorch's update rule, step ``t`` counted per parameter:
 
         g = grad + weight_decay * p          (coupled L2 weight decay; see AdamW for decoupled)
         m = beta1 * m + (1 - beta1) * g

@@ -14,7 +14,7 @@ __all__ = ["AdamW"]
 
 @OPTIMIZERS.register(aliases=('adamw',))
 class AdamW(Adam):
-    """AdamW (Loshchilov & Hutter), PyTorch's update rule, step ``t`` counted per parameter::
+    """AdamW (Loshchilov & Hutter), PyTorch's update rule, step ``t`` counted per parameter:
 
         p = p * (1 - lr * weight_decay)      (decoupled weight decay: the gradient never sees it)
         m = beta1 * m + (1 - beta1) * grad

@@ -260,7 +260,7 @@ class ReduceLROnPlateau(LRScheduler):
     A metric improves on the best so far when it is below ``best * (1 - threshold)``
     (``mode="min"``, ``threshold_mode="rel"``), below ``best - threshold`` (``"abs"``), or above
     ``best * (1 + threshold)`` / ``best + threshold`` in ``mode="max"``. After more than
-    ``patience`` epochs in a row without improvement::
+    ``patience`` epochs in a row without improvement:
 
         lr = max(lr * factor, min_lr)      (skipped when it would change lr by eps or less)
 

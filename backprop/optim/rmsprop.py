@@ -16,7 +16,7 @@ __all__ = ["RMSprop"]
 
 @OPTIMIZERS.register(aliases=('rmsprop',))
 class RMSprop(Optimizer):
-    """RMSprop (Hinton), PyTorch's update rule; every buffer starts at zero::
+    """RMSprop (Hinton), PyTorch's update rule; every buffer starts at zero:
 
         g = grad + weight_decay * p                      (coupled L2 weight decay)
         s = alpha * s + (1 - alpha) * g^2                (square average)

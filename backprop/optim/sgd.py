@@ -16,7 +16,7 @@ __all__ = ["SGD"]
 
 @OPTIMIZERS.register(aliases=('sgd',))
 class SGD(Optimizer):
-    """Stochastic gradient descent, PyTorch's update rule::
+    """Stochastic gradient descent, PyTorch's update rule:
 
         g = grad + weight_decay * p                  (coupled L2 weight decay)
         b = g                      on the first step
