@@ -7,7 +7,6 @@ run, kept by checkpoints and `to`, and offered by the command line."""
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
