@@ -13,7 +13,7 @@ it NumPy's calls cost less than a kernel launch), C-contiguous and of one floati
 the `NumpyOps` method otherwise. ``backprop train``'s digits model (9,610 parameters) never
 switches them on, however large its evaluation batches; a model that only predicts neither.
 
-What each kernel computes, against the generic `Ops` method (tests/test_kernels.py checks it):
+What each kernel computes, against the generic `Ops` method (tests/backends/test_ops.py and test_numba_ops.py check it):
 
 - ``adam_update``, ``sgd_update``, ``bias_relu``, ``relu_backward``, ``dropout``: the same
   numbers, bit for bit (the operations of the generic method, in its order, in the arrays'
@@ -25,7 +25,7 @@ What each kernel computes, against the generic `Ops` method (tests/test_kernels.
   of its own; both within an ulp or two of the exact value), each row's sum and the loss are
   accumulated in float64 (the generic sums pairwise in the dtype): the loss within 2e-6
   (relative, float32) of the generic's, and each ``dZ`` entry within ``(C + 4) eps`` of its
-  size plus ``(C + 4) eps / N`` (C classes, N rows; tests/test_numba_ops.py).
+  size plus ``(C + 4) eps / N`` (C classes, N rows; tests/backends/test_numba_ops.py).
 
 Compiled kernels are cached on disk, so only a machine's first run pays for compiling them
 (numba's order of places: ``$NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside this
