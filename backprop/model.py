@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
-from .backends import Array, DeviceLike, array_device, host_array, in_dtype, not_finite, to_numpy
+from .backends import Array, DeviceLike, in_dtype, not_finite, to_numpy
 from .backends.arena import ParameterArenas
 from .checkpoint import save_checkpoint
 from .history import History
@@ -24,7 +24,7 @@ from .layers.sequential import Sequential as SequentialLayer
 from .loss_scaling import LossScaler
 from .losses import Loss, get_loss
 from .metrics import get_metrics
-from .model_checks import check_data_fits, check_fits, check_unbuilt, check_unique
+from .model_checks import check_data_fits, check_fits, check_loss, check_unbuilt, check_unique, checked_input
 from .model_slicing import refuse_slice, sliced
 from .parameter import Parameter
 from .precision import PRECISIONS, Precision, get_precision, precision_backend, rounded_weights, scaled_gradients
@@ -381,43 +381,10 @@ class Sequential(SequentialLayer):
             p.data, p.arenas, p.index = view, arenas, i
 
     def _input(self, X: Any) -> Array:
-        backend = self._require_built()
-        first = self.layers[0] if self.layers else self
-        what = f"the input to {first.describe()}"
-        if array_device(X) is None:
-            host = host_array(X, what)
-            if host.dtype.kind not in "biuf":
-                raise TypeError(f"{what} must be numeric; got dtype {host.dtype}")
-            if host.ndim != 2:
-                raise ValueError(
-                    f"{what} must be 2-D, shape (samples, features); got shape {host.shape}"
-                    + (" (one sample? use X.reshape(1, -1); one feature? X.reshape(-1, 1))" if host.ndim == 1 else "")
-                )
-            # checked in the model's dtype: 1e39 is finite in float64 but inf in float32
-            cast = in_dtype(host, backend.dtype_name)
-            if not np.isfinite(cast).all():
-                raise ValueError(not_finite(what, host, backend.dtype_name))
-            return backend.from_host(cast)
-        Xd = backend.asarray(X, what=what)
-        if len(Xd.shape) != 2:
-            raise ValueError(f"{what} must be 2-D, shape (samples, features); got shape {tuple(Xd.shape)}")
-        if not backend.all_finite(Xd):
-            raise ValueError(f"{what} contains NaN or Inf values; clean or impute them first")
-        return Xd
+        return checked_input(self, X)
 
     def _check_loss(self, loss: Loss) -> None:
-        """Catch the classic mix-ups of probabilities and logits before they train badly."""
-        last = self.layers[-1] if self.layers else None
-        if loss.expects == "probabilities" and last is not None and last.output_kind == "scores":
-            raise ValueError(
-                f"{loss!r} expects probabilities but the model ends with {last!r}, which gives raw "
-                "scores: add bp.Sigmoid() at the end or use bp.losses.BCEWithLogits()"
-            )
-        if loss.expects == "logits" and last is not None and last.output_kind == "probabilities":
-            raise ValueError(
-                f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
-                f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
-            )
+        check_loss(self, loss)
 
 
 class LoadResult(NamedTuple):

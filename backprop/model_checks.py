@@ -1,6 +1,7 @@
 """The model's guards: what `bp.Sequential` refuses before it allocates or trains, each with
 the reason and the fix — layers that already belong to a built model, a layer twice, a model
-or data that cannot fit in the memory available."""
+or data that cannot fit in the memory available, inputs that are not numbers, 2-D and finite,
+and a loss that mixes up probabilities and logits with the model's last layer."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend
+from .backends import Array, Backend, array_device, host_array, in_dtype, not_finite
 from .backends.cuda import free_memory
 from .layers.base import Layer
 from .layers.sequential import Sequential as SequentialLayer
+from .losses import Loss
 from .memory import available_host_memory, format_bytes
 
-__all__ = ["check_data_fits", "check_fits", "check_unbuilt", "check_unique"]
+__all__ = ["check_data_fits", "check_fits", "check_loss", "check_unbuilt", "check_unique", "checked_input"]
 
 
 def check_fits(model: Layer, backend: Backend) -> None:
@@ -85,3 +87,45 @@ def check_unique(model: Layer) -> None:
                 "between positions: create a new layer for each position"
             )
         seen.add(id(layer))
+
+
+def checked_input(model: Any, X: Any) -> Array:
+    """``X`` checked (numeric, 2-D, finite in the model's dtype) and on the model's device."""
+    backend = model._require_built()
+    first = model.layers[0] if model.layers else model
+    what = f"the input to {first.describe()}"
+    if array_device(X) is None:
+        host = host_array(X, what)
+        if host.dtype.kind not in "biuf":
+            raise TypeError(f"{what} must be numeric; got dtype {host.dtype}")
+        if host.ndim != 2:
+            raise ValueError(
+                f"{what} must be 2-D, shape (samples, features); got shape {host.shape}"
+                + (" (one sample? use X.reshape(1, -1); one feature? X.reshape(-1, 1))" if host.ndim == 1 else "")
+            )
+        # checked in the model's dtype: 1e39 is finite in float64 but inf in float32
+        cast = in_dtype(host, backend.dtype_name)
+        if not np.isfinite(cast).all():
+            raise ValueError(not_finite(what, host, backend.dtype_name))
+        return backend.from_host(cast)
+    Xd = backend.asarray(X, what=what)
+    if len(Xd.shape) != 2:
+        raise ValueError(f"{what} must be 2-D, shape (samples, features); got shape {tuple(Xd.shape)}")
+    if not backend.all_finite(Xd):
+        raise ValueError(f"{what} contains NaN or Inf values; clean or impute them first")
+    return Xd
+
+
+def check_loss(model: Any, loss: Loss) -> None:
+    """Catch the classic mix-ups of probabilities and logits before they train badly."""
+    last = model.layers[-1] if model.layers else None
+    if loss.expects == "probabilities" and last is not None and last.output_kind == "scores":
+        raise ValueError(
+            f"{loss!r} expects probabilities but the model ends with {last!r}, which gives raw "
+            "scores: add bp.Sigmoid() at the end or use bp.losses.BCEWithLogits()"
+        )
+    if loss.expects == "logits" and last is not None and last.output_kind == "probabilities":
+        raise ValueError(
+            f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
+            f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
+        )
