@@ -19,30 +19,30 @@ from .base import Metric, check_loss
 __all__ = ["MAE", "MSE", "R2"]
 
 
-class MAE(Metric):
+class _OfValues(Metric):
+    """A per-sample mean over the outputs, for a loss on values (regression)."""
+
+    def bind(self, loss: Loss, outputs: int | None) -> Metric:
+        check_loss(self.name, loss, "values")
+        return self
+
+
+class MAE(_OfValues):
     """Mean absolute error ``mean_n mean_j |P_nj - T_nj|`` (``sklearn.metrics.mean_absolute_error``)."""
 
     name = "mae"
     higher_is_better = False
 
-    def bind(self, loss: Loss, outputs: int | None) -> Metric:
-        check_loss(self.name, loss, "values")
-        return self
-
     def batch_sum(self, xp: Any, P: Array, T: Array) -> Array:
         return xp.sum(xp.abs(P - T)) / P.shape[1]
 
 
-class MSE(Metric):
+class MSE(_OfValues):
     """Mean squared error ``mean_n mean_j (P_nj - T_nj)^2`` (``sklearn.metrics.mean_squared_error``;
     with `BCE`'s probabilities, the Brier score)."""
 
     name = "mse"
     higher_is_better = False
-
-    def bind(self, loss: Loss, outputs: int | None) -> Metric:
-        check_loss(self.name, loss, "values")
-        return self
 
     def batch_sum(self, xp: Any, P: Array, T: Array) -> Array:
         D = P - T
