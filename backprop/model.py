@@ -232,8 +232,11 @@ class Sequential(SequentialLayer):
         backend = self._require_built()
         P, backward = self.apply(X, self.training)
         L, dP = loss.value_and_grad(backend.ops, P, T)
-        with scaled_gradients(self._penalised, scale):  # the penalties' own gradient terms are scaled alike
-            backward(dP if scale is None else dP * scale, False)
+        if scale is None:  # no context manager on the unscaled step: it runs every batch
+            backward(dP, False)
+        else:
+            with scaled_gradients(self._penalised, scale):  # the penalties' own gradient terms are scaled alike
+                backward(dP * scale, False)
         return L + self.penalty() if self._penalised else L, P
 
     def penalty(self, xp: Any = None) -> Array | float:

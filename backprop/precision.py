@@ -124,15 +124,11 @@ def rounded_weights(params: Sequence[Parameter]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def scaled_gradients(layers: Sequence[Layer], scale: float | None) -> Iterator[None]:
+def scaled_gradients(layers: Sequence[Layer], scale: float) -> Iterator[None]:
     """For one backward pass of a scaled loss (dynamic loss scaling): each of ``layers`` (those
     that add gradient terms of their own, penalties) has ``loss_scale`` set to ``scale``, and
     back to 1 after; and NumPy's floating-point warnings are off, since overflowing is what
-    a scaled backward pass may do, and the step it spoils is then skipped (`LossScaler`).
-    Nothing happens for ``scale=None``."""
-    if scale is None:
-        yield
-        return
+    a scaled backward pass may do, and the step it spoils is then skipped (`LossScaler`)."""
     for layer in layers:
         layer.loss_scale = scale
     try:
