@@ -16,7 +16,15 @@ from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss
 from .memory import available_host_memory, format_bytes
 
-__all__ = ["check_data_fits", "check_fits", "check_loss", "check_unbuilt", "check_unique", "checked_input"]
+__all__ = [
+    "UNCHECKED_BYTES",
+    "check_data_fits",
+    "check_fits",
+    "check_loss",
+    "check_unbuilt",
+    "check_unique",
+    "checked_input",
+]
 
 
 def check_fits(model: Layer, backend: Backend) -> None:
@@ -37,11 +45,19 @@ def check_fits(model: Layer, backend: Backend) -> None:
             )
 
 
+#: What `check_data_fits` lets `fit` allocate without reading the memory limits: reading them
+#: (/proc and the cgroup's files) costs a quarter of a millisecond, a visible share of a small
+#: model's `fit` call, and any machine that runs Python has this much to spare.
+UNCHECKED_BYTES = 16 * 2**20
+
+
 def check_data_fits(model: SequentialLayer, X: Any, batch_size: Any) -> None:
     """Refuse to train on data that cannot fit where it goes, before anything is copied: the
-    inputs in the model's dtype on its device (a GPU gets a copy of all of them; the host a
-    converted copy) and one batch's activations (forward outputs and their gradients). Data
-    streamed from a file is read a batch at a time, so only the batch counts for it."""
+    inputs in the model's dtype on its device (a GPU gets a copy of host data; the host a
+    converted copy, unless they are already in the model's dtype; arrays already on the device
+    in its dtype are used as they are), the shuffled rows `fit` gathers at a time (up to
+    `Backend.gather_bytes`) and one batch's activations (forward outputs and their gradients).
+    Data streamed from a file is read a batch at a time, so only the batch counts for it."""
     shape = getattr(X, "shape", None)
     if shape is None or len(shape) != 2 or isinstance(batch_size, bool) or not isinstance(batch_size, int):
         return  # lists, paths, bad shapes and batch sizes: checked, with their own messages, by fit
@@ -51,7 +67,10 @@ def check_data_fits(model: SequentialLayer, X: Any, batch_size: Any) -> None:
     batch = min(max(batch_size, 1), int(shape[0]))
     streamed = isinstance(X, np.memmap)
     data = 0 if streamed else int(shape[0]) * int(shape[1]) * itemsize
-    need = data + 3 * batch * (widths + int(shape[1])) * itemsize
+    copied = 0 if streamed or _used_in_place(backend, X) else data
+    need = copied + min(data, backend.gather_bytes) + 3 * batch * (widths + int(shape[1])) * itemsize
+    if need <= UNCHECKED_BYTES:
+        return
     room = free_memory(backend.device) if backend.device.type == "cuda" else available_host_memory()
     if room is not None and need > room:
         raise MemoryError(
@@ -59,6 +78,15 @@ def check_data_fits(model: SequentialLayer, X: Any, batch_size: Any) -> None:
             f"{format_bytes(need)} on {backend.device.name}, but only {format_bytes(room)} are available: pass a "
             "memory-mapped array or a .npy path (read a batch at a time), or use smaller batches"
         )
+
+
+def _used_in_place(backend: Backend, X: Any) -> bool:
+    """Whether `fit` trains on ``X`` itself, without a copy: an array on the model's device in
+    its dtype (on the CPU, a NumPy array in the model's dtype)."""
+    if getattr(X, "dtype", None) != backend.dtype:
+        return False
+    where = array_device(X)
+    return where == backend.device if where is not None else isinstance(X, np.ndarray) and backend.device.type == "cpu"
 
 
 def check_unbuilt(model: Layer) -> None:

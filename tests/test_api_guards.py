@@ -120,8 +120,26 @@ def test_fit_refuses_data_that_cannot_fit_before_copying_it(monkeypatch: pytest.
     from backprop import model_checks  # noqa: PLC0415 - its memory probe is replaced
 
     m = model()
-    monkeypatch.setattr(model_checks, "available_host_memory", lambda: 10_000)  # 10 kB left
-    X = np.zeros((10_000, 2))  # 80 kB as float32 in the model: does not fit
-    with pytest.raises(MemoryError, match=r"10,000 samples of 2 features .* needs about .* only 10 kB are available"):
-        m.fit(X, np.zeros((10_000, 1)), loss="mse", optimizer=bp.optim.SGD(m.parameters()), verbose=0)
+    monkeypatch.setattr(model_checks, "available_host_memory", lambda: 10_000_000)  # 10 MB left
+    X = np.zeros((3_000_000, 2))  # float64 (pages never touched): its float32 copy, 24 MB, does not fit
+    with pytest.raises(MemoryError, match=r"3,000,000 samples of 2 features .* needs about 25.1 MB .* only 10 MB are"):
+        m.fit(X, np.zeros((3_000_000, 1)), loss="mse", optimizer=bp.optim.SGD(m.parameters()), verbose=0)
+    # the same samples already in the model's dtype are trained on in place: only the shuffled
+    # rows gathered at a time (1 MiB) and a batch's activations count
+    model_checks.check_data_fits(m, np.zeros((3_000_000, 2), np.float32), 32)
     m.fit(X[:100], np.zeros((100, 1)), loss="mse", optimizer=bp.optim.SGD(m.parameters()), verbose=0)  # fits
+
+
+def test_fit_reads_no_memory_limits_for_small_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading the limits costs a quarter of a millisecond a call: needs under
+    `UNCHECKED_BYTES` skip it, larger ones do not."""
+    from backprop import model_checks  # noqa: PLC0415 - its memory probe is replaced
+
+    m = model()
+    reads: list[int] = []
+    monkeypatch.setattr(model_checks, "available_host_memory", lambda: reads.append(1) or 10**12)
+    m.fit(np.zeros((1000, 2)), np.zeros((1000, 1)), loss="mse", optimizer="sgd", verbose=0)
+    assert reads == []
+    rows = model_checks.UNCHECKED_BYTES // 8 + 1  # as float32, two features: just over the limit
+    model_checks.check_data_fits(m, np.zeros((rows, 2)), 32)
+    assert reads == [1]
