@@ -143,3 +143,22 @@ def test_fit_reads_no_memory_limits_for_small_data(monkeypatch: pytest.MonkeyPat
     rows = model_checks.UNCHECKED_BYTES // 8 + 1  # as float32, two features: just over the limit
     model_checks.check_data_fits(m, np.zeros((rows, 2)), 32)
     assert reads == [1]
+
+
+def test_data_already_on_the_device_is_not_counted_as_a_copy(
+    device: bp.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a device array as large as the free memory left beside it was refused, though
+    `fit` trains on it in place; in another dtype it is cast, a copy, and counts."""
+    from backprop import model_checks  # noqa: PLC0415 - its memory probes are replaced
+
+    m = bp.Sequential(bp.Dense(2, 3), bp.ReLU(), bp.Dense(3, 1), device=device, seed=0)
+    backend = m.backend
+    monkeypatch.setattr(model_checks, "available_host_memory", lambda: 10_000_000)
+    monkeypatch.setattr(model_checks, "free_memory", lambda _device: 10_000_000)
+    with backend.activate():
+        X = backend.zeros((3_000_000, 2))  # 24 MB in float32, the model's dtype
+        model_checks.check_data_fits(m, X, 32)
+        X64 = backend.zeros((3_000_000, 2), dtype=backend.xp.float64)
+    with pytest.raises(MemoryError, match="needs about 25.1 MB"):
+        model_checks.check_data_fits(m, X64, 32)
