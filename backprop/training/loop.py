@@ -300,13 +300,11 @@ class _Run:
         parallel = self.parallel
         for done, values in self.results.read(self.metrics, parallel.sum if parallel is not None else None):
             if not math.isfinite(values["loss"]):
-                saved = next(
-                    (cb.path for cb in self.callbacks if isinstance(cb, ModelCheckpoint) and cb.holds_state), None
-                )
+                saved = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint) and cb.holds_state), None)
                 raise TrainingDivergedError(
                     f"training diverged: the loss became {values['loss']} in epoch {done}. Lower the "
                     f"learning rate (now {self.optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
-                    "the data's scale." + (f" The last good state is in {saved!r}." if saved else "")
+                    "the data's scale." + ("" if saved is None else " " + _saved_state(saved))
                 )
             if self.val is not None:  # never deferred: these are the weights at the end of `done`
                 if parallel is not None:
@@ -324,6 +322,17 @@ class _Run:
             if not math.isfinite(values["loss"]):
                 break
             self.callbacks.on_epoch_end(done, values)
+
+
+def _saved_state(checkpoint: ModelCheckpoint) -> str:
+    """Where the divergence message sends the user: the best epoch's state for a best-only
+    checkpoint (the epochs after it, still good, were not saved), else the last good epoch's."""
+    if checkpoint.save_best_only:
+        return (
+            f"The best state so far (epoch {checkpoint.best_epoch}, {checkpoint.monitor} "
+            f"{checkpoint.best_value:.4g}) is in {checkpoint.path!r}."
+        )
+    return f"The last good state is in {checkpoint.path!r}."
 
 
 def _step(run: _Run, clip: float | None, graph: bool) -> StepCore:

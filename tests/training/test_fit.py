@@ -367,6 +367,31 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, rng: np.random.Gene
     assert all(np.isfinite(ckpt.history["loss"]))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_with_a_best_only_checkpoint_names_its_best_epoch(tmp_path, rng: np.random.Generator) -> None:
+    """A best-only file holds the best epoch, not the last good one: the message says which."""
+    path = tmp_path / "best.npz"
+    X, y = blobs(rng)
+    model = bp.Sequential(bp.Dense(4, 3), device="cpu", seed=0)
+    opt = bp.optim.SGD(model.parameters(), lr=1.0)
+    best = bp.callbacks.ModelCheckpoint(path, monitor="loss", save_best_only=True)
+    with pytest.raises(bp.TrainingDivergedError) as err:
+        model.fit(
+            100 * X,
+            y,
+            loss="cross_entropy",
+            optimizer=opt,
+            epochs=50,
+            scheduler=lr_scheduler.ExponentialLR(opt, gamma=1e6),
+            callbacks=[best],
+            verbose=0,
+        )
+    message = str(err.value)
+    assert "last good state" not in message
+    assert f"The best state so far (epoch {best.best_epoch}, loss {best.best_value:.4g}) is in '{path}'" in message
+    assert bp.load_checkpoint(path).epoch == best.best_epoch
+
+
 def test_verbose_lines(capsys: pytest.CaptureFixture[str], rng: np.random.Generator) -> None:
     X, y = blobs(rng)
     model = classifier()
