@@ -11,6 +11,7 @@ import numpy as np
 
 from .backends import Array, Backend, array_device, host_array, in_dtype, not_finite
 from .backends.cuda import free_memory
+from .backends.finite import host_all_finite
 from .layers.base import Layer
 from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss
@@ -133,7 +134,7 @@ def checked_input(model: Any, X: Any) -> Array:
             )
         # checked in the model's dtype: 1e39 is finite in float64 but inf in float32
         cast = in_dtype(host, backend.dtype_name)
-        if not np.isfinite(cast).all():
+        if not host_all_finite(cast):
             raise ValueError(not_finite(what, host, backend.dtype_name))
         return backend.from_host(cast)
     Xd = backend.asarray(X, what=what)

@@ -14,6 +14,7 @@ import array_api_compat
 import numpy as np
 
 from .device import Device, DeviceLike, get_device
+from .finite import host_all_finite
 from .ops import Array, Ops
 from .rounding import check_operands
 
@@ -249,7 +250,7 @@ class Backend:
     def all_finite(self, x: Array) -> bool:
         """Whether every entry is finite (one device sync)."""
         if isinstance(x, np.ndarray):
-            return bool(np.isfinite(x).all())
+            return host_all_finite(x)
         with self.activate():
             return self.ops.all_finite(x)
 

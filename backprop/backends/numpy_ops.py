@@ -13,6 +13,7 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
+from .finite import host_all_finite
 from .ops import TINY, Ops, adam_constants
 from .rounding import round_operand
 
@@ -137,6 +138,11 @@ class NumpyOps(Ops):
         # mode="clip": with "raise" (the default) and out=, NumPy gathers into a temporary and
         # copies it over: 2-3x slower. ``idx`` is a permutation's slice, so nothing is clipped.
         return np.take(X, idx, axis=0, out=out[: idx.shape[0]], mode="clip")
+
+    # ------------------------------------------------------------------ checks
+    def all_finite(self, X: np.ndarray) -> bool:
+        """Block by block, without a boolean array as large as ``X`` (`host_all_finite`)."""
+        return host_all_finite(X)
 
     # ------------------------------------------------------------------ optimizer updates
     def adam_update(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.backends import Backend, Ops, numba_ops, numpy_ops
+from backprop.backends import Backend, Ops, finite, numba_ops, numpy_ops
 from backprop.backends.numba_ops import NumbaOps
 from backprop.backends.numpy_ops import NumpyOps
 from backprop.optim import fused
@@ -211,8 +211,9 @@ def test_fused_dropout_matches_generic(device: bp.Device, dtype: str, rng: np.ra
 
 @pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
 def test_fused_all_finite_matches_generic(
-    bad: float | None, device: bp.Device, dtype: str, rng: np.random.Generator
+    bad: float | None, device: bp.Device, dtype: str, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(finite, "FINITE_BLOCK", 64)  # the host's check: many blocks of whole rows
     backend = Backend(device, dtype)
     ops, _ = needs_kernel(backend, "all_finite")
     Xh = rng.standard_normal((37, 301)) * 1e30  # large, but finite in float32 too
