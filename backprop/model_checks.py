@@ -84,10 +84,10 @@ def check_data_fits(model: SequentialLayer, X: Any, batch_size: Any) -> None:
 def _used_in_place(backend: Backend, X: Any) -> bool:
     """Whether `fit` trains on ``X`` itself, without a copy: an array on the model's device in
     its dtype (on the CPU, a NumPy array in the model's dtype)."""
-    if getattr(X, "dtype", None) != backend.dtype:
-        return False
     where = array_device(X)
-    return where == backend.device if where is not None else isinstance(X, np.ndarray) and backend.device.type == "cpu"
+    host_on_cpu = where is None and isinstance(X, np.ndarray) and backend.device.type == "cpu"
+    on_device = host_on_cpu or (where is not None and where == backend.device)
+    return on_device and X.dtype == backend.dtype  # dtypes of one namespace only (strict's warn otherwise)
 
 
 def check_unbuilt(model: Layer) -> None:
