@@ -260,7 +260,7 @@ class Backend:
         if self.device.type == "cpu":  # already on the host: no stacking needed
             out: list[float] = []
             for v in values:
-                if np.ndim(v):
+                if getattr(v, "ndim", 0):  # np.ndim's dispatch costs a microsecond a value: epochs of tiny batches
                     out += np.asarray(v, dtype=np.float64).tolist()
                 else:
                     out.append(float(v))
