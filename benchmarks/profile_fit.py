@@ -8,8 +8,10 @@ samples as bare `make_step` calls on contiguous device batches (and how long the
 to queue them, without the final sync); `fit` on one batch against one bare step (what a
 call costs besides its steps); and each thing `fit` does besides its steps, on its own:
 checking the data, the shuffled batches (permutation, gathers, slices), reading the epoch's
-losses. Then prints a cProfile of a few `fit` calls, sorted by own time. A tool for
-finding a gap, not a benchmark: its numbers go to stdout only.
+losses; and the floors: the least a hand-written loop of bare steps does that makes its own
+batches (slices in order; shuffled rows gathered; the same after fit's input check), against
+which `fit`'s own overhead shows. Then prints a cProfile of a few `fit` calls, sorted by own
+time. A tool for finding a gap, not a benchmark: its numbers go to stdout only.
 """
 
 from __future__ import annotations
@@ -68,10 +70,27 @@ def main(argv: list[str] | None = None) -> int:
         results.end_epoch(1, 0.0)
         results.read([])
 
+    def loop(shuffle: bool, check: bool = False) -> Callable[[], None]:
+        """The least a loop that makes its own batches does: bare steps over `batches` (slices
+        in order, or shuffled rows gathered), keeping each loss; with ``check``, after fit's
+        NaN/Inf check of the inputs. The floor `fit` is measured against, beside the bare steps'."""
+
+        def run() -> None:
+            if check and not backend.all_finite(bench.X):
+                raise ValueError("the inputs are not finite")
+            losses = []
+            for Xb, Tb in batches(backend, rng, bench.X, bench.T, b, shuffle):
+                losses.append(bench.step(Xb, Tb))
+
+        return run
+
     parts: dict[str, Callable[[], None]] = {
         "fit epoch": bench.fit,
         "fit epoch, shuffle=False": lambda: bench.fit(shuffle=False),
         "bare steps": bench.steps,
+        "loop over slices": loop(False),
+        "loop over shuffled rows": loop(True),
+        "  ... after the input check": loop(True, check=True),
         "fit, one batch": fit_one_batch,
         "one bare step": one_step,
         "checked_data": check_data,
@@ -94,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, ts in times.items():
         print(f"  {name:28s} median {1e3 * np.median(ts):8.3f} ms  min {1e3 * min(ts):8.3f} ms")
     print(f"  {'bare steps, host queueing':28s} median {1e3 * np.median(queued):8.3f} ms  (no final sync)")
-    ratio = np.median(times["bare steps"]) / np.median(times["fit epoch"])
-    print(f"  fit / step rate ratio {ratio:.3f}")
+    bare = np.array(times["bare steps"])
+    print("  rate ratios to the bare steps (median of each round's):")
+    for name in ("fit epoch", "fit epoch, shuffle=False", "loop over slices", "loop over shuffled rows",
+                 "  ... after the input check"):  # fmt: skip
+        print(f"    {name:28s} {np.median(bare / np.array(times[name])):.3f}")
+    floor = np.median(np.array(times["  ... after the input check"]) / np.array(times["fit epoch"]))
+    print(f"  fit / the shuffled, checked loop's rate {floor:.3f}")
     with backend.activate():
         profile = cProfile.Profile()
         sync()
