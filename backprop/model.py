@@ -63,9 +63,13 @@ class Sequential(SequentialLayer):
         stay float32). ``"fp16-mixed"`` trains with dynamic loss scaling, ``model.loss_scaler``.
     """
 
-    # what a model pickled before mixed precision existed computes in
+    # Until set: also what a model pickled by an earlier version lacks (the layers' own are derived
+    # again when it is unpickled, `backprop.layers.sequential.Sequential.__setstate__`).
     _precision: Precision = PRECISIONS["fp32"]
-    loss_scaler: LossScaler | None = None
+    loss_scaler: LossScaler | None = None  # dynamic loss scaling of training steps (`LossScaler`)
+    optimizer: Optimizer | None = None  # the last fit's, reused by fit(optimizer="adam") again
+    threshold: float | None = None  # predict_labels' cut of one output (None: by output kind); saved
+    _classes: np.ndarray | None = None
 
     def __init__(
         self, *layers: Layer, device: DeviceLike = "cpu", dtype: str = "float32", seed: int | None = None,
@@ -73,10 +77,8 @@ class Sequential(SequentialLayer):
     ):  # fmt: skip
         super().__init__(*layers)
         self._precision = get_precision(precision)
-        #: dynamic loss scaling of training steps (`LossScaler`), or ``None``
         self.loss_scaler = LossScaler() if self._precision.loss_scaling else None
         self.stop_training = False
-        self.optimizer: Optimizer | None = None  # the last fit's, reused by fit(optimizer="adam") again
         entropy = np.random.SeedSequence().entropy if seed is None else seed
         self.seed = int(entropy) % 2**63  # type: ignore[arg-type]  # a fresh SeedSequence's entropy is an int
         self.training = True
@@ -89,8 +91,6 @@ class Sequential(SequentialLayer):
         check_unbuilt(self)
         check_fits(self, ctx.backend)
         self.build(None, ctx)
-        self._classes: np.ndarray | None = None
-        self.threshold: float | None = None  # predict_labels' cut of one output (None: by output kind); saved
         self._penalised = [layer for layer in self.walk() if layer is not self and layer.regularised]
         self._pack()
 

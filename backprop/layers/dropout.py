@@ -44,6 +44,8 @@ class Dropout(Layer):
     draws from a stream of its own (its rank is mixed into the generator's seed).
     """
 
+    _device_rng_rank: int | None = None  # also what a Dropout pickled by an earlier version lacks
+
     def __init__(self, p: float = 0.5, masks: str = "host"):
         super().__init__()
         # p: the probability of dropping an entry
@@ -53,7 +55,7 @@ class Dropout(Layer):
         self._seeds: np.random.SeedSequence | None = None
         self._device_rng: Any = None
         self._device_rng_backend: Backend | None = None
-        self._device_rng_rank: int | None = None  # the data-parallel rank it was made for
+        self._device_rng_rank = None  # the data-parallel rank it was made for
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
         super().build(in_features, ctx)

@@ -49,6 +49,22 @@ class Sequential(Layer):
         self._trains_before: list[bool] = []  # whether a stage before each one has trainable parameters
         self.layer_widths: list[int | None] = []  # built: the features after each layer (None: not known yet)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; a model pickled by an earlier version lacks the plan of its stages' layers
+        and its layer widths: both are derived again from its (built) layers."""
+        self.__dict__.update(state)
+        if "_stage_layers" not in state:
+            if self._stages:  # built: plan again what build planned
+                self.link()
+            else:
+                self._stage_layers, self._trains_before = [], []
+        if "layer_widths" not in state:
+            widths, features = [], self.in_features
+            for layer in self.layers:  # a layer with no out_features keeps its input's width
+                features = getattr(layer, "out_features", None) or features
+                widths.append(features)
+            self.layer_widths = widths if self._stages else []
+
     def children(self) -> list[tuple[str, Layer]]:
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
