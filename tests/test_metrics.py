@@ -165,6 +165,24 @@ def test_r2_of_a_constant_target_is_that_of_sklearn(device: bp.Device) -> None:
         assert computed(metric, device, P, T, 3) == pytest.approx(metrics_sk.r2_score(T, P))
 
 
+def test_r2_of_targets_far_from_zero_keeps_its_digits_in_a_float32_model(device: bp.Device) -> None:
+    """Targets of mean 1e4 and spread 1: ``sum T^2 - (sum T)^2 / N`` cancels eight digits, all
+    that float32 sums hold (Keras' and torchmetrics' R2 return noise here); float64 sums keep
+    the rest. Compared with scikit-learn on the same float32 values."""
+    rng = np.random.default_rng(2)
+    T = (1e4 + rng.standard_normal((500, 2))).astype(np.float32)
+    P = (T + 0.3 * rng.standard_normal((500, 2))).astype(np.float32)
+    expected = metrics_sk.r2_score(T.astype(np.float64), P.astype(np.float64))
+    backend = bp.backends.Backend(device, "float32")
+    with backend.activate():
+        Pd, Td = backend.from_host(P), backend.from_host(T)
+        (metric,) = get_metrics(["r2"], MSE, 2)
+        xp = backend.xp
+        states = [metric.batch_state(xp, Pd[a : a + 100, ...], Td[a : a + 100, ...]) for a in range(0, 500, 100)]
+    sums = np.asarray(backend.to_floats(states)).reshape(5, 6).sum(axis=0)
+    assert metric.result(sums.tolist(), 500.0) == pytest.approx(expected, rel=1e-6)
+
+
 def test_metrics_refuse_what_they_cannot_measure() -> None:
     with pytest.raises(ValueError, match="precision needs a classification loss"):
         get_metrics(["precision"], MSE, 1)

@@ -56,11 +56,13 @@ class R2(Metric):
     ``SS_tot = sum_n (T_nj - mean_n T_nj)^2 = sum_n T_nj^2 - (sum_n T_nj)^2 / N``.
 
     The state is ``[SS_res_j..., sum T_j..., sum T_j^2...]`` (``3k`` sums), as Keras'
-    ``R2Score`` and torchmetrics' keep it. The last form of ``SS_tot`` subtracts two large
-    numbers when the targets' mean is far from 0 next to their spread: in float32 that costs
-    about ``1e-7 * mean² / variance`` of relative precision, so standardise such targets (or
-    train in float64). An output whose targets are all equal (``SS_tot = 0``) has R² 1 if it
-    is predicted exactly and 0 otherwise (scikit-learn's ``force_finite=True``).
+    ``R2Score`` and torchmetrics' keep it, but summed in float64 whatever the model's dtype.
+    The last form of ``SS_tot`` subtracts two large numbers when the targets' mean is far from
+    0 next to their spread, which costs about ``eps * mean² / variance`` of relative
+    precision: with float32 sums (theirs), targets of mean 1e4 and spread 1 leave no correct
+    digit; with float64 sums (a float32 value squares exactly in float64) about eight. An
+    output whose targets are all equal (``SS_tot = 0``) has R² 1 if it is predicted exactly
+    and 0 otherwise (scikit-learn's ``force_finite=True``).
     """
 
     name = "r2"
@@ -78,6 +80,7 @@ class R2(Metric):
         return 3 * self.outputs
 
     def batch_state(self, xp: Any, P: Array, T: Array) -> Array:
+        T, P = xp.astype(T, xp.float64), xp.astype(P, xp.float64)
         D = T - P
         return xp.concat([xp.sum(D * D, axis=0), xp.sum(T, axis=0), xp.sum(T * T, axis=0)])
 
