@@ -124,14 +124,14 @@ def activation_name(text: str) -> str:
 
 
 def loss_name(text: str) -> str:
-    """A name `bp.losses.get_loss` knows, normalised (``softmax_cross_entropy`` ->
-    ``cross_entropy``, its short name)."""
+    """A name `bp.losses.get_loss` knows, normalised to its short name (``softmax_cross_entropy``
+    -> ``cross_entropy``, ``l1`` -> ``mae``)."""
     try:
         get_loss(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace(" or a bp.losses.Loss", "")) from None
     name = text.lower().replace("-", "_")
-    return "cross_entropy" if name == "softmax_cross_entropy" else name
+    return {"softmax_cross_entropy": "cross_entropy", "l1": "mae"}.get(name, name)
 
 
 def delimiter(text: str) -> str:

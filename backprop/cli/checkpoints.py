@@ -27,6 +27,7 @@ from ..model import Sequential
 from .errors import CliError
 from .inputs import fitting
 from .settings import check_saved_settings
+from .tasks import REGRESSION_LOSSES
 
 __all__ = ["SavedRun", "inputs_for", "model_classes", "open_checkpoint", "run_extra", "standardizes_itself"]
 
@@ -122,7 +123,7 @@ def _saved_run(path: str, checkpoint: Checkpoint) -> SavedRun:
     except (ValueError, DataError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise CliError(f"{what} has damaged extra values: {exc}") from None
     classes = extra.get("classes")
-    task = extra.get("task") or ("regression" if loss == "mse" else "classification")
+    task = extra.get("task") or ("regression" if loss in REGRESSION_LOSSES else "classification")
     names = extra.get("feature_names")
     target = extra.get("target_name")
     data = extra.get("data")

@@ -12,7 +12,7 @@ __all__ = ["REGRESSION_LOSSES", "check_loss", "metric_names", "output_activation
 
 #: Losses of values, not classes: with ``--task auto`` a CSV label column is read as
 #: regression targets when one of these is the loss.
-REGRESSION_LOSSES = ("mse",)
+REGRESSION_LOSSES = ("mse", "mae", "huber")
 
 
 def training_task(task: str, loss: str | None, data: str) -> tuple[str, str | None]:
@@ -30,7 +30,7 @@ def training_task(task: str, loss: str | None, data: str) -> tuple[str, str | No
 
 def _fitting_losses(dataset: Dataset) -> tuple[str, ...]:
     if dataset.task == "regression":
-        return ("mse",)
+        return REGRESSION_LOSSES
     if dataset.y_train.ndim == 1:  # class indices
         return ("cross_entropy",)
     return ("bce_with_logits", "bce", "mse")  # binary 0/1 targets
@@ -57,7 +57,7 @@ def check_loss(dataset: Dataset, loss: str | None) -> str:
 
 def output_activation(loss: str) -> str | None:
     """``"sigmoid"`` for the BCE loss on probabilities; ``None`` (raw outputs: logits for
-    ``cross_entropy``/``bce_with_logits``, values for ``mse``) otherwise."""
+    ``cross_entropy``/``bce_with_logits``, values for the regression losses) otherwise."""
     return "sigmoid" if loss == "bce" else None
 
 

@@ -72,8 +72,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="dropout after each hidden activation; 0 disables (default: 0.5 for classification, "
                        "0 for regression)")
     model.add_argument("--loss", type=types.loss_name, metavar="NAME",
-                       help="cross_entropy, bce_with_logits, bce or mse (default: the data set's: cross_entropy "
-                       "for class labels, bce_with_logits for 0/1 targets, mse for regression)")
+                       help="cross_entropy, bce_with_logits, bce or mse; for regression also mae or huber "
+                       "(default: the data set's: cross_entropy for class labels, bce_with_logits for 0/1 "
+                       "targets, mse for regression)")
     model.add_argument("--metrics", metavar="NAMES",
                        help="comma-separated metrics (accuracy, top_k_accuracy, precision, recall, f1, mae, mse, "
                        "r2), or none (default: accuracy for classification)")

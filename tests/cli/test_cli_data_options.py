@@ -41,14 +41,16 @@ def write_counts(path: Path, delimiter: str = ",", rows: int = 160) -> Path:
 TRAIN = ("--epochs", "3", "--layers", "8,1", "--dropout", "0", "--quiet")
 
 
-def test_loss_mse_alone_trains_whole_number_targets_as_regression(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("given", "loss"), [("mse", "mse"), ("mae", "mae"), ("l1", "mae"), ("huber", "huber")])
+def test_a_regression_loss_alone_trains_whole_number_targets_as_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, loss: str
+) -> None:
     data = write_counts(tmp_path / "counts.csv")
     ckpt = tmp_path / "run.npz"
-    code, out, err = run_cli(capsys, "train", "--data", f"csv:{data}", "--loss", "mse", *TRAIN[:-1],
+    code, out, err = run_cli(capsys, "train", "--data", f"csv:{data}", "--loss", given, *TRAIN[:-1],
                              "--checkpoint", str(ckpt))
     assert code == 0, err
-    assert "--loss mse implies --task regression" in err
+    assert f"--loss {loss} implies --task regression" in err
     assert "features, regression" in out and "accuracy" not in out
 
     code, out, err = run_cli(capsys, "evaluate", "--checkpoint", str(ckpt))
@@ -67,7 +69,8 @@ def test_loss_mse_alone_trains_whole_number_targets_as_regression(tmp_path: Path
 
     code, out, err = run_cli(capsys, "gradcheck", "--checkpoint", str(ckpt))
     assert code == 0, err
-    assert "loss mse" in out
+    assert f"loss {loss}" in out
+    assert type(bp.load_checkpoint(ckpt).extra["loss"]) is str and bp.load_checkpoint(ckpt).extra["loss"] == loss
 
 
 def test_task_option_picks_the_task_and_refuses_what_does_not_fit(tmp_path: Path,
