@@ -210,10 +210,11 @@ def test_fit_profile_times_every_part_and_profiles_fit() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for part in ("fit epoch", "fit epoch, shuffle=False", "bare steps", "fit, one batch", "one bare step",
-                 "checked_data", "shuffled batches", "results read", "bare steps, host queueing"):  # fmt: skip
+    for part in ("fit epoch", "fit epoch, shuffle=False", "bare steps", "loop over slices", "loop over shuffled rows",
+                 "... after the input check", "fit, one batch", "one bare step", "checked_data", "shuffled batches",
+                 "results read", "bare steps, host queueing"):  # fmt: skip
         assert f"  {part}" in proc.stdout, part
-    assert "fit / step rate ratio" in proc.stdout
+    assert "rate ratios to the bare steps" in proc.stdout and "fit / the shuffled, checked loop's rate" in proc.stdout
     assert "training/loop.py" in proc.stdout  # the profile lists fit's frames
 
 
