@@ -14,7 +14,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backends import Array, Backend, Ops, array_device
+from .backends import Array, Backend, Ops, array_device, host_array
 from .registry import LOSSES
 from .validation import real
 
@@ -242,7 +242,7 @@ def _host_labels(backend: Backend, y: Any, what: str) -> np.ndarray:
     """Labels as host int64, checking they are whole numbers (labels are small; one copy is cheap)."""
     if array_device(y) not in (None, backend.device):
         backend.asarray(y, what=what)  # raises the device-mismatch error
-    host = np.asarray(backend.to_numpy(y))
+    host = host_array(y, what) if array_device(y) is None else np.asarray(backend.to_numpy(y))
     if host.dtype.kind == "f":
         if not np.isfinite(host).all():
             raise ValueError(f"{what} contains NaN or Inf; class labels must be integers")

@@ -79,7 +79,8 @@ class Sequential(SequentialLayer):
         self._precision = get_precision(precision)
         self.loss_scaler = LossScaler() if self._precision.loss_scaling else None
         self.stop_training = False
-        entropy = np.random.SeedSequence().entropy if seed is None else seed
+        given = None if seed is None else integer(seed, "seed", minimum=None, owner="Sequential")
+        entropy = np.random.SeedSequence().entropy if given is None else given
         self.seed = int(entropy) % 2**63  # type: ignore[arg-type]  # a fresh SeedSequence's entropy is an int
         self.training = True
         init_seq, noise_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(3)

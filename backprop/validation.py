@@ -22,9 +22,11 @@ class InvalidParameterError(ValueError, TypeError):
     """A constructor argument or option has the wrong type or lies outside its range."""
 
 
-def integer(value: Any, name: str, *, minimum: int = 0, owner: str = "") -> int:
-    """``value`` as an ``int`` of at least ``minimum`` (bools are not integers here)."""
-    if minimum == 0:
+def integer(value: Any, name: str, *, minimum: int | None = 0, owner: str = "") -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (``None``: any; bools are not integers here)."""
+    if minimum is None:
+        wanted = "an integer"
+    elif minimum == 0:
         wanted = "a non-negative integer"
     elif minimum == 1:
         wanted = "a positive integer"
@@ -32,7 +34,7 @@ def integer(value: Any, name: str, *, minimum: int = 0, owner: str = "") -> int:
         wanted = f"an integer >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidParameterError(f"{_who(owner, name)} must be {wanted}; got {type(value).__name__} {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise InvalidParameterError(f"{_who(owner, name)} must be {wanted}; got {value!r}")
     return int(value)
 
@@ -58,6 +60,8 @@ def real(
     below = number < top if high_open or high is None else number <= top
     if above and below:
         return number
+    if high is None and low == -math.inf:  # any number: only NaN and the infinities fail
+        raise InvalidParameterError(f"{who} must be a finite number; got {value!r}")
     if high is None and low == 0.0:
         raise InvalidParameterError(
             f"{who} must be a {'positive' if low_open else 'non-negative'} number; got {value!r}"

@@ -156,6 +156,30 @@ def test_fit_arguments() -> None:
         model.fit(X[:0], y[:0], loss="bce", optimizer=opt)
 
 
+def test_forgotten_and_malformed_arguments_are_named() -> None:
+    """Found by feeding the public API odd arguments: each used to fail deep inside (an
+    AttributeError from a shifted argument, int() on a string, a dtype-object message)."""
+    model = xor_model()
+    pair = r"validation_data must be a pair \(X_val, y_val\); got"
+    with pytest.raises(bp.InvalidParameterError, match=pair + " a tuple of 1$"):
+        model.fit(X, y, loss="bce", optimizer="sgd", validation_data=(X,), verbose=0)
+    with pytest.raises(bp.InvalidParameterError, match="got a tuple of 3 \\(sample weights are not supported\\)"):
+        model.fit(X, y, loss="bce", optimizer="sgd", validation_data=(X, y, np.ones(4)), verbose=0)
+    with pytest.raises(bp.InvalidParameterError, match="got ndarray"):
+        model.fit(X, y, loss="bce", optimizer="sgd", validation_data=X, verbose=0)
+    with pytest.raises(TypeError, match="^y is None: pass an array$"):
+        model.fit(X, None, loss="bce", optimizer="sgd", verbose=0)
+    with pytest.raises(TypeError, match="^y is None: pass an array$"):
+        classifier().evaluate(X, None, loss="cross_entropy")
+    with pytest.raises(TypeError, match=r"the input to layer '0' \(Dense\(2, 4\)\) is None: pass an array"):
+        model.predict(None)
+    with pytest.raises(bp.InvalidParameterError, match="Sequential seed must be an integer; got str 'abc'"):
+        bp.Sequential(bp.Dense(2, 1), seed="abc")
+    with pytest.raises(bp.InvalidParameterError, match="threshold must be a finite number; got nan"):
+        bp.Sequential(bp.Dense(2, 1), seed=0).predict_labels(X, threshold=float("nan"))
+    assert bp.Sequential(bp.Dense(2, 1), seed=np.int64(-3)).seed == 2**63 - 3  # NumPy ints and negatives, as before
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_diverging_training_names_the_epoch() -> None:
     model = bp.Sequential(bp.Dense(2, 1), device="cpu", dtype="float32", seed=0)

@@ -47,7 +47,10 @@ def array_device(x: Any) -> Device | None:
 
 def host_array(x: Any, what: str) -> np.ndarray:
     """User data (a NumPy array, nested lists, scalars) as a NumPy array, with a clear error
-    for ragged lists, where NumPy's own speaks of an "inhomogeneous shape"."""
+    for ragged lists, where NumPy's own speaks of an "inhomogeneous shape", and for ``None``
+    (a forgotten argument), which NumPy takes as an object array."""
+    if x is None:
+        raise TypeError(f"{what} is None: pass an array")
     try:
         return np.asarray(x)
     except ValueError as exc:

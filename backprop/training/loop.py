@@ -32,7 +32,7 @@ from ..losses import Loss, get_loss
 from ..metrics import Metric, get_metrics
 from .data import TrainingData, training_data
 from .evaluate import evaluate
-from .options import resolve_optimizer, split_validation
+from .options import resolve_optimizer, split_validation, validation_pair
 from .parallel import DataParallel
 from .protocol import TrainableModel
 from .step import StepCore, build_step
@@ -151,6 +151,7 @@ def fit(
     loss = get_loss(loss)
     model._check_loss(loss)
     optimizer = model.optimizer = resolve_optimizer(model, optimizer)
+    validation_data = validation_pair(validation_data)
     if validation_split is not None:
         X, y, validation_data = split_validation(X, y, validation_split, validation_data)
     epochs = _count(epochs, "epochs", minimum=0)

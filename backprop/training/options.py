@@ -15,7 +15,7 @@ from .protocol import TrainableModel
 if TYPE_CHECKING:
     from ..optim import Optimizer
 
-__all__ = ["resolve_optimizer", "split_validation"]
+__all__ = ["resolve_optimizer", "split_validation", "validation_pair"]
 
 
 def resolve_optimizer(model: TrainableModel, optimizer: Optimizer | str) -> Optimizer:
@@ -55,6 +55,18 @@ def resolve_optimizer(model: TrainableModel, optimizer: Optimizer | str) -> Opti
         raise TypeError(
             f"optimizer {optimizer!r} cannot be built from its name alone ({exc}): pass an instance instead"
         ) from None
+
+
+def validation_pair(data: Any) -> tuple[Any, Any] | None:
+    """``validation_data`` as ``(X_val, y_val)`` (or ``None``); anything else is refused with
+    what it was, before a training step (Keras' third member, sample weights, has no use here)."""
+    if data is None:
+        return None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    what = f"a {type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list)) else type(data).__name__
+    hint = " (sample weights are not supported)" if isinstance(data, (tuple, list)) and len(data) == 3 else ""
+    raise InvalidParameterError(f"fit validation_data must be a pair (X_val, y_val); got {what}{hint}")
 
 
 def split_validation(X: Any, y: Any, fraction: Any, validation_data: Any) -> tuple[Any, Any, tuple[Any, Any]]:
