@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
-from .backends import Array, DeviceLike, in_dtype, not_finite, to_numpy
+from .backends import Array, DeviceLike, to_numpy
 from .backends.arena import ParameterArenas
 from .checkpoint import save_checkpoint
 from .history import History
@@ -24,7 +24,15 @@ from .layers.sequential import Sequential as SequentialLayer
 from .loss_scaling import LossScaler
 from .losses import Loss, get_loss
 from .metrics import get_metrics
-from .model_checks import check_data_fits, check_fits, check_loss, check_unbuilt, check_unique, checked_input
+from .model_checks import (
+    check_data_fits,
+    check_fits,
+    check_loss,
+    check_unbuilt,
+    check_unique,
+    checked_input,
+    checked_state,
+)
 from .model_slicing import refuse_slice, sliced
 from .parameter import Parameter
 from .precision import PRECISIONS, Precision, get_precision, precision_backend, rounded_weights, scaled_gradients
@@ -335,25 +343,7 @@ class Sequential(SequentialLayer):
         finite in the model's dtype; any problem lists every difference and changes nothing."""
         backend = self._require_built()
         own = dict(self.named_variables())
-        missing = [name for name in own if name not in state]
-        unexpected = [name for name in state if name not in own]
-        problems = [] if not strict else [f"missing {name!r} {own[name].shape}" for name in missing]
-        problems += [] if not strict else [f"unexpected {name!r}" for name in unexpected]
-        values = {}
-        for name, p in own.items():
-            if name not in state:
-                continue
-            host = np.asarray(to_numpy(state[name]))
-            if tuple(host.shape) != p.shape:
-                problems.append(f"{name!r} has shape {tuple(host.shape)} in the state but {p.shape} in the model")
-            elif host.dtype.kind not in "iuf":
-                problems.append(f"{name!r} holds {host.dtype} values, not real numbers")
-            else:
-                values[name] = np.array(in_dtype(host, backend.dtype_name), copy=True)
-                if not np.isfinite(values[name]).all():
-                    problems.append(not_finite(repr(name), host, backend.dtype_name))
-        if problems:
-            raise ValueError("state does not fit this model: " + "; ".join(problems))
+        values, missing, unexpected = checked_state(own, state, strict, backend.dtype_name)
         for name, value in values.items():
             p = own[name]
             p.data = backend.from_host(value)

@@ -5,17 +5,20 @@ and a loss that mixes up probabilities and logits with the model's last layer.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from .backends import Array, Backend, array_device, host_array, in_dtype, not_finite
+from .backends import Array, Backend, array_device, host_array, in_dtype, not_finite, to_numpy
 from .backends.cuda import free_memory
 from .backends.finite import host_all_finite
 from .layers.base import Layer
 from .layers.sequential import Sequential as SequentialLayer
 from .losses import Loss
 from .memory import available_host_memory, format_bytes
+from .parameter import Parameter
+from .validation import flag
 
 __all__ = [
     "UNCHECKED_BYTES",
@@ -25,6 +28,7 @@ __all__ = [
     "check_unbuilt",
     "check_unique",
     "checked_input",
+    "checked_state",
 ]
 
 
@@ -158,3 +162,37 @@ def check_loss(model: Any, loss: Loss) -> None:
             f"{loss!r} applies the sigmoid/softmax itself but the model already ends with "
             f"{last!r}: remove that last layer, or use bp.losses.BCE() on probabilities"
         )
+
+
+def checked_state(
+    own: dict[str, Parameter], state: Any, strict: Any, dtype: str
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """``(values, missing, unexpected)`` for `load_state_dict`: the values of ``state`` (a
+    mapping of names to arrays) for the model's variables ``own``, as host copies in ``dtype``,
+    and the names only one side has. Every problem is listed in one ValueError: with
+    ``strict`` names that differ, and always shapes that differ, values that are not real
+    numbers or not finite in ``dtype``."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"load_state_dict takes a state dict, names to arrays (model.state_dict()); got "
+                        f"{type(state).__name__}")  # fmt: skip
+    strict = flag(strict, "strict", owner="load_state_dict")
+    missing = [name for name in own if name not in state]
+    unexpected = [name for name in state if name not in own]
+    problems = [] if not strict else [f"missing {name!r} {own[name].shape}" for name in missing]
+    problems += [] if not strict else [f"unexpected {name!r}" for name in unexpected]
+    values = {}
+    for name, p in own.items():
+        if name not in state:
+            continue
+        host = np.asarray(to_numpy(state[name]))
+        if tuple(host.shape) != p.shape:
+            problems.append(f"{name!r} has shape {tuple(host.shape)} in the state but {p.shape} in the model")
+        elif host.dtype.kind not in "iuf":
+            problems.append(f"{name!r} holds {host.dtype} values, not real numbers")
+        else:
+            values[name] = np.array(in_dtype(host, dtype), copy=True)
+            if not host_all_finite(values[name]):
+                problems.append(not_finite(repr(name), host, dtype))
+    if problems:
+        raise ValueError("state does not fit this model: " + "; ".join(problems))
+    return values, missing, unexpected

@@ -15,7 +15,9 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["InvalidParameterError", "choice", "integer", "real"]
+import numpy as np
+
+__all__ = ["InvalidParameterError", "choice", "flag", "integer", "real"]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -68,6 +70,14 @@ def real(
         )
     interval = f"{'(' if low_open else '['}{low:g}, {top:g}{')' if high_open or high is None else ']'}"
     raise InvalidParameterError(f"{who} must lie in {interval}; got {value!r}")
+
+
+def flag(value: Any, name: str, *, owner: str = "") -> bool:
+    """``value``, ``True`` or ``False`` (NumPy's too): any other value would be taken for its
+    truth, and ``shuffle="no"`` would shuffle."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(f"{_who(owner, name)} must be True or False; got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def choice(value: Any, name: str, options: Sequence[str], *, owner: str = "") -> str:

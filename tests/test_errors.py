@@ -180,6 +180,38 @@ def test_forgotten_and_malformed_arguments_are_named() -> None:
     assert bp.Sequential(bp.Dense(2, 1), seed=np.int64(-3)).seed == 2**63 - 3  # NumPy ints and negatives, as before
 
 
+def test_options_of_the_wrong_kind_are_refused_up_front(tmp_path) -> None:
+    """Each was taken for its truth or failed deep inside: shuffle="no" shuffled, a list as
+    history failed in list.append, an int as scheduler or world as AttributeError."""
+    model = xor_model()
+    fit = {"loss": "bce", "optimizer": "sgd", "verbose": 0}
+    for name, value in (("shuffle", "no"), ("record_grad_norms", "yes"), ("graph", 1)):
+        with pytest.raises(bp.InvalidParameterError, match=f"fit {name} must be True or False; got"):
+            model.fit(X, y, **fit, **{name: value})
+    with pytest.raises(bp.InvalidParameterError, match="fit history must be a bp.History"):
+        model.fit(X, y, **fit, history=[1, 2])
+    world = r"fit distributed must be the world of bp.distributed.init\(\); got int"
+    with pytest.raises(bp.InvalidParameterError, match=world):
+        model.fit(X, y, **fit, distributed=3)
+    with pytest.raises(bp.InvalidParameterError, match="scheduler must be a bp.optim.lr_scheduler schedule"):
+        model.fit(X, y, **fit, scheduler=3)
+    with pytest.raises(TypeError, match=r"Adam takes the model's parameters \(model.parameters\(\)\); got int 3"):
+        bp.optim.Adam(3)  # type: ignore[arg-type]
+    with pytest.raises(bp.InvalidParameterError, match="LeakyReLU alpha must be a float; got str"):
+        bp.LeakyReLU("a")  # type: ignore[arg-type]
+    with pytest.raises(bp.InvalidParameterError, match="LeakyReLU alpha must be a finite number; got nan"):
+        bp.LeakyReLU(float("nan"))
+    with pytest.raises(bp.InvalidParameterError, match="Dense bias must be True or False; got str 'yes'"):
+        bp.Dense(2, 3, bias="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="load_state_dict takes a state dict, names to arrays"):
+        model.load_state_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(bp.InvalidParameterError, match="load_state_dict strict must be True or False"):
+        model.load_state_dict(model.state_dict(), strict="no")  # type: ignore[arg-type]
+    with pytest.raises(bp.InvalidParameterError, match="CSVLogger path .* is a directory: name a file, such as"):
+        bp.callbacks.CSVLogger(tmp_path)
+    assert model.fit(X, y, **fit, shuffle=np.bool_(False), graph=False)  # NumPy's booleans are booleans
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_diverging_training_names_the_epoch() -> None:
     model = bp.Sequential(bp.Dense(2, 1), device="cpu", dtype="float32", seed=0)

@@ -134,6 +134,17 @@ class ModelCheckpoint(Callback):
         run's)."""
         return self._snapshot is not None
 
+    def where_saved(self) -> str:
+        """What a run that fails (diverges) should be told of this file, once it `holds_state`:
+        the best epoch's state for a best-only checkpoint (the good epochs after it were not
+        saved), else the last good epoch's."""
+        if self.save_best_only:
+            return (
+                f"The best state so far (epoch {self.best_epoch}, {self.monitor} {self.best_value:.4g}) "
+                f"is in {self.path!r}."
+            )
+        return f"The last good state is in {self.path!r}."
+
     def _take(self, epoch: int) -> None:
         """A host snapshot of everything saved, valid while training goes on (rank 0 only: the
         others write nothing)."""

@@ -46,6 +46,11 @@ class CSVLogger(Callback):
     def __init__(self, path: str | os.PathLike[str], separator: str = ",", append: bool = False):
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidParameterError(f"CSVLogger path must be a file name; got {type(path).__name__} {path!r}")
+        if os.path.isdir(path):
+            raise InvalidParameterError(
+                f"CSVLogger path {os.fspath(path)!r} is a directory: name a file, such as "
+                f"{os.path.join(os.fspath(path), 'log.csv')!r}"
+            )
         if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
             raise InvalidParameterError(
                 f"CSVLogger separator must be one character other than a quote or a line break, such as ',' or "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..optim.lr_scheduler import ReduceLROnPlateau
+from ..validation import InvalidParameterError
 from .base import Callback, Logs
 
 __all__ = ["LearningRateScheduler"]
@@ -18,6 +19,11 @@ class LearningRateScheduler(Callback):
     needs_epoch_values = True  # the next epoch must train with the new rate
 
     def __init__(self, scheduler: Any):
+        if not callable(getattr(scheduler, "step", None)):
+            raise InvalidParameterError(
+                f"scheduler must be a bp.optim.lr_scheduler schedule (with a step method), such as "
+                f"StepLR(optimizer, 10); got {type(scheduler).__name__} {scheduler!r}"
+            )
         self.scheduler = scheduler
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..backends import Array, Ops
 from ..registry import LAYERS
+from ..validation import real
 from .base import Backward, Layer
 
 __all__ = ["GELU", "Elementwise", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "get_activation"]
@@ -68,7 +69,7 @@ class LeakyReLU(Elementwise):
 
     def __init__(self, alpha: float = 0.01):
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = real(alpha, "alpha", owner="LeakyReLU")
 
     def f(self, ops: Ops, X: Array) -> Array:
         return ops.leaky_relu(X, self.alpha)

@@ -10,7 +10,7 @@ import numpy as np
 from ..backends import Array, Ops
 from ..init import Initializer, get_initializer
 from ..registry import LAYERS
-from ..validation import integer, real
+from ..validation import flag, integer, real
 from .activations import Elementwise
 from .base import Backward, BuildContext, Layer, Stage
 
@@ -55,7 +55,7 @@ class Dense(Layer):
         self.out_features = integer(out_features, "out_features", minimum=1, owner="Dense")
         self.init = init
         self._initializer = get_initializer(init)
-        self.bias = bool(bias)
+        self.bias = flag(bias, "bias", owner="Dense")
         self.l1 = real(l1, "l1", low=0.0, owner="Dense")
         self.l2 = real(l2, "l2", low=0.0, owner="Dense")
 

@@ -38,6 +38,9 @@ class Optimizer:
     counts_steps: ClassVar[bool] = False
 
     def __init__(self, params: Iterable[Parameter], lr: float):
+        if not isinstance(params, Iterable):
+            raise TypeError(f"{type(self).__name__} takes the model's parameters (model.parameters()); got "
+                            f"{type(params).__name__} {params!r}")  # fmt: skip
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__} got no parameters: pass model.parameters()")

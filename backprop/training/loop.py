@@ -32,7 +32,7 @@ from ..losses import Loss, get_loss
 from ..metrics import Metric, get_metrics
 from .data import TrainingData, training_data
 from .evaluate import evaluate
-from .options import resolve_optimizer, split_validation, validation_pair
+from .options import check_fit_options, resolve_optimizer, split_validation, validation_pair
 from .parallel import DataParallel
 from .protocol import TrainableModel
 from .step import StepCore, build_step
@@ -151,6 +151,7 @@ def fit(
     loss = get_loss(loss)
     model._check_loss(loss)
     optimizer = model.optimizer = resolve_optimizer(model, optimizer)
+    check_fit_options(shuffle, record_grad_norms, graph, history, distributed)
     validation_data = validation_pair(validation_data)
     if validation_split is not None:
         X, y, validation_data = split_validation(X, y, validation_split, validation_data)
@@ -305,7 +306,7 @@ class _Run:
                 raise TrainingDivergedError(
                     f"training diverged: the loss became {values['loss']} in epoch {done}. Lower the "
                     f"learning rate (now {self.optimizer.lr:g}), clip gradients (clip_grad_norm=1.0) or check "
-                    "the data's scale." + ("" if saved is None else " " + _saved_state(saved))
+                    "the data's scale." + ("" if saved is None else " " + saved.where_saved())
                 )
             if self.val is not None:  # never deferred: these are the weights at the end of `done`
                 if parallel is not None:
@@ -323,17 +324,6 @@ class _Run:
             if not math.isfinite(values["loss"]):
                 break
             self.callbacks.on_epoch_end(done, values)
-
-
-def _saved_state(checkpoint: ModelCheckpoint) -> str:
-    """Where the divergence message sends the user: the best epoch's state for a best-only
-    checkpoint (the epochs after it, still good, were not saved), else the last good epoch's."""
-    if checkpoint.save_best_only:
-        return (
-            f"The best state so far (epoch {checkpoint.best_epoch}, {checkpoint.monitor} "
-            f"{checkpoint.best_value:.4g}) is in {checkpoint.path!r}."
-        )
-    return f"The last good state is in {checkpoint.path!r}."
 
 
 def _step(run: _Run, clip: float | None, graph: bool) -> StepCore:

@@ -7,15 +7,16 @@ import math
 from typing import TYPE_CHECKING, Any, cast
 
 from ..distributed import open_array
+from ..history import History
 from ..registry import OPTIMIZERS
-from ..validation import InvalidParameterError, real
+from ..validation import InvalidParameterError, flag, real
 from .data import is_streamed
 from .protocol import TrainableModel
 
 if TYPE_CHECKING:
     from ..optim import Optimizer
 
-__all__ = ["resolve_optimizer", "split_validation", "validation_pair"]
+__all__ = ["check_fit_options", "resolve_optimizer", "split_validation", "validation_pair"]
 
 
 def resolve_optimizer(model: TrainableModel, optimizer: Optimizer | str) -> Optimizer:
@@ -55,6 +56,23 @@ def resolve_optimizer(model: TrainableModel, optimizer: Optimizer | str) -> Opti
         raise TypeError(
             f"optimizer {optimizer!r} cannot be built from its name alone ({exc}): pass an instance instead"
         ) from None
+
+
+def check_fit_options(shuffle: Any, record_grad_norms: Any, graph: Any, history: Any, distributed: Any) -> None:
+    """Refuse `fit` options of the wrong kind before anything runs, saying what was given:
+    flags that are not True or False (a string is true), a history that is not a `History`,
+    a ``distributed`` that is not a world (`bp.distributed.init()`)."""
+    for name, value in (("shuffle", shuffle), ("record_grad_norms", record_grad_norms), ("graph", graph)):
+        flag(value, name, owner="fit")
+    if history is not None and not isinstance(history, History):
+        raise InvalidParameterError(
+            f"fit history must be a bp.History to continue (a checkpoint's .history); got {type(history).__name__}"
+        )
+    if distributed is not None and not all(hasattr(distributed, a) for a in ("rank", "size", "communicator")):
+        raise InvalidParameterError(
+            f"fit distributed must be the world of bp.distributed.init(); got {type(distributed).__name__} "
+            f"{distributed!r}"
+        )
 
 
 def validation_pair(data: Any) -> tuple[Any, Any] | None:

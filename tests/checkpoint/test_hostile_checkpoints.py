@@ -177,7 +177,7 @@ ARCHITECTURE_CASES: list[tuple[str, Callable[..., Any], str]] = [
     ("dense-in-float", _edit_at(config(0), "in_features", 4.5), f"{ARCH}: layer 0"),
     ("dense-in-bool", _edit_at(config(0), "in_features", True), f"{ARCH}: layer 0"),
     ("dense-in-list", _edit_at(config(0), "in_features", [4]), f"{ARCH}: layer 0"),
-    ("dense-bias-no", _edit_at(config(0), "bias", "no"), f"{ARCH}: layer '0' \\(Dense\\) has bias 'no'"),
+    ("dense-bias-no", _edit_at(config(0), "bias", "no"), f"{ARCH}: layer 0: Dense bias must be True or False"),
     ("dense-bias-false", _edit_at(config(0), "bias", False),
      r"it updates parameters \[.0.b.\] that the model does not"),
     ("dense-init-unknown", _edit_at(config(0), "init", "magic"), f"{ARCH}: layer 0"),
