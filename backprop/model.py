@@ -261,6 +261,7 @@ class Sequential(SequentialLayer):
         """Mean loss (without l1/l2 penalties) and metrics on ``(X, y)`` in inference mode,
         e.g. ``{"loss": 0.12, "accuracy": 0.97}``."""
         backend = self._require_built()
+        batch_size = integer(batch_size, "batch_size", minimum=1, owner="evaluate")
         loss = get_loss(loss)
         self._check_loss(loss)
         with backend.activate():

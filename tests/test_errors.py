@@ -209,6 +209,15 @@ def test_options_of_the_wrong_kind_are_refused_up_front(tmp_path) -> None:
         model.load_state_dict(model.state_dict(), strict="no")  # type: ignore[arg-type]
     with pytest.raises(bp.InvalidParameterError, match="CSVLogger path .* is a directory: name a file, such as"):
         bp.callbacks.CSVLogger(tmp_path)
+    with pytest.raises(bp.InvalidParameterError, match="EarlyStopping min_delta must be a finite number; got nan"):
+        bp.EarlyStopping(min_delta=float("nan"))
+    (tmp_path / "events").touch()
+    with pytest.raises(bp.InvalidParameterError, match="TensorBoard log_dir .* is a file: name a folder"):
+        bp.callbacks.TensorBoard(tmp_path / "events")
+    with pytest.raises(bp.InvalidParameterError, match="evaluate batch_size must be a positive integer; got 0"):
+        model.evaluate(X, y, loss="bce", batch_size=0)
+    with pytest.raises(bp.InvalidParameterError, match="summary print_fn must be a function"):
+        model.summary(print_fn=3)  # type: ignore[arg-type]
     assert model.fit(X, y, **fit, shuffle=np.bool_(False), graph=False)  # NumPy's booleans are booleans
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..validation import choice, integer
+from ..validation import choice, flag, integer, real
 from .base import Callback, Logs, TrainedModel
 from .monitor import improves, maximizes, missing_monitor
 
@@ -47,9 +47,9 @@ class EarlyStopping(Callback):
         patience = integer(patience, "patience")
         self.monitor = monitor
         self.patience = patience
-        self.min_delta = abs(float(min_delta))
+        self.min_delta = abs(real(min_delta, "min_delta", owner="EarlyStopping"))  # either sign: Keras' habit
         self.mode = mode
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = flag(restore_best_weights, "restore_best_weights", owner="EarlyStopping")
         self.best_epoch: int | None = None
         self.best_value = math.nan
         self.stopped_epoch: int | None = None

@@ -55,6 +55,10 @@ class TensorBoard(Callback):
             raise InvalidParameterError(
                 f"TensorBoard log_dir must be a folder name; got {type(log_dir).__name__} {log_dir!r}"
             )
+        if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+            raise InvalidParameterError(
+                f"TensorBoard log_dir {os.fspath(log_dir)!r} is a file: name a folder (made if missing)"
+            )
         histogram_freq = integer(histogram_freq, "histogram_freq", owner="TensorBoard")
         if isinstance(update_freq, str):
             update_freq = choice(update_freq, "update_freq", ("epoch", "batch"), owner="TensorBoard")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..memory import format_bytes
-from ..validation import integer
+from ..validation import InvalidParameterError, integer
 from .base import Layer
 
 __all__ = ["LayerRow", "ModelSummary", "summarize"]
@@ -86,6 +86,10 @@ def summarize(
     values are ``dtype``. Where the model could not know a width (a model whose first layers,
     activations say, keep any width), ``in_features``, the width of the inputs, fills it in.
     ``print_fn`` (``print``, a logger's ``info``) is given the table."""
+    if print_fn is not None and not callable(print_fn):
+        raise InvalidParameterError(
+            f"summary print_fn must be a function such as print or logger.info, or None; got {type(print_fn).__name__}"
+        )
     if in_features is not None:
         in_features = integer(in_features, "in_features", minimum=1, owner="summary")
         if model_in is not None and model_in != in_features:
