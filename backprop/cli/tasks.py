@@ -51,8 +51,13 @@ def check_loss(dataset: Dataset, loss: str | None) -> str:
         hint = (" (or --task regression, if the labels are quantities rather than classes)"
                 if loss in REGRESSION_LOSSES and dataset.y_train.ndim == 1 and dataset.task == "classification"
                 else "")
-        raise UsageError(f"--loss {loss} does not fit the {kind} of {dataset.name}: use {' or '.join(fitting)}{hint}")
+        raise UsageError(f"--loss {loss} does not fit the {kind} of {dataset.name}: use {_either(fitting)}{hint}")
     return loss
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """``"mse, mae or huber"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def output_activation(loss: str) -> str | None:

@@ -85,6 +85,9 @@ def test_task_option_picks_the_task_and_refuses_what_does_not_fit(tmp_path: Path
                            *TRAIN)
     assert code == 2
     assert "--loss mse does not fit the class labels" in err and "--task regression" in err
+    code, _, err = run_cli(capsys, "train", "--data", f"csv:{data}", "--task", "regression", "--loss", "cross_entropy",
+                           *TRAIN)
+    assert code == 2 and "does not fit the regression targets of counts: use mse, mae or huber" in err
     code, _, err = run_cli(capsys, "train", "--data", "digits", "--task", "regression", *TRAIN)
     assert code == 1 and "digits is a classification data set" in err and "CSV" in err
     code, _, err = run_cli(capsys, "train", "--task", "values", *TRAIN)
