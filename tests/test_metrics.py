@@ -183,6 +183,33 @@ def test_r2_of_targets_far_from_zero_keeps_its_digits_in_a_float32_model(device:
     assert metric.result(sums.tolist(), 500.0) == pytest.approx(expected, rel=1e-6)
 
 
+def test_precision_recall_and_f1_count_once_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """They keep the same counts: one `batch_state` per batch serves all three, in `fit` and
+    in `evaluate`, with the values each gives alone."""
+    from backprop.metrics.confusion import ConfusionMetric  # noqa: PLC0415 - its batch_state is counted
+
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((90, 5)), rng.integers(0, 3, 90)
+    names = ["precision", "recall", "f1"]
+
+    def run(metrics: list[str]) -> tuple[dict, dict]:
+        model = bp.Sequential(bp.Dense(5, 3), seed=0)
+        history = model.fit(X, y, loss="cross_entropy", optimizer="adam", epochs=2, batch_size=30, verbose=0,
+                            metrics=metrics)  # fmt: skip
+        return {k: history[k] for k in metrics}, model.evaluate(X, y, loss="cross_entropy", metrics=metrics)
+
+    alone = [run([name]) for name in names]
+    calls: list[int] = []
+    real = ConfusionMetric.batch_state
+    monkeypatch.setattr(ConfusionMetric, "batch_state", lambda self, *a: calls.append(1) or real(self, *a))
+    together, evaluated = run(names)
+    assert len(calls) == 2 * 3 + 1  # 2 epochs of 3 batches, and one evaluation batch: once each
+    for name, (history, scores) in zip(names, alone):
+        assert together[name] == history[name] and evaluated[name] == scores[name]
+    assert bp.metrics.Precision(average="micro").bind(CE, 3).state_key() == bp.metrics.F1().bind(CE, 3).state_key()
+    assert bp.metrics.Precision().bind(CE, 3).state_key() != bp.metrics.Precision().bind(BCE, 3).state_key()
+
+
 def test_metrics_refuse_what_they_cannot_measure() -> None:
     with pytest.raises(ValueError, match="precision needs a classification loss"):
         get_metrics(["precision"], MSE, 1)

@@ -16,13 +16,13 @@ or sums of squares as their state and compute the ratio in `result`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from ..backends import Array
 from ..losses import Loss
 
-__all__ = ["Metric", "check_loss", "metric_values"]
+__all__ = ["Metric", "batch_states", "check_loss", "metric_values"]
 
 
 class Metric:
@@ -59,6 +59,11 @@ class Metric:
         """The metric from its state summed over all batches and the number of samples."""
         return sums[0] / samples
 
+    def state_key(self) -> Hashable | None:
+        """Metrics with equal keys have the same `batch_state` (precision, recall and F1 of
+        one model count the same things), which `batch_states` computes once; ``None``: its own."""
+        return None
+
     def _configured(self, **settings: Any) -> Metric:
         bound = copy.copy(self)
         bound.__dict__.update(settings)
@@ -66,6 +71,22 @@ class Metric:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def batch_states(metrics: Sequence[Metric], xp: Any, P: Array, T: Array) -> list[Array]:
+    """Each metric's `batch_state` of the batch ``(P, T)``, computed once for metrics that
+    share it (`Metric.state_key`)."""
+    shared: dict[Hashable, Array] = {}
+    states = []
+    for metric in metrics:
+        key = metric.state_key()
+        if key is None:
+            states.append(metric.batch_state(xp, P, T))
+            continue
+        if key not in shared:
+            shared[key] = metric.batch_state(xp, P, T)
+        states.append(shared[key])
+    return states
 
 
 def metric_values(

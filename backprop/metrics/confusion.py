@@ -62,6 +62,10 @@ class ConfusionMetric(Metric):
             raise ValueError(f"{self!r} is not bound to a model: pass it to fit or evaluate, which bind it")
         return 3 * self.outputs
 
+    def state_key(self) -> tuple[Any, ...]:
+        """The counts depend on how classes are read, not on the metric or its ``average``."""
+        return ("confusion", self.outputs, self.labels, self.threshold)
+
     def batch_state(self, xp: Any, P: Array, T: Array) -> Array:
         """``[TP_c..., predicted_c..., actual_c...]`` over the batch, ``3C`` sums."""
         if self.labels:  # one-hot rows of the argmax and of the labels

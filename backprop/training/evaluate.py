@@ -9,6 +9,7 @@ from ..backends import Array
 from ..batching import slices
 from ..losses import Loss
 from ..metrics import Metric, metric_values
+from ..metrics.base import batch_states
 from .protocol import TrainableModel
 
 __all__ = ["evaluate", "evaluate_sums"]
@@ -43,6 +44,6 @@ def evaluate_sums(
     for Xb, Tb in slices(X, T, max(batch_size, 1024)):
         P, _ = model.apply(Xb, False)
         totals[0] = totals[0] + loss.value(backend.ops, P, Tb) * P.shape[0]
-        for i, metric in enumerate(metrics):
-            totals[i + 1] = totals[i + 1] + metric.batch_state(xp, P, Tb)
+        for i, state in enumerate(batch_states(metrics, xp, P, Tb)):
+            totals[i + 1] = totals[i + 1] + state
     return backend.to_floats([xp.asarray(t, dtype=backend.dtype) for t in totals])

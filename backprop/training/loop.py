@@ -30,6 +30,7 @@ from ..epoch_results import EpochResults
 from ..history import History
 from ..losses import Loss, get_loss
 from ..metrics import Metric, get_metrics
+from ..metrics.base import batch_states
 from .data import TrainingData, training_data
 from .evaluate import evaluate
 from .options import check_fit_options, resolve_optimizer, split_validation, validation_pair
@@ -281,9 +282,9 @@ class _Run:
                     begin(batch, logs)
                 L, P = step(Xb, Tb)
                 results.add(L, rows)
-                for i, metric in enumerate(metrics):
-                    # no rows (a rank left out of a small last batch): its state is zeros
-                    results.metrics[i].append(metric.batch_state(xp, P, Tb) if rows else empty[i])
+                if metrics:  # no rows (a rank left out of a small last batch): zeros
+                    for kept, state in zip(results.metrics, batch_states(metrics, xp, P, Tb) if rows else empty):
+                        kept.append(state)
                 if end is not None:
                     end(batch, logs)
                 if model.stop_training:
