@@ -1,5 +1,6 @@
-"""`fit`'s habits from other libraries: an optimizer named by a string (Keras'
-``optimizer="adam"``) and ``validation_split`` (Keras' held-out tail of the data)."""
+"""`fit`'s options before it trains: the habits from other libraries (an optimizer named by a
+string, Keras' ``optimizer="adam"``; ``validation_split``, Keras' held-out tail of the data) and
+the checks that refuse options of the wrong kind up front."""
 
 from __future__ import annotations
 
