@@ -4,6 +4,7 @@ checkpoints during training (periodic, Ctrl-C, divergence) and resumed numbering
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -341,26 +342,24 @@ def test_ctrl_c_saves_the_last_completed_epoch_and_resuming_is_exact(tmp_path, m
         np.testing.assert_array_equal(ckpt.model.state_dict()[name], value)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
-def test_divergence_keeps_the_last_good_checkpoint(tmp_path, rng: np.random.Generator) -> None:
-    path = tmp_path / "diverge.npz"
+def diverging_fit(rng: np.random.Generator, **options: Any) -> str:
+    """The message of a `fit` whose learning rate explodes after a few epochs (``options``: how
+    it checkpoints)."""
     X, y = blobs(rng)
     model = bp.Sequential(bp.Dense(4, 3), device="cpu", seed=0)
     opt = bp.optim.SGD(model.parameters(), lr=1.0)
-    scheduler = lr_scheduler.ExponentialLR(opt, gamma=1e6)  # a learning rate that explodes after a few epochs
-    with pytest.raises(bp.TrainingDivergedError, match=rf"in epoch (\d+).*last good state is in '{path}'") as err:
-        model.fit(
-            100 * X,
-            y,
-            loss="cross_entropy",
-            optimizer=opt,
-            epochs=50,
-            scheduler=scheduler,
-            checkpoint=path,
-            checkpoint_every=100,
-            verbose=0,
-        )
-    bad_epoch = int(str(err.value).split("in epoch ")[1].split(".")[0])
+    scheduler = lr_scheduler.ExponentialLR(opt, gamma=1e6)
+    with pytest.raises(bp.TrainingDivergedError) as err:
+        model.fit(100 * X, y, loss="cross_entropy", optimizer=opt, epochs=50, scheduler=scheduler, verbose=0, **options)
+    return str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, rng: np.random.Generator) -> None:
+    path = tmp_path / "diverge.npz"
+    message = diverging_fit(rng, checkpoint=path, checkpoint_every=100)
+    assert re.search(rf"in epoch (\d+).*last good state is in '{path}'", message)
+    bad_epoch = int(message.split("in epoch ")[1].split(".")[0])
     ckpt = bp.load_checkpoint(path)
     assert ckpt.epoch == bad_epoch - 1 > 0
     assert all(np.isfinite(v).all() for v in ckpt.model.state_dict().values())
@@ -371,22 +370,8 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, rng: np.random.Gene
 def test_divergence_with_a_best_only_checkpoint_names_its_best_epoch(tmp_path, rng: np.random.Generator) -> None:
     """A best-only file holds the best epoch, not the last good one: the message says which."""
     path = tmp_path / "best.npz"
-    X, y = blobs(rng)
-    model = bp.Sequential(bp.Dense(4, 3), device="cpu", seed=0)
-    opt = bp.optim.SGD(model.parameters(), lr=1.0)
     best = bp.callbacks.ModelCheckpoint(path, monitor="loss", save_best_only=True)
-    with pytest.raises(bp.TrainingDivergedError) as err:
-        model.fit(
-            100 * X,
-            y,
-            loss="cross_entropy",
-            optimizer=opt,
-            epochs=50,
-            scheduler=lr_scheduler.ExponentialLR(opt, gamma=1e6),
-            callbacks=[best],
-            verbose=0,
-        )
-    message = str(err.value)
+    message = diverging_fit(rng, callbacks=[best])
     assert "last good state" not in message
     assert f"The best state so far (epoch {best.best_epoch}, loss {best.best_value:.4g}) is in '{path}'" in message
     assert bp.load_checkpoint(path).epoch == best.best_epoch
