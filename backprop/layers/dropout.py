@@ -44,7 +44,9 @@ class Dropout(Layer):
     draws from a stream of its own (its rank is mixed into the generator's seed).
     """
 
-    _device_rng_rank: int | None = None  # also what a Dropout pickled by an earlier version lacks
+    # the data-parallel rank the device generator was made for; until set (and in a Dropout
+    # pickled by an earlier version), none
+    _device_rng_rank: int | None = None
 
     def __init__(self, p: float = 0.5, masks: str = "host"):
         super().__init__()
@@ -55,7 +57,6 @@ class Dropout(Layer):
         self._seeds: np.random.SeedSequence | None = None
         self._device_rng: Any = None
         self._device_rng_backend: Backend | None = None
-        self._device_rng_rank = None  # the data-parallel rank it was made for
 
     def build(self, in_features: int | None, ctx: BuildContext) -> int | None:
         super().build(in_features, ctx)
