@@ -53,6 +53,28 @@ def assert_parameter_grads_match(
         np.testing.assert_allclose(host(p.grad), numeric, rtol=1e-7, atol=1e-9, err_msg=p.name)
 
 
+def assert_gradients_match_central_differences(
+    model: bp.Sequential, X: np.ndarray, R: np.ndarray, training: bool, step: float = 1e-5
+) -> None:
+    """dX and every parameter's gradient of ``L = sum(R * model(X))`` against float64 central
+    differences, in the given mode.
+
+    The step is 1e-5 by default rather than `central_difference`'s 1e-6: these losses sum a
+    few dozen O(1) outputs, so rounding alone puts ~1e-16 * 20 / 1e-6 = 2e-9 of noise into each
+    difference at 1e-6, above the atol, while the truncation error at 1e-5 is ~1e-10."""
+    backend = model.backend
+
+    def loss_of_input(Xp: np.ndarray) -> float:
+        with backend.activate():
+            return float(np.sum(host(model.apply(backend.from_host(Xp), training)[0]) * R))
+
+    with backend.activate():
+        _, backward = model.apply(backend.from_host(X), training)
+        dX = host(backward(backend.from_host(R), True))
+    np.testing.assert_allclose(dX, central_difference(loss_of_input, X, step), rtol=1e-7, atol=1e-9)
+    assert_parameter_grads_match(model, loss_of_input, X, step)
+
+
 def away_from_kinks(x: np.ndarray, margin: float = 0.05) -> np.ndarray:
     """Push entries at least ``margin`` away from 0, where ReLU-like functions have kinks."""
     return np.where(x >= 0, x + margin, x - margin)

@@ -11,9 +11,8 @@ import pytest
 import backprop as bp
 from backprop.layers import BatchNorm, Dropout, LayerNorm, Residual, layer_config, layer_from_config
 from helpers import (
-    assert_parameter_grads_match,
+    assert_gradients_match_central_differences,
     assert_trains_like_torch,
-    central_difference,
     host,
     optimizer_pair,
     torch_twin,
@@ -30,29 +29,6 @@ def randomise(model: bp.Sequential, rng: np.random.Generator) -> None:
         else:
             state[name] = rng.standard_normal(value.shape)
     model.load_state_dict(state)
-
-
-def assert_gradients_match_central_differences(
-    model: bp.Sequential, X: np.ndarray, R: np.ndarray, training: bool
-) -> None:
-    """dX and every parameter's gradient of ``L = sum(R * model(X))`` against float64 central
-    differences, in the given mode.
-
-    The step is 1e-5 rather than helpers' default 1e-6: these losses sum a few dozen O(1)
-    outputs, so rounding alone puts ~1e-16 * 20 / 1e-6 = 2e-9 of noise into each difference at
-    1e-6, above the atol, while the truncation error at 1e-5 is ~1e-10."""
-    backend = model.backend
-    step = 1e-5
-
-    def loss_of_input(Xp: np.ndarray) -> float:
-        with backend.activate():
-            return float(np.sum(host(model.apply(backend.from_host(Xp), training)[0]) * R))
-
-    with backend.activate():
-        _, backward = model.apply(backend.from_host(X), training)
-        dX = host(backward(backend.from_host(R), True))
-    np.testing.assert_allclose(dX, central_difference(loss_of_input, X, step), rtol=1e-7, atol=1e-9)
-    assert_parameter_grads_match(model, loss_of_input, X, step)
 
 
 # ---------------------------------------------------------------------------- central differences

@@ -10,7 +10,7 @@ import pytest
 import backprop as bp
 from backprop.datasets import Standardizer
 from backprop.layers import layer_config, layer_from_config
-from helpers import central_difference, host
+from helpers import assert_gradients_match_central_differences, host
 
 
 def data(rng: np.random.Generator, n: int = 30) -> np.ndarray:
@@ -46,16 +46,7 @@ def test_forward_is_the_standardizers_transform_on_every_backend(device: bp.Devi
 def test_backward_matches_central_differences(device: bp.Device, rng: np.random.Generator) -> None:
     X, R = data(rng, 5), rng.standard_normal((5, 4))
     model = bp.Sequential(bp.Standardize().adapt(data(rng)), device=device, dtype="float64", seed=0)
-    backend = model.backend
-
-    def loss(Xp: np.ndarray) -> float:
-        with backend.activate():
-            return float(np.sum(host(model.apply(backend.from_host(Xp), True)[0]) * R))
-
-    with backend.activate():
-        _, backward = model.apply(backend.from_host(X), True)
-        dX = host(backward(backend.from_host(R), True))
-    np.testing.assert_allclose(dX, central_difference(loss, X, 1e-4), rtol=1e-7, atol=1e-9)
+    assert_gradients_match_central_differences(model, X, R, training=True, step=1e-4)
 
 
 def test_forward_and_backward_match_pytorch(device: bp.Device, rng: np.random.Generator) -> None:
